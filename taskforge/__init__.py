@@ -1,0 +1,51 @@
+"""taskforge: a Celery-style task framework built directly on Redis primitives."""
+
+from taskforge.app import Taskforge, default_app, task
+from taskforge.errors import (
+    BrokerConnectionError,
+    BrokerError,
+    ConfigurationError,
+    EnqueueError,
+    JobCancelledError,
+    JobFailedError,
+    JobNotFoundError,
+    PayloadTooLargeError,
+    ResultTimeoutError,
+    SerializationError,
+    TaskforgeError,
+    UnknownTaskError,
+)
+from taskforge.handle import JobHandle
+from taskforge.job import Job, JobPriority, JobRecord, JobStatus
+from taskforge.registry import Registry
+from taskforge.retry import Retry
+from taskforge.settings import Settings
+from taskforge.task import Call, Task
+
+__all__ = [
+    "BrokerConnectionError",
+    "BrokerError",
+    "Call",
+    "ConfigurationError",
+    "EnqueueError",
+    "Job",
+    "JobCancelledError",
+    "JobFailedError",
+    "JobHandle",
+    "JobNotFoundError",
+    "JobPriority",
+    "JobRecord",
+    "JobStatus",
+    "PayloadTooLargeError",
+    "Registry",
+    "ResultTimeoutError",
+    "Retry",
+    "SerializationError",
+    "Settings",
+    "Task",
+    "Taskforge",
+    "TaskforgeError",
+    "UnknownTaskError",
+    "default_app",
+    "task",
+]

@@ -1,0 +1,163 @@
+"""The application object: settings + registry + producer client, and the default app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar, overload
+
+from taskforge.client import Client
+from taskforge.handle import JobHandle
+from taskforge.job import JobPriority
+from taskforge.registry import Registry
+from taskforge.settings import Settings
+from taskforge.task import Call, Task, TaskOptions, coerce_priority
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Taskforge:
+    """One taskforge application: where tasks register and jobs are sent.
+
+    Creating it connects to nothing. Settings are read from the environment on first use unless
+    given (``Taskforge(Settings.from_env(redis_url=...))``) or changed with :meth:`configure`.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, registry: Registry | None = None):
+        self._settings = settings
+        self.registry = registry if registry is not None else Registry()
+        self._client: Client | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (from the environment when none were given)."""
+        if self._settings is None:
+            self._settings = Settings.from_env()
+        return self._settings
+
+    def configure(self, settings: Settings | None = None, **overrides: Any) -> Settings:
+        """Replace the settings (``app.configure(redis_url="redis://...")``); drops open clients."""
+        base = settings if settings is not None else self.settings
+        self._settings = base.model_copy(update=overrides) if overrides else base
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        return self._settings
+
+    @property
+    def client(self) -> Client:
+        """The producer client (created on first use)."""
+        if self._client is None:
+            self._client = Client(self.settings)
+        return self._client
+
+    # The dispatcher protocol for tasks: resolve the client only when a job is sent.
+    def submit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]:
+        """Enqueue calls (see :meth:`Client.submit`)."""
+        return self.client.submit(calls)
+
+    async def asubmit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]:
+        """Async :meth:`submit`."""
+        return await self.client.asubmit(calls)
+
+    def enqueue_many(self, calls: Sequence[Call]) -> list[JobHandle[Any]]:
+        """Bulk enqueue ``[add.s(1, 2), add.s(3, 4), ...]``: one round trip per queue."""
+        return self.submit(calls)
+
+    async def aenqueue_many(self, calls: Sequence[Call]) -> list[JobHandle[Any]]:
+        """Async :meth:`enqueue_many`."""
+        return await self.asubmit(calls)
+
+    def handle(self, job_id: str, *, queue: str = "default") -> JobHandle[Any]:
+        """A handle on an existing job, from its id."""
+        return JobHandle(self.client, job_id, queue)
+
+    def call(self, task_name: str, *args: Any, **kwargs: Any) -> Call:
+        """A call of a task known only by name (no import needed); options via ``call_options``."""
+        return Call(task_name, args, kwargs, TaskOptions(name=task_name).checked())
+
+    @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: JobPriority | str = JobPriority.NORMAL,
+        max_retries: int = 3,
+        retry_backoff: float = 60.0,
+        retry_backoff_cap: float = 3600.0,
+        retry_jitter: bool = False,
+        timeout: float | None = None,
+        rate_limit: str | None = None,
+        concurrency: int | None = None,
+    ) -> _Decorator: ...
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: JobPriority | str = JobPriority.NORMAL,
+        max_retries: int = 3,
+        retry_backoff: float = 60.0,
+        retry_backoff_cap: float = 3600.0,
+        retry_jitter: bool = False,
+        timeout: float | None = None,
+        rate_limit: str | None = None,
+        concurrency: int | None = None,
+    ) -> Any:
+        """Register a function (async or sync) as a task: ``@app.task`` or ``@app.task(...)``.
+
+        ``name`` defaults to ``module.function``. ``retry_backoff`` (s) is the base of the
+        exponential backoff (retry n waits ``retry_backoff * 2**(n-1)``, capped at
+        ``retry_backoff_cap``); ``timeout`` (s) bounds one attempt.
+
+        Raises:
+            ConfigurationError: an option cannot work (negative timeout, unknown priority, ...).
+        """
+        prio = coerce_priority(priority)
+
+        def register(func: Callable[..., Any]) -> Task[Any, Any]:
+            opts = TaskOptions(
+                name=name or f"{func.__module__}.{func.__qualname__}",
+                queue=queue,
+                priority=prio,
+                max_retries=max_retries,
+                retry_backoff=retry_backoff,
+                retry_backoff_cap=retry_backoff_cap,
+                retry_jitter=retry_jitter,
+                timeout=timeout,
+                rate_limit=rate_limit,
+                concurrency=concurrency,
+            )
+            t: Task[Any, Any] = Task(func, opts, self)
+            self.registry.add(t)
+            return t
+
+        if fn is not None:
+            return register(fn)
+        return register
+
+
+class _Decorator:
+    """Type of ``@app.task(...)``: applied to a function, gives its Task."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    def __call__(self, fn: Callable[..., Any], /) -> Task[Any, Any]:
+        raise NotImplementedError  # typing only; task() returns a plain function
+
+
+#: The application behind ``from taskforge import task``.
+default_app = Taskforge()
+#: ``@task`` on the default application.
+task = default_app.task

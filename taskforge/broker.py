@@ -1,0 +1,420 @@
+"""The only code that issues Redis commands for the queue.
+
+Each queue operation is written once, as a generator that yields what to send (a Lua script call,
+a command, or a pipeline of commands) and returns the parsed answer. :class:`SyncBroker` and
+:class:`AsyncBroker` drive the same operations over redis-py's blocking and asyncio clients, so
+the producer API can be synchronous without a second copy of the protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio
+from redis.commands.core import AsyncScript, Script
+
+from taskforge.connection import async_client, sync_client
+from taskforge.errors import BrokerConnectionError, BrokerError
+from taskforge.job import PRIORITY_ORDER, JobPriority, JobRecord, JobStatus
+from taskforge.keys import GlobalKeys, QueueKeys
+from taskforge.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Arg = str | int | float
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    """One Lua script invocation."""
+
+    name: str
+    keys: Sequence[str]
+    args: Sequence[Arg]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One plain Redis command."""
+
+    args: tuple[Arg, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Commands sent together in one round trip (a non-transactional pipeline)."""
+
+    commands: Sequence[Command]
+
+
+Request = ScriptCall | Command | Batch
+#: A queue operation: yields requests, receives their replies, returns its result.
+Op = Generator[Request, Any, T]
+
+SCRIPT_NAMES = (
+    "enqueue", "fetch", "finish", "retry", "requeue", "extend", "watch", "cancel", "revive",
+)  # fmt: skip
+
+
+def _load_sources() -> dict[str, str]:
+    folder = resources.files("taskforge") / "lua"
+    prelude = (folder / "_prelude.lua").read_text()
+    return {name: prelude + (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+
+
+SOURCES = _load_sources()
+
+
+# --------------------------------------------------------------------------- request payloads
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """What enqueue needs of one job; ``envelope`` is its encoded :class:`~taskforge.job.Job`."""
+
+    id: str
+    task: str
+    priority: JobPriority
+    envelope: str
+    delay_ms: int = 0
+    at_ms: int = -1
+    unique_key: str = ""
+    unique_until: str = "running"
+    unique_ttl_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """Enqueue's answer for one job: ``created`` is False for a duplicate (``id`` is the holder)."""
+
+    id: str
+    status: JobStatus
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Leased:
+    """A job handed to this worker: its raw envelope and the lease token that fences its outcome."""
+
+    id: str
+    envelope: str
+    token: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """Fetch's answer: leased jobs and how long until something falls due (None = nothing)."""
+
+    jobs: list[Leased]
+    next_due_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A final outcome for :meth:`Ops.finish`."""
+
+    id: str
+    token: str
+    status: JobStatus
+    result_json: str = ""
+    error_type: str = ""
+    error: str = ""
+    traceback: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """How many jobs of one queue are in each place."""
+
+    queue: str
+    ready: dict[JobPriority, int] = field(default_factory=dict)
+    scheduled: int = 0
+    inflight: int = 0
+    dead: int = 0
+
+    @property
+    def ready_total(self) -> int:
+        """Ready jobs over all priorities."""
+        return sum(self.ready.values())
+
+
+# --------------------------------------------------------------------------- the operations
+
+
+class Ops:
+    """The queue protocol: every operation as a generator of requests (see module docstring)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.globals = GlobalKeys(settings.prefix)
+        self._keys: dict[str, QueueKeys] = {}
+
+    def keys(self, queue: str) -> QueueKeys:
+        """The keys of ``queue`` (cached)."""
+        k = self._keys.get(queue)
+        if k is None:
+            k = self._keys[queue] = QueueKeys(self.settings.prefix, queue)
+        return k
+
+    def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> Op[list[Enqueued]]:
+        """Create jobs in ``queue``; duplicates (same id or held unique key) write nothing."""
+        k = self.keys(queue)
+        args: list[Arg] = [self.settings.events_channel, queue]
+        for j in jobs:
+            args += [j.id, j.task, j.priority.value, j.envelope, j.delay_ms, j.at_ms]
+            args += [j.unique_key, j.unique_until, j.unique_ttl_s]
+        keys = [*k.ready_lists, k.scheduled, k.wake, k.job_prefix, k.base + ":unique:"]
+        raw = yield ScriptCall("enqueue", keys, args)
+        out = []
+        for i in range(0, len(raw), 2):
+            flag = raw[i + 1]
+            holder = flag.split(":", 1)[1] if flag != "new" else jobs[i // 2].id
+            out.append(Enqueued(holder, JobStatus(raw[i]), flag == "new"))
+        return out
+
+    def fetch(self, queue: str, count: int, worker_id: str, *, batch: int = 1000) -> Op[Fetched]:
+        """Promote due jobs, reclaim expired leases, and lease up to ``count`` ready jobs."""
+        k = self.keys(queue)
+        s = self.settings
+        keys = [*k.ready_lists, k.scheduled, k.inflight, k.wake, k.dead, k.job_prefix]
+        args: list[Arg] = [count, int(s.lease_s * 1000), worker_id, s.events_channel, queue]
+        args += [batch, s.max_deliveries]
+        raw = yield ScriptCall("fetch", keys, args)
+        jobs = [
+            Leased(raw[i], raw[i + 1], str(raw[i + 2]), int(raw[i + 3]))
+            for i in range(1, len(raw), 4)
+        ]
+        return Fetched(jobs, None if raw[0] < 0 else int(raw[0]))
+
+    def finish(self, queue: str, outcomes: Sequence[Outcome]) -> Op[list[bool]]:
+        """Record final outcomes; False for each one refused (stale lease token)."""
+        k = self.keys(queue)
+        args: list[Arg] = [self.settings.events_channel, queue, self.settings.result_ttl_s]
+        for o in outcomes:
+            args += [o.id, o.token, o.status.value, o.result_json, o.error_type, o.error]
+            args.append(o.traceback)
+        raw = yield ScriptCall("finish", [k.inflight, k.dead, k.job_prefix], args)
+        return [bool(x) for x in raw]
+
+    def retry(
+        self, queue: str, job_id: str, token: str, delay_ms: int, error: tuple[str, str, str]
+    ) -> Op[bool]:
+        """Schedule a failed job's next attempt after ``delay_ms``; ``error`` = (type, msg, tb)."""
+        k = self.keys(queue)
+        keys = [k.inflight, k.scheduled, k.wake, k.job(job_id)]
+        args: list[Arg] = [self.settings.events_channel, queue, job_id, token, delay_ms, *error]
+        return bool((yield ScriptCall("retry", keys, args)))
+
+    def requeue(
+        self, queue: str, leases: Sequence[tuple[str, str]], delay_ms: int = 0
+    ) -> Op[list[bool]]:
+        """Hand leased ``(id, token)`` jobs back unrun: at once to the front, or after a delay."""
+        k = self.keys(queue)
+        keys = [*k.ready_lists, k.inflight, k.scheduled, k.wake, k.job_prefix]
+        args: list[Arg] = [self.settings.events_channel, queue, delay_ms]
+        for job_id, token in leases:
+            args += [job_id, token]
+        raw = yield ScriptCall("requeue", keys, args)
+        return [bool(x) for x in raw]
+
+    def extend(self, queue: str, leases: Sequence[tuple[str, str]]) -> Op[set[str]]:
+        """Renew leases; returns the ids this worker no longer owns or whose cancel was asked."""
+        k = self.keys(queue)
+        args: list[Arg] = [int(self.settings.lease_s * 1000)]
+        for job_id, token in leases:
+            args += [job_id, token]
+        raw = yield ScriptCall("extend", [k.inflight, k.job_prefix], args)
+        return set(raw)
+
+    def watch(self, queue: str, job_id: str) -> Op[JobStatus | None]:
+        """Register a result waiter and read the status (None: no such job)."""
+        raw = yield ScriptCall("watch", [self.keys(queue).job(job_id)], [])
+        return None if raw is None else JobStatus(raw)
+
+    def wait_done(self, queue: str, job_id: str, timeout_s: float) -> Op[bool]:
+        """Block until the job's done marker appears (True) or the timeout passes (False).
+
+        BLMOVE from the list onto itself leaves the marker in place for other waiters.
+        """
+        done = self.keys(queue).done(job_id)
+        raw = yield Command(("BLMOVE", done, done, "LEFT", "RIGHT", timeout_s))
+        return raw is not None
+
+    def cancel(self, queue: str, job_id: str, control_channel: str) -> Op[tuple[str, str]]:
+        """Cancel a waiting job, or flag a running one; returns (outcome, status)."""
+        k = self.keys(queue)
+        keys = [*k.ready_lists, k.scheduled, k.job(job_id)]
+        args: list[Arg] = [self.settings.events_channel, queue, job_id]
+        args += [self.settings.result_ttl_s, control_channel]
+        raw = yield ScriptCall("cancel", keys, args)
+        return str(raw[0]), str(raw[1])
+
+    def revive(self, queue: str, job_ids: Sequence[str]) -> Op[int]:
+        """Move dead jobs back to their ready lists; returns how many moved."""
+        k = self.keys(queue)
+        keys = [*k.ready_lists, k.dead, k.wake, k.job_prefix]
+        return int((yield ScriptCall("revive", keys, [self.settings.events_channel, queue, *job_ids])))
+
+    def record(self, queue: str, job_id: str) -> Op[JobRecord | None]:
+        """Read a job's record (None when it does not exist)."""
+        raw = yield Command(("HGETALL", self.keys(queue).job(job_id)))
+        return parse_record(job_id, raw) if raw else None
+
+    def counts(self, queue: str) -> Op[QueueCounts]:
+        """Ready (per priority), scheduled, in-flight and dead counts of ``queue``."""
+        k = self.keys(queue)
+        cmds = [Command(("LLEN", key)) for key in k.ready_lists]
+        cmds += [Command(("ZCARD", key)) for key in (k.scheduled, k.inflight, k.dead)]
+        raw = yield Batch(cmds)
+        ready = dict(zip(PRIORITY_ORDER, (int(x) for x in raw[:3]), strict=True))
+        return QueueCounts(queue, ready, int(raw[3]), int(raw[4]), int(raw[5]))
+
+    def announce_queue(self, queue: str) -> Op[None]:
+        """Remember a queue name so the CLI can list queues without scanning."""
+        yield Command(("SADD", self.globals.queues, queue))
+
+    def known_queues(self) -> Op[list[str]]:
+        """Queue names ever announced."""
+        return sorted((yield Command(("SMEMBERS", self.globals.queues))))
+
+    def dead_ids(self, queue: str, start: int = 0, stop: int = -1) -> Op[list[tuple[str, int]]]:
+        """Dead-lettered ``(id, buried_at_ms)``, oldest first."""
+        k = self.keys(queue)
+        raw = yield Command(("ZRANGE", k.dead, start, stop, "WITHSCORES"))
+        return [(raw[i], int(float(raw[i + 1]))) for i in range(0, len(raw), 2)]
+
+    def purge_dead(self, queue: str, job_ids: Sequence[str]) -> Op[int]:
+        """Delete dead jobs for good (records and dead-set entries)."""
+        k = self.keys(queue)
+        if not job_ids:
+            return 0
+        raw = yield Batch(
+            [Command(("ZREM", k.dead, *job_ids)), Command(("UNLINK", *map(k.job, job_ids)))]
+        )
+        return int(raw[0])
+
+
+_INT_FIELDS = ("attempts", "deliveries", "created_ms", "enqueued_ms", "started_ms")
+_INT_FIELDS += ("finished_ms", "run_at_ms")
+
+
+def parse_record(job_id: str, raw: dict[str, str]) -> JobRecord:
+    """Build a :class:`JobRecord` from a job hash; tolerant of a damaged envelope."""
+    data: dict[str, Any] = {"id": job_id, "status": raw.get("status", JobStatus.DEAD)}
+    for name in _INT_FIELDS:
+        if name in raw:
+            data[name] = int(raw[name])
+    for name in ("error", "error_type", "traceback", "worker"):
+        data[name] = raw.get(name)
+    data["cancel_requested"] = raw.get("cancel") == "1"
+    if "result" in raw:
+        data["result"] = json.loads(raw["result"])
+    if "progress" in raw:
+        data["progress"] = float(raw["progress"])
+        data["progress_message"] = raw.get("progress_message")
+    try:
+        data["job"] = json.loads(raw["envelope"]) if "envelope" in raw else None
+        return JobRecord.model_validate(data)
+    except ValueError:
+        data["job"] = None
+        return JobRecord.model_validate(data)
+
+
+# --------------------------------------------------------------------------- the drivers
+
+
+def _wrap(exc: redis.RedisError, settings: Settings) -> BrokerError:
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return BrokerConnectionError(
+            f"cannot reach Redis at {settings.masked_url()}: {exc}; check REDIS_URL and that the"
+            " server is running"
+        )
+    return BrokerError(f"Redis error: {exc}")
+
+
+class SyncBroker:
+    """Runs :class:`Ops` over a blocking redis-py client (producer API, CLI)."""
+
+    def __init__(self, settings: Settings, client: redis.Redis | None = None):
+        self.settings = settings
+        self.ops = Ops(settings)
+        self.client = client if client is not None else sync_client(settings)
+        self._scripts: dict[str, Script] = {}
+
+    def run(self, op: Op[T]) -> T:
+        """Drive one operation to its result."""
+        try:
+            request = next(op)
+            while True:
+                request = op.send(self._send(request))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        except redis.RedisError as exc:
+            raise _wrap(exc, self.settings) from exc
+
+    def _send(self, request: Request) -> Any:
+        if isinstance(request, ScriptCall):
+            script = self._scripts.get(request.name)
+            if script is None:
+                script = self._scripts[request.name] = self.client.register_script(
+                    SOURCES[request.name]
+                )
+            return script(keys=list(request.keys), args=list(request.args))
+        if isinstance(request, Command):
+            return self.client.execute_command(*request.args)
+        pipe = self.client.pipeline(transaction=False)
+        for command in request.commands:
+            pipe.execute_command(*command.args)
+        return pipe.execute()
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.client.close()
+
+
+class AsyncBroker:
+    """Runs :class:`Ops` over an asyncio redis-py client (worker, async producer API)."""
+
+    def __init__(self, settings: Settings, client: redis.asyncio.Redis | None = None):
+        self.settings = settings
+        self.ops = Ops(settings)
+        self.client = client if client is not None else async_client(settings)
+        self._scripts: dict[str, AsyncScript] = {}
+
+    async def run(self, op: Op[T]) -> T:
+        """Drive one operation to its result."""
+        try:
+            request = next(op)
+            while True:
+                request = op.send(await self._send(request))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        except redis.RedisError as exc:
+            raise _wrap(exc, self.settings) from exc
+
+    async def _send(self, request: Request) -> Any:
+        if isinstance(request, ScriptCall):
+            script = self._scripts.get(request.name)
+            if script is None:
+                script = self._scripts[request.name] = self.client.register_script(
+                    SOURCES[request.name]
+                )
+            return await script(keys=list(request.keys), args=list(request.args))
+        if isinstance(request, Command):
+            return await self.client.execute_command(*request.args)
+        pipe = self.client.pipeline(transaction=False)
+        for command in request.commands:
+            pipe.execute_command(*command.args)
+        return await pipe.execute()
+
+    async def aclose(self) -> None:
+        """Release the connection pool."""
+        await self.client.aclose()

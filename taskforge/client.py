@@ -1,0 +1,212 @@
+"""The producer side: turn calls into jobs, read their state, wait for results, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from taskforge.broker import AsyncBroker, NewJob, SyncBroker
+from taskforge.errors import (
+    JobNotFoundError,
+    PayloadTooLargeError,
+    ResultTimeoutError,
+    SerializationError,
+)
+from taskforge.handle import JobHandle
+from taskforge.job import TERMINAL, JobRecord, JobStatus, new_job_id
+from taskforge.settings import Settings
+from taskforge.task import Call
+
+#: Workers listen here for abort requests of running jobs (payload: job id).
+def control_channel(settings: Settings) -> str:
+    """Pub/sub channel carrying cancel requests to workers."""
+    return f"{settings.prefix}:control"
+
+
+class Client:
+    """Producer API over one Redis, sync and async. Connects lazily, on first use."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._sync: SyncBroker | None = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncBroker] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._announced: set[str] = set()
+
+    @property
+    def broker(self) -> SyncBroker:
+        """The blocking broker (created on first use)."""
+        if self._sync is None:
+            self._sync = SyncBroker(self.settings)
+        return self._sync
+
+    @property
+    def abroker(self) -> AsyncBroker:
+        """The asyncio broker of the running event loop (one per loop: clients are loop-bound)."""
+        loop = asyncio.get_running_loop()
+        broker = self._async.get(loop)
+        if broker is None:
+            broker = self._async[loop] = AsyncBroker(self.settings)
+        return broker
+
+    # ---------------------------------------------------------------- enqueue
+
+    def encode(self, call: Call) -> tuple[str, NewJob]:
+        """Build a job from a call: (queue, job). Raises EnqueueError subclasses; pure."""
+        o = call.options
+        job_id = o.job_id or new_job_id()
+        envelope: dict[str, Any] = {
+            "id": job_id,
+            "task": call.task,
+            "args": list(call.args),
+            "kwargs": call.kwargs,
+            "queue": o.queue,
+            "priority": o.priority.value,
+            "max_retries": o.max_retries,
+            "retry_backoff_s": o.retry_backoff,
+            "retry_backoff_cap_s": o.retry_backoff_cap,
+            "retry_jitter": o.retry_jitter,
+            "timeout_s": o.timeout,
+            "created_ms": int(time.time() * 1000),
+        }
+        try:
+            text = json.dumps(envelope, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(
+                f"arguments of {call.task!r} cannot be sent as JSON: {exc}; pass plain data "
+                "(str, int, float, bool, None, list, dict) or ids the task can load"
+            ) from exc
+        size = len(text.encode())
+        if size > self.settings.max_payload_bytes:
+            raise PayloadTooLargeError(
+                f"job for {call.task!r} is {size} bytes, over the {self.settings.max_payload_bytes}"
+                "-byte limit (Settings.max_payload_bytes); store big data elsewhere, pass a key"
+            )
+        at_ms = -1 if call.run_at is None else int(call.run_at.timestamp() * 1000)
+        new = NewJob(
+            id=job_id,
+            task=call.task,
+            priority=o.priority,
+            envelope=text,
+            delay_ms=int(call.delay_s * 1000),
+            at_ms=at_ms,
+            unique_key=o.unique_key or "",
+            unique_until=o.unique_until,
+            unique_ttl_s=o.unique_ttl or 0.0,
+        )
+        return o.queue, new
+
+    def _grouped(self, calls: Sequence[Call]) -> dict[str, list[tuple[int, NewJob]]]:
+        groups: dict[str, list[tuple[int, NewJob]]] = {}
+        for i, call in enumerate(calls):
+            queue, job = self.encode(call)
+            groups.setdefault(queue, []).append((i, job))
+        return groups
+
+    def submit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]:
+        """Enqueue calls: one round trip per queue. Returns handles in call order."""
+        handles: list[JobHandle[Any] | None] = [None] * len(calls)
+        for queue, items in self._grouped(calls).items():
+            if queue not in self._announced:
+                self.broker.run(self.broker.ops.announce_queue(queue))
+                self._announced.add(queue)
+            done = self.broker.run(self.broker.ops.enqueue(queue, [j for _, j in items]))
+            for (i, _), res in zip(items, done, strict=True):
+                handles[i] = JobHandle(self, res.id, queue, created=res.created)
+        return [h for h in handles if h is not None]
+
+    async def asubmit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]:
+        """Async :meth:`submit`."""
+        broker = self.abroker
+        handles: list[JobHandle[Any] | None] = [None] * len(calls)
+        for queue, items in self._grouped(calls).items():
+            if queue not in self._announced:
+                await broker.run(broker.ops.announce_queue(queue))
+                self._announced.add(queue)
+            done = await broker.run(broker.ops.enqueue(queue, [j for _, j in items]))
+            for (i, _), res in zip(items, done, strict=True):
+                handles[i] = JobHandle(self, res.id, queue, created=res.created)
+        return [h for h in handles if h is not None]
+
+    # ---------------------------------------------------------------- reading and waiting
+
+    def record(self, queue: str, job_id: str) -> JobRecord:
+        """The job's record. Raises JobNotFoundError."""
+        return _found(self.broker.run(self.broker.ops.record(queue, job_id)), job_id)
+
+    async def arecord(self, queue: str, job_id: str) -> JobRecord:
+        """Async :meth:`record`."""
+        broker = self.abroker
+        return _found(await broker.run(broker.ops.record(queue, job_id)), job_id)
+
+    def wait(self, queue: str, job_id: str, timeout_s: float | None) -> JobRecord:
+        """Block until the job is final; returns its record. Raises ResultTimeoutError."""
+        ops, run = self.broker.ops, self.broker.run
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            status = run(ops.watch(queue, job_id))
+            if status is None:
+                raise JobNotFoundError(f"no job {job_id!r} in queue {queue!r}")
+            if status in TERMINAL:
+                return self.record(queue, job_id)
+            run(ops.wait_done(queue, job_id, self._block_s(deadline, job_id)))
+
+    async def await_(self, queue: str, job_id: str, timeout_s: float | None) -> JobRecord:
+        """Async :meth:`wait`."""
+        broker = self.abroker
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            status = await broker.run(broker.ops.watch(queue, job_id))
+            if status is None:
+                raise JobNotFoundError(f"no job {job_id!r} in queue {queue!r}")
+            if status in TERMINAL:
+                return await self.arecord(queue, job_id)
+            block_s = self._block_s(deadline, job_id)
+            await broker.run(broker.ops.wait_done(queue, job_id, block_s))
+
+    def _block_s(self, deadline: float | None, job_id: str) -> float:
+        # One blocking call must end before the socket timeout; longer waits loop.
+        cap_s = max(0.1, self.settings.socket_timeout_s * 0.8)
+        if deadline is None:
+            return cap_s
+        left_s = deadline - time.monotonic()
+        if left_s <= 0:
+            raise ResultTimeoutError(f"job {job_id} did not finish in time")
+        return max(0.01, min(cap_s, left_s))
+
+    # ---------------------------------------------------------------- cancel
+
+    def cancel(self, queue: str, job_id: str) -> JobStatus:
+        """Cancel a job (see :meth:`JobHandle.cancel`)."""
+        op = self.broker.ops.cancel(queue, job_id, control_channel(self.settings))
+        return _cancel_status(self.broker.run(op), job_id)
+
+    async def acancel(self, queue: str, job_id: str) -> JobStatus:
+        """Async :meth:`cancel`."""
+        broker = self.abroker
+        op = broker.ops.cancel(queue, job_id, control_channel(self.settings))
+        return _cancel_status(await broker.run(op), job_id)
+
+    def close(self) -> None:
+        """Close the blocking connection pool (async pools close with their loop)."""
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+
+def _found(record: JobRecord | None, job_id: str) -> JobRecord:
+    if record is None:
+        raise JobNotFoundError(f"no record for job {job_id!r} (never enqueued, or expired)")
+    return record
+
+
+def _cancel_status(answer: tuple[str, str], job_id: str) -> JobStatus:
+    outcome, status = answer
+    if outcome == "missing":
+        raise JobNotFoundError(f"no record for job {job_id!r} (never enqueued, or expired)")
+    return JobStatus(status)

@@ -1,0 +1,77 @@
+"""The taskforge exception tree.
+
+Every error taskforge raises on purpose subclasses :class:`TaskforgeError`::
+
+    TaskforgeError
+    ├── ConfigurationError        bad settings or task options, caught where they are given
+    ├── EnqueueError              a call that cannot become a job (nothing is written)
+    │   ├── SerializationError    arguments JSON cannot carry
+    │   └── PayloadTooLargeError  the envelope exceeds ``max_payload_bytes``
+    ├── UnknownTaskError          a task name the registry does not know
+    ├── BrokerError               Redis refused or failed a command
+    │   └── BrokerConnectionError Redis cannot be reached (after the configured retries)
+    ├── JobNotFoundError          no record for a job id (never existed, or expired)
+    ├── ResultTimeoutError        the job did not finish within the wait
+    ├── JobFailedError            the job ended dead or cancelled; carries the remote error
+    └── JobCancelledError         raised inside a running task whose cancellation was requested
+
+``Retry`` (in :mod:`taskforge.retry`) is not an error: tasks raise it to ask for another attempt.
+"""
+
+from __future__ import annotations
+
+
+class TaskforgeError(Exception):
+    """Base class of every error taskforge raises on purpose."""
+
+
+class ConfigurationError(TaskforgeError, ValueError):
+    """Settings or task options that cannot work; raised where they are given."""
+
+
+class EnqueueError(TaskforgeError):
+    """A call that cannot become a job. Nothing was written to Redis."""
+
+
+class SerializationError(EnqueueError, TypeError):
+    """Arguments or a result that the serializer cannot carry."""
+
+
+class PayloadTooLargeError(EnqueueError):
+    """The encoded envelope is larger than ``Settings.max_payload_bytes``."""
+
+
+class UnknownTaskError(TaskforgeError, LookupError):
+    """A task name that the registry does not know."""
+
+
+class BrokerError(TaskforgeError):
+    """Redis refused or failed a command."""
+
+
+class BrokerConnectionError(BrokerError, ConnectionError):
+    """Redis could not be reached, after the configured retries."""
+
+
+class JobNotFoundError(TaskforgeError, LookupError):
+    """No record exists for the job id: it never existed, or its record expired."""
+
+
+class ResultTimeoutError(TaskforgeError, TimeoutError):
+    """The job did not reach a final state within the wait."""
+
+
+class JobFailedError(TaskforgeError):
+    """The job ended ``dead`` or ``cancelled``; carries the remote error type and message."""
+
+    def __init__(self, job_id: str, status: str, error_type: str | None, message: str | None):
+        self.job_id = job_id
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        detail = f"{error_type}: {message}" if error_type else (message or "no error recorded")
+        super().__init__(f"job {job_id} ended {status}: {detail}")
+
+
+class JobCancelledError(TaskforgeError):
+    """Raised inside a running task when its cancellation was requested."""

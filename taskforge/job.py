@@ -1,0 +1,105 @@
+"""The job envelope (what travels through Redis) and the job record (what Redis keeps about it)."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life. See DESIGN.md's lifecycle."""
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    ACTIVE = "active"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+#: States a job never leaves.
+TERMINAL: frozenset[JobStatus] = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED}
+)
+#: States that wait in the scheduled sorted set.
+WAITING: frozenset[JobStatus] = frozenset({JobStatus.SCHEDULED, JobStatus.RETRYING})
+
+
+class JobPriority(StrEnum):
+    """Ready-list priority. Strict: no LOW job starts while a HIGH or NORMAL one is ready."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+#: Fetch order, most urgent first.
+PRIORITY_ORDER: tuple[JobPriority, ...] = (JobPriority.HIGH, JobPriority.NORMAL, JobPriority.LOW)
+
+
+def new_job_id() -> str:
+    """A fresh random job id (128 bits, hex)."""
+    return os.urandom(16).hex()
+
+
+class Job(BaseModel):
+    """The envelope: everything a worker needs to run one call. JSON on the wire.
+
+    Options that the worker applies (``max_retries``, ``timeout_s``, ...) travel with the job, so a
+    producer's per-call override holds whichever worker runs it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1, max_length=200)
+    task: str = Field(min_length=1)
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    queue: str = "default"
+    priority: JobPriority = JobPriority.NORMAL
+    max_retries: int = Field(3, ge=0)
+    retry_backoff_s: float = Field(60.0, ge=0)
+    retry_backoff_cap_s: float = Field(3600.0, ge=0)
+    retry_jitter: bool = False
+    timeout_s: float | None = Field(None, gt=0)
+    created_ms: int = 0
+    serializer: str = "json"
+
+
+class JobRecord(BaseModel):
+    """A read of a job's Redis record: its envelope plus its state."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    status: JobStatus
+    job: Job | None = None
+    attempts: int = 0
+    deliveries: int = 0
+    result: Any = None
+    error: str | None = None
+    error_type: str | None = None
+    traceback: str | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    created_ms: int | None = None
+    enqueued_ms: int | None = None
+    started_ms: int | None = None
+    finished_ms: int | None = None
+    run_at_ms: int | None = None
+    worker: str | None = None
+    cancel_requested: bool = False
+
+    @property
+    def task(self) -> str | None:
+        """The task name, when the envelope could be decoded."""
+        return self.job.task if self.job else None
+
+    @property
+    def is_final(self) -> bool:
+        """True once the job reached a terminal state."""
+        return self.status in TERMINAL

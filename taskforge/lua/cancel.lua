@@ -1,0 +1,36 @@
+-- cancel: cancel a queued or scheduled job at once; flag a running one for abort.
+-- KEYS[1..3]  ready lists high, normal, low
+-- KEYS[4]     scheduled zset
+-- KEYS[5]     job record
+-- ARGV[1]     events channel
+-- ARGV[2]     queue name
+-- ARGV[3]     job id
+-- ARGV[4]     retention of the cancelled record, s
+-- ARGV[5]     control channel that running workers listen on
+-- Returns     {outcome, status}: outcome 'cancelled', 'requested' (running; the worker aborts it),
+--             'final' (already ended) or 'missing'
+local key, id = KEYS[5], ARGV[3]
+local rec = redis.call('HMGET', key, 'status', 'priority', 'task', 'attempts')
+local st = rec[1]
+if not st then return {'missing', ''} end
+local now = now_ms()
+if st == 'queued' or st == 'scheduled' or st == 'retrying' then
+  if st == 'queued' then
+    redis.call('LREM', KEYS[PRIORITY_INDEX[rec[2]]], 1, id)
+  else
+    redis.call('ZREM', KEYS[4], id)
+  end
+  redis.call('HSET', key, 'status', 'cancelled', 'finished_ms', now, 'error_type', 'Cancelled',
+    'error', 'cancelled before it ran')
+  redis.call('EXPIRE', key, tonumber(ARGV[4]))
+  release_unique(key, id, 'any')
+  notify(key, 'cancelled', tonumber(ARGV[4]))
+  emit(ARGV[1], id, rec[3], ARGV[2], 'cancelled', tonumber(rec[4]) + 1, now)
+  return {'cancelled', 'cancelled'}
+end
+if st == 'active' then
+  redis.call('HSET', key, 'cancel', '1')
+  redis.call('PUBLISH', ARGV[5], id)
+  return {'requested', st}
+end
+return {'final', st}

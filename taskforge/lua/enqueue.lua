@@ -1,0 +1,63 @@
+-- enqueue: create job records and make them ready or scheduled, in one step.
+-- KEYS[1..3]  ready lists high, normal, low
+-- KEYS[4]     scheduled zset
+-- KEYS[5]     wake marker zset
+-- KEYS[6]     job key prefix (record = prefix .. id; same hash tag)
+-- KEYS[7]     unique lock prefix (lock = prefix .. unique key; same hash tag)
+-- ARGV[1]     events channel ('' = none)
+-- ARGV[2]     queue name
+-- ARGV[3..]   per job, 9 values: id, task, priority, envelope json, delay_ms (>= 0),
+--             at_ms (absolute run time in ms, -1 = use delay), unique key ('' = none),
+--             unique policy ('queued' | 'running' | 'ttl'), unique ttl in s (0 = none)
+-- Returns     per job 2 values: status, and 'new' or 'existing:<id>'. A duplicate id or a held
+--             unique key writes nothing and names the job that holds it.
+local channel, queue = ARGV[1], ARGV[2]
+local now = now_ms()
+local out = {}
+local woke = false
+for a = 3, #ARGV, 9 do
+  local id, task, prio, env = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local delay_ms, at_ms = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+  local ukey, upolicy, uttl = ARGV[a + 6], ARGV[a + 7], tonumber(ARGV[a + 8])
+  local key = KEYS[6] .. id
+  local lock = KEYS[7] .. ukey
+  local owner = nil
+  if ukey ~= '' then
+    owner = redis.call('GET', lock)
+    -- A lock whose job record is gone (expired) no longer guards anything.
+    if owner and redis.call('EXISTS', KEYS[6] .. owner) == 0 then owner = nil end
+  end
+  if owner then
+    table.insert(out, redis.call('HGET', KEYS[6] .. owner, 'status'))
+    table.insert(out, 'existing:' .. owner)
+  elseif redis.call('EXISTS', key) == 1 then
+    table.insert(out, redis.call('HGET', key, 'status'))
+    table.insert(out, 'existing:' .. id)
+  else
+    local run_at = now + delay_ms
+    if at_ms >= 0 then run_at = at_ms end
+    local status = 'queued'
+    if run_at > now then
+      status = 'scheduled'
+      redis.call('ZADD', KEYS[4], run_at, id)
+    else
+      redis.call('RPUSH', KEYS[PRIORITY_INDEX[prio]], id)
+    end
+    redis.call('HSET', key, 'envelope', env, 'task', task, 'priority', prio, 'status', status,
+      'attempts', 0, 'deliveries', 0, 'created_ms', now, 'enqueued_ms', now, 'run_at_ms', run_at)
+    if ukey ~= '' then
+      redis.call('HSET', key, 'unique_lock', lock, 'unique_until', upolicy)
+      if uttl > 0 then
+        redis.call('SET', lock, id, 'PX', math.floor(uttl * 1000))
+      else
+        redis.call('SET', lock, id)
+      end
+    end
+    woke = true
+    emit(channel, id, task, queue, status, 1, now)
+    table.insert(out, status)
+    table.insert(out, 'new')
+  end
+end
+if woke then redis.call('ZADD', KEYS[5], 0, 'w') end
+return out

@@ -1,0 +1,111 @@
+-- fetch: promote due jobs, reclaim expired leases, then lease up to ARGV[1] ready jobs.
+-- Popping and recording in flight happen in this one script, so no job is ever out of Redis.
+-- KEYS[1..3]  ready lists high, normal, low
+-- KEYS[4]     scheduled zset
+-- KEYS[5]     inflight zset (id -> lease deadline ms)
+-- KEYS[6]     wake marker zset
+-- KEYS[7]     dead zset
+-- KEYS[8]     job key prefix
+-- ARGV[1]     how many jobs to lease (0 = housekeeping only)
+-- ARGV[2]     lease length, ms
+-- ARGV[3]     worker id (recorded on the job)
+-- ARGV[4]     events channel
+-- ARGV[5]     queue name
+-- ARGV[6]     most jobs to promote or reclaim in this call
+-- ARGV[7]     deliveries lost to dead workers before a job is buried as poison
+-- Returns     {ms until the next due job or lease expiry (-1 = none), then per leased job:
+--              id, envelope json, lease token, attempts so far}
+local want, lease_ms, worker, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local queue, batch, max_lost = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local prefix = KEYS[8]
+local now = now_ms()
+
+-- Promote due scheduled and retrying jobs.
+local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, batch)
+for _, id in ipairs(due) do
+  local key = prefix .. id
+  local rec = redis.call('HMGET', key, 'priority', 'task', 'attempts')
+  if rec[1] then
+    redis.call('RPUSH', KEYS[PRIORITY_INDEX[rec[1]]], id)
+    redis.call('HSET', key, 'status', 'queued', 'enqueued_ms', now)
+    emit(channel, id, rec[2], queue, 'queued', tonumber(rec[3]) + 1, now)
+  end
+end
+if #due > 0 then redis.call('ZREM', KEYS[4], unpack(due)) end
+
+-- Reclaim jobs whose lease expired: their worker died or lost Redis for too long.
+local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, batch)
+for _, id in ipairs(expired) do
+  local key = prefix .. id
+  local rec = redis.call('HMGET', key, 'priority', 'task', 'attempts', 'cancel')
+  if rec[1] then
+    local lost = redis.call('HINCRBY', key, 'lost', 1)
+    local attempt = tonumber(rec[3]) + 1
+    if rec[4] == '1' then
+      -- Cancelled while running, and its worker is gone: it stays cancelled.
+      redis.call('HSET', key, 'status', 'cancelled', 'finished_ms', now)
+      redis.call('EXPIRE', key, 86400)
+      release_unique(key, id, 'any')
+      notify(key, 'cancelled', 3600)
+      emit(channel, id, rec[2], queue, 'cancelled', attempt, now)
+    elseif lost >= max_lost then
+      local err = 'poison: its worker was lost ' .. lost .. ' times while running it'
+      redis.call('HSET', key, 'status', 'dead', 'error', err, 'error_type', 'PoisonJob',
+        'finished_ms', now)
+      redis.call('ZADD', KEYS[7], now, id)
+      release_unique(key, id, 'any')
+      notify(key, 'dead', 3600)
+      emit(channel, id, rec[2], queue, 'dead', attempt, now, err)
+    else
+      redis.call('LPUSH', KEYS[PRIORITY_INDEX[rec[1]]], id)
+      redis.call('HSET', key, 'status', 'queued', 'enqueued_ms', now)
+      emit(channel, id, rec[2], queue, 'queued', attempt, now)
+    end
+  end
+end
+if #expired > 0 then redis.call('ZREM', KEYS[5], unpack(expired)) end
+
+-- Lease ready jobs in strict priority order (LMPOP takes from the first non-empty list).
+local out = {-1}
+local remaining = want
+while remaining > 0 do
+  local popped = redis.call('LMPOP', 3, KEYS[1], KEYS[2], KEYS[3], 'LEFT', 'COUNT', remaining)
+  if not popped then break end
+  for _, id in ipairs(popped[2]) do
+    local key = prefix .. id
+    local rec = redis.call('HMGET', key, 'envelope', 'task', 'attempts', 'unique_lock')
+    if not rec[1] then
+      -- An id without a record (foreign bytes pushed onto the list, or an evicted record)
+      -- cannot run: bury it as poison so it is seen, never dropped.
+      local err = 'poison: no job record for this id'
+      redis.call('HSET', key, 'status', 'dead', 'error_type', 'PoisonJob', 'error', err,
+        'attempts', 0, 'deliveries', 0, 'finished_ms', now)
+      redis.call('ZADD', KEYS[7], now, id)
+      emit(channel, id, '', queue, 'dead', 0, now, err)
+    else
+      local token = redis.call('HINCRBY', key, 'deliveries', 1)
+      redis.call('HSET', key, 'status', 'active', 'started_ms', now, 'worker', worker)
+      redis.call('ZADD', KEYS[5], now + lease_ms, id)
+      if rec[4] then release_unique(key, id, 'queued') end
+      emit(channel, id, rec[2], queue, 'active', tonumber(rec[3]) + 1, now)
+      table.insert(out, id)
+      table.insert(out, rec[1])
+      table.insert(out, token)
+      table.insert(out, tonumber(rec[3]))
+    end
+    remaining = remaining - 1
+  end
+end
+
+-- More work left: re-arm the marker so another idle worker wakes.
+if redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('LLEN', KEYS[3]) > 0 then
+  redis.call('ZADD', KEYS[6], 0, 'w')
+end
+
+local next_at = nil
+local s = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+if s[2] then next_at = tonumber(s[2]) end
+local f = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+if f[2] and (next_at == nil or tonumber(f[2]) < next_at) then next_at = tonumber(f[2]) end
+if next_at then out[1] = math.max(0, next_at - now) end
+return out

@@ -1,0 +1,37 @@
+-- requeue: hand leased jobs back to the front of their ready list (worker shutdown, or a job
+-- that must wait for a rate or concurrency limit). The attempt is not counted.
+-- KEYS[1..3]  ready lists high, normal, low
+-- KEYS[4]     inflight zset
+-- KEYS[5]     scheduled zset
+-- KEYS[6]     wake marker zset
+-- KEYS[7]     job key prefix
+-- ARGV[1]     events channel
+-- ARGV[2]     queue name
+-- ARGV[3]     delay before the job is ready again, ms (0 = at once, to the front of its list)
+-- ARGV[4..]   per job, 2 values: id, lease token
+-- Returns     per job: 1 handed back, 0 refused (stale token or not active)
+local channel, queue, delay_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now = now_ms()
+local out = {}
+for a = 4, #ARGV, 2 do
+  local id = ARGV[a]
+  local key = KEYS[7] .. id
+  local rec = redis.call('HMGET', key, 'deliveries', 'status', 'task', 'priority', 'attempts')
+  if rec[1] ~= ARGV[a + 1] or rec[2] ~= 'active' then
+    table.insert(out, 0)
+  else
+    redis.call('ZREM', KEYS[4], id)
+    if delay_ms > 0 then
+      redis.call('ZADD', KEYS[5], now + delay_ms, id)
+      redis.call('HSET', key, 'status', 'scheduled', 'run_at_ms', now + delay_ms)
+      emit(channel, id, rec[3], queue, 'scheduled', tonumber(rec[5]) + 1, now)
+    else
+      redis.call('LPUSH', KEYS[PRIORITY_INDEX[rec[4]]], id)
+      redis.call('HSET', key, 'status', 'queued', 'enqueued_ms', now)
+      emit(channel, id, rec[3], queue, 'queued', tonumber(rec[5]) + 1, now)
+    end
+    table.insert(out, 1)
+  end
+end
+redis.call('ZADD', KEYS[6], 0, 'w')
+return out

@@ -1,0 +1,27 @@
+-- retry: put a failed leased job back into the scheduled set after its backoff.
+-- KEYS[1]     inflight zset
+-- KEYS[2]     scheduled zset
+-- KEYS[3]     wake marker zset
+-- KEYS[4]     job record
+-- ARGV[1]     events channel
+-- ARGV[2]     queue name
+-- ARGV[3]     job id
+-- ARGV[4]     lease token
+-- ARGV[5]     backoff before the next attempt, ms
+-- ARGV[6]     error type
+-- ARGV[7]     error message
+-- ARGV[8]     traceback
+-- Returns     1 scheduled for retry, 0 refused (stale token or not active)
+local key, id = KEYS[4], ARGV[3]
+local rec = redis.call('HMGET', key, 'deliveries', 'status', 'task')
+if rec[1] ~= ARGV[4] or rec[2] ~= 'active' then return 0 end
+local now = now_ms()
+local run_at = now + tonumber(ARGV[5])
+local attempt = redis.call('HINCRBY', key, 'attempts', 1)
+redis.call('HSET', key, 'status', 'retrying', 'run_at_ms', run_at, 'error_type', ARGV[6],
+  'error', ARGV[7], 'traceback', ARGV[8])
+redis.call('ZREM', KEYS[1], id)
+redis.call('ZADD', KEYS[2], run_at, id)
+redis.call('ZADD', KEYS[3], 0, 'w')
+emit(ARGV[1], id, rec[3], ARGV[2], 'retrying', attempt, now, ARGV[6] .. ': ' .. ARGV[7])
+return 1

@@ -1,0 +1,25 @@
+-- revive: move dead-lettered jobs back to their ready list with a fresh retry budget.
+-- KEYS[1..3]  ready lists high, normal, low
+-- KEYS[4]     dead zset
+-- KEYS[5]     wake marker zset
+-- KEYS[6]     job key prefix
+-- ARGV[1]     events channel
+-- ARGV[2]     queue name
+-- ARGV[3..]   job ids
+-- Returns     number of jobs requeued (ids not in the dead set are skipped)
+local now = now_ms()
+local moved = 0
+for a = 3, #ARGV do
+  local id = ARGV[a]
+  local key = KEYS[6] .. id
+  local rec = redis.call('HMGET', key, 'priority', 'task')
+  if redis.call('ZREM', KEYS[4], id) == 1 and rec[1] then
+    redis.call('RPUSH', KEYS[PRIORITY_INDEX[rec[1]]], id)
+    redis.call('HSET', key, 'status', 'queued', 'attempts', 0, 'lost', 0, 'enqueued_ms', now)
+    redis.call('HDEL', key, 'finished_ms', 'waiters')
+    emit(ARGV[1], id, rec[2], ARGV[2], 'queued', 1, now)
+    moved = moved + 1
+  end
+end
+if moved > 0 then redis.call('ZADD', KEYS[5], 0, 'w') end
+return moved

@@ -1,0 +1,7 @@
+-- watch: register a result waiter on a job and read its status, atomically, so a job that
+-- finishes right after this call still wakes the waiter (finish.lua checks the flag).
+-- KEYS[1]     job record
+-- Returns     the job's status, or nil when there is no record
+local st = redis.call('HGET', KEYS[1], 'status')
+if st then redis.call('HSET', KEYS[1], 'waiters', '1') end
+return st

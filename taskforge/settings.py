@@ -1,0 +1,121 @@
+"""Configuration: the seed's ``REDIS_*`` environment variables, overridable in code and by the CLI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from taskforge.errors import ConfigurationError
+
+MEMORY_URL = "memory://"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+# Environment variable -> Settings field. The REDIS_* names are the seed's own.
+_ENV: dict[str, str] = {
+    "REDIS_URL": "redis_url",
+    "REDIS_PASSWORD": "redis_password",
+    "REDIS_MAX_CONNECTIONS": "max_connections",
+    "REDIS_SOCKET_TIMEOUT": "socket_timeout_s",
+    "REDIS_SOCKET_CONNECT_TIMEOUT": "socket_connect_timeout_s",
+    "REDIS_RETRY_ON_TIMEOUT": "retry_on_timeout",
+    "REDIS_SSL": "ssl",
+    "REDIS_SSL_CA_CERTS": "ssl_ca_certs",
+    "REDIS_SSL_CERTFILE": "ssl_certfile",
+    "REDIS_SSL_KEYFILE": "ssl_keyfile",
+    "TASKFORGE_PREFIX": "prefix",
+    "TASKFORGE_EVENTS_CHANNEL": "events_channel",
+    "TASKFORGE_RESULT_TTL": "result_ttl_s",
+    "TASKFORGE_MAX_PAYLOAD_BYTES": "max_payload_bytes",
+    "TASKFORGE_LEASE": "lease_s",
+}
+
+
+class Settings(BaseModel):
+    """Everything taskforge needs to reach Redis and shape its keys.
+
+    Build it with :meth:`from_env` (reads the seed's ``REDIS_*`` names) and override fields with
+    keyword arguments, e.g. ``Settings.from_env(redis_url="redis://cache:6379/1")``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    redis_url: str = "redis://localhost:6379/0"
+    redis_password: str | None = None
+    max_connections: int = Field(50, ge=1)
+    socket_timeout_s: float = Field(5.0, gt=0)
+    socket_connect_timeout_s: float = Field(5.0, gt=0)
+    retry_on_timeout: bool = True
+    connect_retries: int = Field(3, ge=0, description="reconnect attempts, exponential backoff")
+    ssl: bool = False
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    prefix: str = Field("taskforge", min_length=1)
+    events_channel: str = "job:updates"
+    result_ttl_s: int = Field(24 * 3600, ge=1, description="how long final job records live")
+    max_payload_bytes: int = Field(1024 * 1024, ge=1024)
+    lease_s: float = Field(30.0, gt=0, description="in-flight lease; renewed every lease_s / 3")
+    max_deliveries: int = Field(
+        5, ge=1, description="deliveries lost to dying workers before a job is buried as poison"
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _no_braces(cls, value: str) -> str:
+        if "{" in value or "}" in value:
+            raise ValueError("prefix must not contain '{' or '}' (they pick the Redis hash slot)")
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from the environment (``REDIS_URL``, ``REDIS_PASSWORD``, ...) and overrides.
+
+        Raises:
+            ConfigurationError: a variable or override has a value that cannot work.
+        """
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for var, field in _ENV.items():
+            if var in source:
+                values[field] = _parse_env(var, source[var])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigurationError(f"invalid taskforge settings: {exc}") from exc
+
+    @property
+    def is_memory(self) -> bool:
+        """True for the embedded in-process server (``memory://``)."""
+        return self.redis_url.startswith(MEMORY_URL)
+
+    def masked_url(self) -> str:
+        """The Redis URL with any password replaced by ``***``, safe to log."""
+        return mask_url(self.redis_url)
+
+
+def _parse_env(var: str, raw: str) -> Any:
+    if var in {"REDIS_RETRY_ON_TIMEOUT", "REDIS_SSL"}:
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ConfigurationError(f"{var}={raw!r}: expected true/false")
+    return raw if raw != "" or var == "REDIS_PASSWORD" else None
+
+
+def mask_url(url: str) -> str:
+    """Hide the password part of a URL (``redis://user:***@host``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
