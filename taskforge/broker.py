@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Generator, Sequence
+from collections.abc import AsyncIterator, Generator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, TypeVar
 
+import anyio
 import redis
 import redis.asyncio
 from redis.commands.core import AsyncScript, Script
@@ -111,10 +112,11 @@ class Leased:
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """Fetch's answer: leased jobs and how long until something falls due (None = nothing)."""
+    """Fetch's answer: leased jobs, and ms until the next scheduled job and lease expiry."""
 
     jobs: list[Leased]
     next_due_ms: int | None
+    next_lease_ms: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +192,9 @@ class Ops:
         raw = yield ScriptCall("fetch", keys, args)
         jobs = [
             Leased(raw[i], raw[i + 1], str(raw[i + 2]), int(raw[i + 3]))
-            for i in range(1, len(raw), 4)
+            for i in range(2, len(raw), 4)
         ]
-        return Fetched(jobs, None if raw[0] < 0 else int(raw[0]))
+        return Fetched(jobs, _ms(raw[0]), _ms(raw[1]))
 
     def finish(self, queue: str, outcomes: Sequence[Outcome]) -> Op[list[bool]]:
         """Record final outcomes; False for each one refused (stale lease token)."""
@@ -225,14 +227,16 @@ class Ops:
         raw = yield ScriptCall("requeue", keys, args)
         return [bool(x) for x in raw]
 
-    def extend(self, queue: str, leases: Sequence[tuple[str, str]]) -> Op[set[str]]:
-        """Renew leases; returns the ids this worker no longer owns or whose cancel was asked."""
+    def extend(
+        self, queue: str, leases: Sequence[tuple[str, str]]
+    ) -> Op[tuple[set[str], set[str]]]:
+        """Renew leases; returns (ids this worker no longer owns, ids whose cancel was asked)."""
         k = self.keys(queue)
         args: list[Arg] = [int(self.settings.lease_s * 1000)]
         for job_id, token in leases:
             args += [job_id, token]
         raw = yield ScriptCall("extend", [k.inflight, k.job_prefix], args)
-        return set(raw)
+        return set(raw[0]), set(raw[1])
 
     def watch(self, queue: str, job_id: str) -> Op[JobStatus | None]:
         """Register a result waiter and read the status (None: no such job)."""
@@ -261,7 +265,9 @@ class Ops:
         """Move dead jobs back to their ready lists; returns how many moved."""
         k = self.keys(queue)
         keys = [*k.ready_lists, k.dead, k.wake, k.job_prefix]
-        return int((yield ScriptCall("revive", keys, [self.settings.events_channel, queue, *job_ids])))
+        return int(
+            (yield ScriptCall("revive", keys, [self.settings.events_channel, queue, *job_ids]))
+        )
 
     def record(self, queue: str, job_id: str) -> Op[JobRecord | None]:
         """Read a job's record (None when it does not exist)."""
@@ -276,6 +282,54 @@ class Ops:
         raw = yield Batch(cmds)
         ready = dict(zip(PRIORITY_ORDER, (int(x) for x in raw[:3]), strict=True))
         return QueueCounts(queue, ready, int(raw[3]), int(raw[4]), int(raw[5]))
+
+    def wait_wake(self, queue: str, timeout_s: float) -> Op[bool]:
+        """Block until work may be ready (a producer touched the wake marker) or the timeout."""
+        raw = yield Command(("BZPOPMIN", self.keys(queue).wake, max(0.001, timeout_s)))
+        return raw is not None
+
+    def heartbeat(self, worker_id: str, info: dict[str, Any], ttl_s: int) -> Op[None]:
+        """Publish a worker's liveness and stats; the per-worker key expires after ``ttl_s``."""
+        g = self.globals
+        text = json.dumps(info, separators=(",", ":"))
+        yield Batch(
+            [
+                Command(("HSET", g.workers, worker_id, text)),
+                Command(("SET", g.worker(worker_id), text, "EX", ttl_s)),
+            ]
+        )
+
+    def forget_worker(self, worker_id: str) -> Op[None]:
+        """Remove a stopping worker's heartbeat."""
+        g = self.globals
+        yield Batch(
+            [Command(("HDEL", g.workers, worker_id)), Command(("DEL", g.worker(worker_id)))]
+        )
+
+    def workers(self) -> Op[list[dict[str, Any]]]:
+        """Live workers (whose heartbeat key has not expired); prunes the dead from the hash."""
+        g = self.globals
+        entries: dict[str, str] = yield Command(("HGETALL", g.workers))
+        ids = sorted(entries)
+        if not ids:
+            return []
+        alive = yield Batch([Command(("EXISTS", g.worker(w))) for w in ids])
+        dead = [w for w, ok in zip(ids, alive, strict=True) if not ok]
+        if dead:
+            yield Command(("HDEL", g.workers, *dead))
+        return [json.loads(entries[w]) for w, ok in zip(ids, alive, strict=True) if ok]
+
+    def server_info(self) -> Op[dict[str, Any]]:
+        """Redis ``INFO`` (all default sections) as a dict."""
+        raw = yield Command(("INFO",))
+        return dict(raw)
+
+    def config_get(self, name: str) -> Op[str | None]:
+        """One ``CONFIG GET`` value (None when refused or unknown)."""
+        raw = yield Command(("CONFIG", "GET", name))
+        if isinstance(raw, dict):
+            return raw.get(name)
+        return None
 
     def announce_queue(self, queue: str) -> Op[None]:
         """Remember a queue name so the CLI can list queues without scanning."""
@@ -300,6 +354,10 @@ class Ops:
             [Command(("ZREM", k.dead, *job_ids)), Command(("UNLINK", *map(k.job, job_ids)))]
         )
         return int(raw[0])
+
+
+def _ms(value: int) -> int | None:
+    return None if value < 0 else int(value)
 
 
 _INT_FIELDS = ("attempts", "deliveries", "created_ms", "enqueued_ms", "started_ms")
@@ -414,6 +472,28 @@ class AsyncBroker:
         for command in request.commands:
             pipe.execute_command(*command.args)
         return await pipe.execute()
+
+    async def subscribe(self, *channels: str) -> AsyncIterator[tuple[str, str]]:
+        """Yield ``(channel, data)`` from pub/sub, resubscribing after a lost connection.
+
+        Pub/sub is fire-and-forget: messages sent while reconnecting are missed.
+        """
+        delay_s = 0.1
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*channels)
+                delay_s = 0.1
+                async for message in pubsub.listen():
+                    if message["type"] == "message":
+                        yield message["channel"], message["data"]
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("pub/sub connection lost (%s); resubscribing in %.1fs", exc, delay_s)
+                await anyio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 2.0)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await pubsub.aclose()
 
     async def aclose(self) -> None:
         """Release the connection pool."""

@@ -21,6 +21,7 @@ from taskforge.job import TERMINAL, JobRecord, JobStatus, new_job_id
 from taskforge.settings import Settings
 from taskforge.task import Call
 
+
 #: Workers listen here for abort requests of running jobs (payload: job id).
 def control_channel(settings: Settings) -> str:
     """Pub/sub channel carrying cancel requests to workers."""

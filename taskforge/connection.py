@@ -22,7 +22,7 @@ _memory_servers: dict[str, Any] = {}
 
 def memory_server(url: str) -> Any:
     """The process-wide fakeredis server behind a ``memory://`` URL."""
-    import fakeredis  # noqa: PLC0415 - optional at runtime: only memory:// needs it
+    import fakeredis
 
     name = url[len(MEMORY_URL) :] or "default"
     with _memory_lock:
@@ -74,7 +74,7 @@ def async_client(settings: Settings, *, blocking_s: float | None = None) -> redi
     if blocking_s is not None:
         timeout_s = max(timeout_s, blocking_s + 5.0)
     if settings.is_memory:
-        import fakeredis.aioredis  # noqa: PLC0415 - see memory_server
+        import fakeredis.aioredis
 
         return fakeredis.aioredis.FakeRedis(  # type: ignore[no-any-return]
             server=memory_server(settings.redis_url),
@@ -88,7 +88,7 @@ def async_client(settings: Settings, *, blocking_s: float | None = None) -> redi
 def sync_client(settings: Settings) -> redis.Redis:
     """A blocking client with its own pool, for the synchronous producer API and the CLI."""
     if settings.is_memory:
-        import fakeredis  # noqa: PLC0415 - see memory_server
+        import fakeredis
 
         return fakeredis.FakeRedis(  # type: ignore[no-any-return]
             server=memory_server(settings.redis_url),

@@ -38,7 +38,7 @@ class QueueKeys:
 
     @property
     def job_prefix(self) -> str:
-        """Job records are ``job_prefix + id``; scripts that find ids in lists build keys from it."""
+        """Job records are ``job_prefix + id``; scripts that read ids from lists build keys so."""
         return f"{self.base}:job:"
 
     def job(self, job_id: str) -> str:

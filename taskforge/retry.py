@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 
-class Retry(Exception):  # noqa: N818 - a control signal, not an error
+class Retry(Exception):
     """Raise inside a task to ask for another attempt.
 
     ``countdown_s`` overrides the backoff for this retry. The job still counts the attempt and is

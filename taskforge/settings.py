@@ -1,4 +1,4 @@
-"""Configuration: the seed's ``REDIS_*`` environment variables, overridable in code and by the CLI."""
+"""Configuration: the seed's ``REDIS_*`` environment variables, overridable in code and CLI."""
 
 from __future__ import annotations
 

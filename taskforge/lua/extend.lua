@@ -3,18 +3,18 @@
 -- KEYS[2]     job key prefix
 -- ARGV[1]     new lease length from now, ms
 -- ARGV[2..]   per job, 2 values: id, lease token
--- Returns     {ids whose lease is no longer this worker's (reclaimed, cancelled or finished)}
+-- Returns     {{ids whose lease is no longer this worker's}, {ids whose cancel was requested}}
 local now = now_ms()
 local deadline = now + tonumber(ARGV[1])
-local lost = {}
+local lost, cancel = {}, {}
 for a = 2, #ARGV, 2 do
   local id = ARGV[a]
   local rec = redis.call('HMGET', KEYS[2] .. id, 'deliveries', 'status', 'cancel')
   if rec[1] == ARGV[a + 1] and rec[2] == 'active' and redis.call('ZSCORE', KEYS[1], id) then
     redis.call('ZADD', KEYS[1], 'XX', deadline, id)
-    if rec[3] == '1' then table.insert(lost, id) end
+    if rec[3] == '1' then table.insert(cancel, id) end
   else
     table.insert(lost, id)
   end
 end
-return lost
+return {lost, cancel}

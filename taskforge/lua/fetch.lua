@@ -13,8 +13,9 @@
 -- ARGV[5]     queue name
 -- ARGV[6]     most jobs to promote or reclaim in this call
 -- ARGV[7]     deliveries lost to dead workers before a job is buried as poison
--- Returns     {ms until the next due job or lease expiry (-1 = none), then per leased job:
---              id, envelope json, lease token, attempts so far}
+-- Returns     {ms until the next scheduled job is due (-1 = none), ms until the next lease
+--              expires (-1 = none), then per leased job: id, envelope json, lease token,
+--              attempts so far}
 local want, lease_ms, worker, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local queue, batch, max_lost = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local prefix = KEYS[8]
@@ -66,7 +67,7 @@ end
 if #expired > 0 then redis.call('ZREM', KEYS[5], unpack(expired)) end
 
 -- Lease ready jobs in strict priority order (LMPOP takes from the first non-empty list).
-local out = {-1}
+local out = {-1, -1}
 local remaining = want
 while remaining > 0 do
   local popped = redis.call('LMPOP', 3, KEYS[1], KEYS[2], KEYS[3], 'LEFT', 'COUNT', remaining)
@@ -102,10 +103,8 @@ if redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('LLEN'
   redis.call('ZADD', KEYS[6], 0, 'w')
 end
 
-local next_at = nil
 local s = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
-if s[2] then next_at = tonumber(s[2]) end
+if s[2] then out[1] = math.max(0, tonumber(s[2]) - now) end
 local f = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
-if f[2] and (next_at == nil or tonumber(f[2]) < next_at) then next_at = tonumber(f[2]) end
-if next_at then out[1] = math.max(0, next_at - now) end
+if f[2] then out[2] = math.max(0, tonumber(f[2]) - now) end
 return out

@@ -1,0 +1,501 @@
+"""The worker: fetch leased jobs, run them in a bounded pool, record outcomes, keep leases.
+
+One process, one anyio event loop. Per queue a fetcher leases as many jobs as there are free
+slots in one script call and blocks on the queue's wake marker when none are ready. Outcomes are
+written in batches by one flusher; one lease keeper renews every running lease in one call per
+queue. Promotion of scheduled jobs and reclaiming of expired leases happen inside every fetch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from taskforge.broker import AsyncBroker, Leased, Outcome
+from taskforge.client import control_channel
+from taskforge.connection import async_client
+from taskforge.context import JobContext
+from taskforge.errors import BrokerConnectionError, BrokerError, UnknownTaskError
+from taskforge.executor import (
+    Abandoned,
+    Cancelled,
+    Dead,
+    Executor,
+    Failure,
+    Result,
+    RetryLater,
+    Succeeded,
+    decode,
+    describe_bad_envelope,
+    describe_unknown,
+    resolve,
+)
+from taskforge.job import Job, JobStatus
+from taskforge.keys import check_queue_name
+from taskforge.registry import Registry
+from taskforge.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 5.0
+
+
+@dataclass(slots=True)
+class _Running:
+    queue: str
+    lease: Leased
+    scope: anyio.CancelScope
+    ctx: JobContext | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class _Pending:
+    queue: str
+    lease: Leased
+    result: Result
+    task: str
+    attempt: int
+    duration_s: float
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    """Counters a worker reports in its heartbeat."""
+
+    processed: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    dead: int = 0
+    cancelled: int = 0
+    handed_back: int = 0
+
+
+class Worker:
+    """Runs jobs from ``queues`` with up to ``concurrency`` at once.
+
+    ``burst=True`` returns once nothing is ready, running, or due within ``burst_horizon_s``.
+    On :meth:`stop`, fetching stops; running jobs get ``grace_s`` to finish, then are handed back
+    to the front of their queue (not counted as an attempt).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        *,
+        queues: Sequence[str] = ("default",),
+        concurrency: int = 10,
+        burst: bool = False,
+        burst_horizon_s: float = 5.0,
+        grace_s: float = 10.0,
+        block_s: float = 5.0,
+        worker_id: str | None = None,
+    ):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.settings = settings
+        self.registry = registry
+        self.queues = [check_queue_name(q) for q in dict.fromkeys(queues)]
+        self.concurrency = concurrency
+        self.burst = burst
+        self.burst_horizon_s = burst_horizon_s
+        self.grace_s = grace_s
+        self.block_s = block_s
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+        self.stats = WorkerStats()
+        self.broker = AsyncBroker(settings)
+        self._blocker = AsyncBroker(settings, async_client(settings, blocking_s=block_s))
+        self._executor = Executor(registry, thread_limiter=anyio.CapacityLimiter(concurrency))
+        self._free = concurrency
+        self._slot_freed = anyio.Event()
+        self._running: dict[str, _Running] = {}
+        self._pending: list[_Pending] = []
+        self._flush_wanted = anyio.Event()
+        self._flushed = anyio.Event()
+        self._stopping = False
+        self._fetch_scope = anyio.CancelScope()
+        self._jobs_tg: anyio.abc.TaskGroup | None = None
+        self._started_at = time.time()
+        self._outage_since: float | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        """Stop fetching; running jobs get the grace period. Safe to call more than once."""
+        if not self._stopping:
+            log.info(
+                "worker %s stopping: waiting up to %.0fs for running jobs", self.id, self.grace_s
+            )
+        self._stopping = True
+        self._fetch_scope.cancel()
+
+    def stop_now(self) -> None:
+        """Stop and hand running jobs back at once (a second signal)."""
+        self.grace_s = 0
+        self.stop()
+        for running in list(self._running.values()):
+            running.scope.cancel()
+
+    async def run(self) -> WorkerStats:
+        """Run until stopped (or, in burst mode, until the queues are drained)."""
+        await self.check_server()
+        log.info(
+            "worker %s up: queues=%s concurrency=%d redis=%s",
+            self.id, ",".join(self.queues), self.concurrency, self.settings.masked_url(),
+        )  # fmt: skip
+        try:
+            async with anyio.create_task_group() as services:
+                services.start_soon(self._flush_loop)
+                services.start_soon(self._lease_loop)
+                services.start_soon(self._heartbeat_loop)
+                services.start_soon(self._control_loop)
+                async with anyio.create_task_group() as jobs:
+                    self._jobs_tg = jobs
+                    with self._fetch_scope:
+                        async with anyio.create_task_group() as fetchers:
+                            for queue in self.queues:
+                                fetchers.start_soon(self._fetch_loop, queue)
+                    await self._drain()
+                await self._flush_all()
+                services.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close()
+        return self.stats
+
+    async def check_server(self) -> None:
+        """Fail fast when Redis does not answer; warn about settings that can lose jobs.
+
+        Raises:
+            BrokerConnectionError: Redis cannot be reached (the message names the masked URL).
+        """
+        if self.settings.is_memory:  # the embedded server has no INFO; nothing to warn about
+            await self.broker.run(self.broker.ops.known_queues())
+            return
+        info = await self.broker.run(self.broker.ops.server_info())
+        try:
+            save = await self.broker.run(self.broker.ops.config_get("save"))
+        except BrokerError:  # CONFIG may be renamed away, as the seed's checklist advises
+            save = None
+        for warning in server_warnings(info, save):
+            log.warning("%s", warning)
+
+    async def _drain(self) -> None:
+        with anyio.move_on_after(self.grace_s):
+            while self._running:
+                await self._wait_slot()
+        for running in list(self._running.values()):
+            running.scope.cancel()
+
+    async def _close(self) -> None:
+        try:
+            with anyio.move_on_after(2):
+                await self.broker.run(self.broker.ops.forget_worker(self.id))
+        except BrokerError:
+            pass
+        await self._blocker.aclose()
+        await self.broker.aclose()
+        log.info("worker %s stopped: %s", self.id, self.stats)
+
+    # ------------------------------------------------------------------ fetching
+
+    async def _wait_slot(self) -> None:
+        await self._slot_freed.wait()
+        self._slot_freed = anyio.Event()
+
+    def _release_slot(self) -> None:
+        self._free += 1
+        self._slot_freed.set()
+
+    async def _fetch_loop(self, queue: str) -> None:
+        ops = self.broker.ops
+        while not self._stopping:
+            if self._free == 0:
+                await self._wait_slot()
+                continue
+            want = self._free
+            self._free -= want
+            try:
+                # Shielded: a reply lost to cancellation would strand the leased jobs until
+                # their leases expire.
+                with anyio.CancelScope(shield=True):
+                    fetched = await self.broker.run(ops.fetch(queue, want, self.id))
+            except BrokerError as exc:
+                self._free += want
+                await self._outage(exc)
+                continue
+            self._recovered()
+            self._free += want - len(fetched.jobs)
+            for lease in fetched.jobs:
+                self._start(queue, lease)
+            if fetched.jobs:
+                continue
+            if self.burst:
+                if await self._burst_done(fetched.next_due_ms):
+                    return
+                continue
+            await self._idle(queue, fetched.next_due_ms, fetched.next_lease_ms)
+
+    async def _idle(self, queue: str, next_due_ms: int | None, next_lease_ms: int | None) -> None:
+        timeout_s = self.block_s
+        for ms in (next_due_ms, next_lease_ms):
+            if ms is not None:
+                timeout_s = min(timeout_s, ms / 1000 + 0.001)
+        try:
+            await self._blocker.run(self._blocker.ops.wait_wake(queue, timeout_s))
+        except BrokerError as exc:
+            await self._outage(exc)
+
+    async def _burst_done(self, next_due_ms: int | None) -> bool:
+        if self._running:
+            with anyio.move_on_after(0.5):
+                await self._wait_slot()
+            return False
+        if next_due_ms is not None and next_due_ms <= self.burst_horizon_s * 1000:
+            await anyio.sleep(next_due_ms / 1000 + 0.001)
+            return False
+        await self._flush_all()
+        return not self._running
+
+    async def _outage(self, exc: BrokerError) -> None:
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+            log.error("worker %s cannot reach Redis: %s; retrying", self.id, exc)
+        await anyio.sleep(min(2.0, 0.1 + (now - self._outage_since) / 5))
+
+    def _recovered(self) -> None:
+        if self._outage_since is not None:
+            log.warning(
+                "worker %s reconnected to Redis after %.1fs",
+                self.id, time.monotonic() - self._outage_since,
+            )  # fmt: skip
+            self._outage_since = None
+
+    # ------------------------------------------------------------------ running
+
+    def _start(self, queue: str, lease: Leased) -> None:
+        running = _Running(queue, lease, anyio.CancelScope())
+        self._running[lease.id] = running
+        assert self._jobs_tg is not None
+        self._jobs_tg.start_soon(self._run_job, running, name=f"job {lease.id}")
+
+    async def _run_job(self, running: _Running) -> None:
+        lease = running.lease
+        task_name, attempt = "?", lease.attempts + 1
+        try:
+            result, task_name = await self._execute(running)
+        finally:
+            del self._running[lease.id]
+            self._release_slot()
+        duration_s = time.monotonic() - running.started
+        self._pending.append(_Pending(running.queue, lease, result, task_name, attempt, duration_s))
+        self._flush_wanted.set()
+
+    async def _execute(self, running: _Running) -> tuple[Result, str]:
+        lease = running.lease
+        try:
+            job: Job = decode(lease.envelope)
+        except ValueError as exc:
+            return Dead(describe_bad_envelope(exc)), "?"
+        try:
+            task = resolve(self.registry, job)
+        except UnknownTaskError as exc:
+            return Dead(describe_unknown(exc)), job.task
+        running.ctx = JobContext(job, lease.attempts + 1, lease.token)
+        if running.scope.cancel_called:  # stop_now() came before the job began
+            return Abandoned(), job.task
+        return await self._executor.run(task, running.ctx, running.scope), job.task
+
+    def _cancel_running(self, job_id: str) -> None:
+        running = self._running.get(job_id)
+        if running is None:
+            return
+        if running.ctx is not None:
+            running.ctx.cancel_requested = True
+        log.info("job %s cancel requested: aborting", job_id)
+        running.scope.cancel()
+
+    # ------------------------------------------------------------------ recording outcomes
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush_wanted.wait()
+            self._flush_wanted = anyio.Event()
+            await self._flush_once()
+
+    async def _flush_all(self) -> None:
+        while self._pending:
+            await self._flush_once()
+
+    async def _flush_once(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._write(batch)
+        except BrokerError as exc:
+            # Keep the outcomes: they are written once Redis answers (or the lease lapses and
+            # the job runs again, which the fenced token makes safe).
+            self._pending[:0] = batch
+            await self._outage(exc)
+            self._flush_wanted.set()
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        ops = self.broker.ops
+        for queue in dict.fromkeys(p.queue for p in batch):
+            mine = [p for p in batch if p.queue == queue]
+            finals = [p for p in mine if isinstance(p.result, Succeeded | Dead | Cancelled)]
+            if finals:
+                accepted = await self.broker.run(ops.finish(queue, [_outcome(p) for p in finals]))
+                for p, ok in zip(finals, accepted, strict=True):
+                    self._log(p, ok)
+            backs = [p for p in mine if isinstance(p.result, Abandoned)]
+            if backs:
+                leases = [(p.lease.id, p.lease.token) for p in backs]
+                accepted = await self.broker.run(ops.requeue(queue, leases))
+                for p, ok in zip(backs, accepted, strict=True):
+                    self._log(p, ok)
+            for p in mine:
+                if isinstance(p.result, RetryLater):
+                    f = p.result.failure
+                    delay_ms = int(p.result.delay_s * 1000)
+                    ok = await self.broker.run(
+                        ops.retry(queue, p.lease.id, p.lease.token, delay_ms, _triple(f))
+                    )
+                    self._log(p, ok)
+
+    def _log(self, p: _Pending, accepted: bool) -> None:
+        r = p.result
+        if not accepted:
+            log.warning(
+                "job %s (%s) outcome refused: its lease was reclaimed; the newer run decides",
+                p.lease.id, p.task,
+            )  # fmt: skip
+            return
+        ms = p.duration_s * 1000
+        self.stats.processed += not isinstance(r, Abandoned)
+        if isinstance(r, Succeeded):
+            self.stats.succeeded += 1
+            log.info("job %s %s succeeded attempt=%d in %.1fms", p.lease.id, p.task, p.attempt, ms)
+        elif isinstance(r, RetryLater):
+            self.stats.retried += 1
+            log.info(
+                "job %s %s failed attempt=%d in %.1fms (%s: %s); retry in %.1fs",
+                p.lease.id, p.task, p.attempt, ms, r.failure.type, r.failure.message, r.delay_s,
+            )  # fmt: skip
+        elif isinstance(r, Dead):
+            self.stats.dead += 1
+            log.warning(
+                "job %s %s dead attempt=%d in %.1fms (%s: %s)",
+                p.lease.id, p.task, p.attempt, ms, r.failure.type, r.failure.message,
+            )  # fmt: skip
+        elif isinstance(r, Cancelled):
+            self.stats.cancelled += 1
+            log.info("job %s %s cancelled attempt=%d", p.lease.id, p.task, p.attempt)
+        else:
+            self.stats.handed_back += 1
+            log.info("job %s %s handed back to queue %s", p.lease.id, p.task, p.queue)
+
+    # ------------------------------------------------------------------ background services
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.settings.lease_s / 3)
+            by_queue: dict[str, list[tuple[str, str]]] = {}
+            for r in self._running.values():
+                by_queue.setdefault(r.queue, []).append((r.lease.id, r.lease.token))
+            for queue, leases in by_queue.items():
+                try:
+                    lost, cancel = await self.broker.run(self.broker.ops.extend(queue, leases))
+                except BrokerError as exc:
+                    log.warning("lease renewal failed (%s); retrying", exc)
+                    continue
+                for job_id in lost & self._running.keys():
+                    log.warning("job %s lease lost (reclaimed elsewhere); abandoning it", job_id)
+                    self._running[job_id].scope.cancel()
+                for job_id in cancel:
+                    self._cancel_running(job_id)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await self.broker.run(
+                    self.broker.ops.heartbeat(self.id, self.heartbeat(), int(HEARTBEAT_S * 3))
+                )
+            except BrokerError as exc:
+                log.debug("heartbeat failed: %s", exc)
+            await anyio.sleep(HEARTBEAT_S)
+
+    def heartbeat(self) -> dict[str, Any]:
+        """What this worker says about itself in ``taskforge workers``."""
+        host, pid = socket.gethostname(), os.getpid()
+        return {
+            "id": self.id,
+            "host": host,
+            "pid": pid,
+            "queues": self.queues,
+            "concurrency": self.concurrency,
+            "running": len(self._running),
+            "started": self._started_at,
+            "last_seen": time.time(),
+            "processed": self.stats.processed,
+            "failed": self.stats.retried + self.stats.dead,
+            "succeeded": self.stats.succeeded,
+            "dead": self.stats.dead,
+        }
+
+    async def _control_loop(self) -> None:
+        channel = control_channel(self.settings)
+        async for _, job_id in self.broker.subscribe(channel):
+            self._cancel_running(job_id)
+
+
+def _triple(f: Failure) -> tuple[str, str, str]:
+    return f.type, f.message, f.traceback
+
+
+def _outcome(p: _Pending) -> Outcome:
+    lease, r = p.lease, p.result
+    if isinstance(r, Succeeded):
+        return Outcome(lease.id, lease.token, JobStatus.SUCCEEDED, result_json=r.result_json)
+    if isinstance(r, Dead):
+        f = r.failure
+        return Outcome(lease.id, lease.token, JobStatus.DEAD, "", *_triple(f))
+    return Outcome(lease.id, lease.token, JobStatus.CANCELLED, "", "Cancelled", "cancelled")
+
+
+def server_warnings(info: dict[str, Any], save_config: str | None = None) -> list[str]:
+    """Warnings about a Redis whose settings can lose jobs (eviction, no persistence, < 7).
+
+    ``save_config`` is ``CONFIG GET save`` (None when unknown: no persistence warning then).
+    """
+    warnings = []
+    version = str(info.get("redis_version", "0"))
+    if int(version.split(".")[0]) < 7:
+        warnings.append(f"Redis {version} is older than 7; taskforge needs Redis >= 7")
+    policy = info.get("maxmemory_policy", "noeviction")
+    if policy != "noeviction":
+        warnings.append(
+            f"maxmemory-policy is {policy!r}: Redis may evict job records (lost jobs); "
+            "set maxmemory-policy noeviction"
+        )
+    if (
+        not int(info.get("aof_enabled", 0))
+        and not int(info.get("rdb_changes_since_last_save", 0)) >= 0
+    ):
+        warnings.append("persistence is off: a Redis restart loses every queued job")
+    return warnings
+
+
+__all__ = ["BrokerConnectionError", "Worker", "WorkerStats", "server_warnings"]
