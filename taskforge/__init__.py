@@ -1,6 +1,7 @@
 """taskforge: a Celery-style task framework built directly on Redis primitives."""
 
 from taskforge.app import Taskforge, default_app, task
+from taskforge.context import JobContext, current_job
 from taskforge.errors import (
     BrokerConnectionError,
     BrokerError,
@@ -17,10 +18,12 @@ from taskforge.errors import (
 )
 from taskforge.handle import JobHandle
 from taskforge.job import Job, JobPriority, JobRecord, JobStatus
+from taskforge.queue import JobQueue, JobWorker
 from taskforge.registry import Registry
 from taskforge.retry import Retry
 from taskforge.settings import Settings
 from taskforge.task import Call, Task
+from taskforge.worker import Worker
 
 __all__ = [
     "BrokerConnectionError",
@@ -30,12 +33,15 @@ __all__ = [
     "EnqueueError",
     "Job",
     "JobCancelledError",
+    "JobContext",
     "JobFailedError",
     "JobHandle",
     "JobNotFoundError",
     "JobPriority",
+    "JobQueue",
     "JobRecord",
     "JobStatus",
+    "JobWorker",
     "PayloadTooLargeError",
     "Registry",
     "ResultTimeoutError",
@@ -46,6 +52,8 @@ __all__ = [
     "Taskforge",
     "TaskforgeError",
     "UnknownTaskError",
+    "Worker",
+    "current_job",
     "default_app",
     "task",
 ]

@@ -360,7 +360,7 @@ def _ms(value: int) -> int | None:
     return None if value < 0 else int(value)
 
 
-_INT_FIELDS = ("attempts", "deliveries", "created_ms", "enqueued_ms", "started_ms")
+_INT_FIELDS: tuple[str, ...] = ("attempts", "deliveries", "created_ms", "enqueued_ms", "started_ms")
 _INT_FIELDS += ("finished_ms", "run_at_ms")
 
 
@@ -427,10 +427,10 @@ class SyncBroker:
                 )
             return script(keys=list(request.keys), args=list(request.args))
         if isinstance(request, Command):
-            return self.client.execute_command(*request.args)
+            return self.client.execute_command(*request.args)  # type: ignore[no-untyped-call]
         pipe = self.client.pipeline(transaction=False)
         for command in request.commands:
-            pipe.execute_command(*command.args)
+            pipe.execute_command(*command.args)  # type: ignore[no-untyped-call]
         return pipe.execute()
 
     def close(self) -> None:
@@ -467,22 +467,27 @@ class AsyncBroker:
                 )
             return await script(keys=list(request.keys), args=list(request.args))
         if isinstance(request, Command):
-            return await self.client.execute_command(*request.args)
+            return await self.client.execute_command(*request.args)  # type: ignore[no-untyped-call]
         pipe = self.client.pipeline(transaction=False)
         for command in request.commands:
             pipe.execute_command(*command.args)
         return await pipe.execute()
 
-    async def subscribe(self, *channels: str) -> AsyncIterator[tuple[str, str]]:
+    async def subscribe(
+        self, *channels: str, ready: anyio.Event | None = None
+    ) -> AsyncIterator[tuple[str, str]]:
         """Yield ``(channel, data)`` from pub/sub, resubscribing after a lost connection.
 
-        Pub/sub is fire-and-forget: messages sent while reconnecting are missed.
+        ``ready`` is set once the first subscription is confirmed. Pub/sub is fire-and-forget:
+        messages sent while reconnecting are missed.
         """
         delay_s = 0.1
         while True:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*channels)
+                if ready is not None:
+                    ready.set()
                 delay_s = 0.1
                 async for message in pubsub.listen():
                     if message["type"] == "message":
@@ -493,7 +498,7 @@ class AsyncBroker:
                 delay_s = min(delay_s * 2, 2.0)
             finally:
                 with anyio.CancelScope(shield=True):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def aclose(self) -> None:
         """Release the connection pool."""

@@ -76,7 +76,7 @@ def async_client(settings: Settings, *, blocking_s: float | None = None) -> redi
     if settings.is_memory:
         import fakeredis.aioredis
 
-        return fakeredis.aioredis.FakeRedis(  # type: ignore[no-any-return]
+        return fakeredis.aioredis.FakeRedis(
             server=memory_server(settings.redis_url),
             decode_responses=True,
             encoding_errors="surrogateescape",
@@ -90,7 +90,7 @@ def sync_client(settings: Settings) -> redis.Redis:
     if settings.is_memory:
         import fakeredis
 
-        return fakeredis.FakeRedis(  # type: ignore[no-any-return]
+        return fakeredis.FakeRedis(
             server=memory_server(settings.redis_url),
             decode_responses=True,
             encoding_errors="surrogateescape",

@@ -64,11 +64,13 @@ class JobHandle(Generic[R]):
             ResultTimeoutError: not finished in time.
             JobFailedError: the job ended dead or cancelled (carries the remote error).
         """
-        return _value(self._backend.wait(self.queue, self.id, timeout))
+        value: R = _value(self._backend.wait(self.queue, self.id, timeout))
+        return value
 
     async def aresult(self, timeout: float | None = None) -> R:
         """Async :meth:`result`."""
-        return _value(await self._backend.await_(self.queue, self.id, timeout))
+        value: R = _value(await self._backend.await_(self.queue, self.id, timeout))
+        return value
 
     def cancel(self) -> JobStatus:
         """Cancel the job: a waiting job becomes ``cancelled`` at once; a running one is asked

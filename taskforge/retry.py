@@ -30,7 +30,7 @@ def backoff_s(
     """
     if retry_number < 1:
         raise ValueError(f"retry_number is 1-based, got {retry_number}")
-    delay_s = min(cap_s, base_s * 2 ** (retry_number - 1))
+    delay_s: float = min(cap_s, base_s * 2.0 ** (retry_number - 1))
     if jitter:
         delay_s = random.uniform(delay_s / 2, delay_s)
     return delay_s

@@ -47,22 +47,30 @@ class Settings(BaseModel):
 
     redis_url: str = "redis://localhost:6379/0"
     redis_password: str | None = None
-    max_connections: int = Field(50, ge=1)
-    socket_timeout_s: float = Field(5.0, gt=0)
-    socket_connect_timeout_s: float = Field(5.0, gt=0)
+    max_connections: int = Field(default=50, ge=1)
+    socket_timeout_s: float = Field(default=5.0, gt=0)
+    socket_connect_timeout_s: float = Field(default=5.0, gt=0)
     retry_on_timeout: bool = True
-    connect_retries: int = Field(3, ge=0, description="reconnect attempts, exponential backoff")
+    connect_retries: int = Field(
+        default=3, ge=0, description="reconnect attempts, exponential backoff"
+    )
     ssl: bool = False
     ssl_ca_certs: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
-    prefix: str = Field("taskforge", min_length=1)
+    prefix: str = Field(default="taskforge", min_length=1)
     events_channel: str = "job:updates"
-    result_ttl_s: int = Field(24 * 3600, ge=1, description="how long final job records live")
-    max_payload_bytes: int = Field(1024 * 1024, ge=1024)
-    lease_s: float = Field(30.0, gt=0, description="in-flight lease; renewed every lease_s / 3")
+    result_ttl_s: int = Field(
+        default=24 * 3600, ge=1, description="how long final job records live"
+    )
+    max_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
+    lease_s: float = Field(
+        default=30.0, gt=0, description="in-flight lease; renewed every lease_s / 3"
+    )
     max_deliveries: int = Field(
-        5, ge=1, description="deliveries lost to dying workers before a job is buried as poison"
+        default=5,
+        ge=1,
+        description="deliveries lost to dying workers before a job is buried as poison",
     )
 
     @field_validator("prefix")
