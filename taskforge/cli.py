@@ -17,7 +17,6 @@ import typer
 from taskforge import demo as demo_module
 from taskforge.app import Taskforge, default_app
 from taskforge.errors import BrokerConnectionError, TaskforgeError
-from taskforge.settings import mask_url
 from taskforge.worker import Worker
 
 cli = typer.Typer(
@@ -118,7 +117,7 @@ def worker(
     try:
         anyio.run(_run_worker, w)
     except BrokerConnectionError as exc:
-        raise fail(f"cannot start worker: {mask_url(str(exc))}") from None
+        raise fail(f"cannot start worker: {exc}") from None
 
 
 async def _run_worker(w: Worker) -> None:
