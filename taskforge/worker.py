@@ -490,10 +490,8 @@ def server_warnings(info: dict[str, Any], save_config: str | None = None) -> lis
             f"maxmemory-policy is {policy!r}: Redis may evict job records (lost jobs); "
             "set maxmemory-policy noeviction"
         )
-    if (
-        not int(info.get("aof_enabled", 0))
-        and not int(info.get("rdb_changes_since_last_save", 0)) >= 0
-    ):
+    # RDB is off when ``save`` is empty; unknown (CONFIG refused) means no warning.
+    if not int(info.get("aof_enabled", 0)) and save_config is not None and not save_config.strip():
         warnings.append("persistence is off: a Redis restart loses every queued job")
     return warnings
 
