@@ -18,7 +18,9 @@ from taskforge.errors import (
 )
 from taskforge.handle import JobHandle
 from taskforge.job import TERMINAL, JobRecord, JobStatus, new_job_id
+from taskforge.serializer import PICKLE, dump_args
 from taskforge.settings import Settings
+from taskforge.signing import sign, signing_key
 from taskforge.task import Call
 
 
@@ -61,11 +63,13 @@ class Client:
         """Build a job from a call: (queue, job). Raises EnqueueError subclasses; pure."""
         o = call.options
         job_id = o.job_id or new_job_id()
+        serializer = self.settings.serializer
+        args, kwargs = dump_args(call.args, call.kwargs, serializer)
         envelope: dict[str, Any] = {
             "id": job_id,
             "task": call.task,
-            "args": list(call.args),
-            "kwargs": call.kwargs,
+            "args": args,
+            "kwargs": kwargs,
             "queue": o.queue,
             "priority": o.priority.value,
             "max_retries": o.max_retries,
@@ -75,6 +79,8 @@ class Client:
             "timeout_s": o.timeout,
             "created_ms": int(time.time() * 1000),
         }
+        if serializer == PICKLE:
+            envelope["serializer"] = serializer
         try:
             text = json.dumps(envelope, allow_nan=False, separators=(",", ":"))
         except (TypeError, ValueError) as exc:
@@ -82,6 +88,9 @@ class Client:
                 f"arguments of {call.task!r} cannot be sent as JSON: {exc}; pass plain data "
                 "(str, int, float, bool, None, list, dict) or ids the task can load"
             ) from exc
+        key = signing_key(self.settings)
+        if key is not None:
+            text = sign(text, key)
         size = len(text.encode())
         if size > self.settings.max_payload_bytes:
             raise PayloadTooLargeError(

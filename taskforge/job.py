@@ -68,6 +68,7 @@ class Job(BaseModel):
     timeout_s: float | None = Field(None, gt=0)
     created_ms: int = 0
     serializer: str = "json"
+    sig: str = ""  # HMAC of the rest, when producers sign (see taskforge.signing)
 
 
 class JobRecord(BaseModel):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from taskforge.errors import ConfigurationError
 
@@ -29,6 +29,9 @@ _ENV: dict[str, str] = {
     "REDIS_SSL_CERTFILE": "ssl_certfile",
     "REDIS_SSL_KEYFILE": "ssl_keyfile",
     "TASKFORGE_PREFIX": "prefix",
+    "TASKFORGE_SIGNING_KEY": "signing_key",
+    "TASKFORGE_SERIALIZER": "serializer",
+    "TASKFORGE_MAX_DELIVERIES": "max_deliveries",
     "TASKFORGE_EVENTS_CHANNEL": "events_channel",
     "TASKFORGE_RESULT_TTL": "result_ttl_s",
     "TASKFORGE_MAX_PAYLOAD_BYTES": "max_payload_bytes",
@@ -64,6 +67,14 @@ class Settings(BaseModel):
         default=24 * 3600, ge=1, description="how long final job records live"
     )
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key: envelopes are signed; workers bury unsigned or forged ones",
+    )
+    serializer: Literal["json", "pickle"] = Field(
+        default="json",
+        description="'pickle' (trusted networks only): producers send, workers run pickle",
+    )
     lease_s: float = Field(
         default=30.0, gt=0, description="in-flight lease; renewed every lease_s / 3"
     )

@@ -41,7 +41,9 @@ from taskforge.executor import (
 from taskforge.job import Job, JobStatus
 from taskforge.keys import check_queue_name
 from taskforge.registry import Registry
+from taskforge.serializer import SerializerRefusedError, load_job
 from taskforge.settings import Settings
+from taskforge.signing import SignatureError, signing_key, verify
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,7 @@ class Worker:
         self._jobs_tg: anyio.abc.TaskGroup | None = None
         self._started_at = time.time()
         self._outage_since: float | None = None
+        self._signing_key = signing_key(settings)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -304,7 +307,9 @@ class Worker:
     async def _execute(self, running: _Running) -> tuple[Result, str]:
         lease = running.lease
         try:
-            job: Job = decode(lease.envelope)
+            job = self._open(lease)
+        except (SignatureError, SerializerRefusedError) as exc:
+            return Dead(Failure(type(exc).__name__, f"refused: {exc}")), "?"
         except ValueError as exc:
             return Dead(describe_bad_envelope(exc)), "?"
         try:
@@ -315,6 +320,13 @@ class Worker:
         if running.scope.cancel_called:  # stop_now() came before the job began
             return Abandoned(), job.task
         return await self._executor.run(task, running.ctx, running.scope), job.task
+
+    def _open(self, lease: Leased) -> Job:
+        """Check the signature (when signing is on), decode, and unpack the arguments."""
+        text = lease.envelope
+        if self._signing_key is not None:
+            verify(text, self._signing_key)
+        return load_job(decode(text), self.settings.serializer)
 
     def _cancel_running(self, job_id: str) -> None:
         running = self._running.get(job_id)

@@ -1,0 +1,79 @@
+"""How a job's arguments travel: JSON always; pickle only where the deployment opts in.
+
+JSON is the default and the only format a worker accepts unless ``Settings.serializer`` (env
+``TASKFORGE_SERIALIZER``) is ``"pickle"``. Unpickling runs arbitrary code chosen by whoever wrote
+the bytes, so a JSON worker dead-letters a pickle job (reason ``refused: ...``) without ever
+unpickling it. Turn pickle on only when everyone who can write to Redis is trusted, and then on
+producers and workers alike. A pickle job carries ``"serializer": "pickle"`` and one argument:
+the base64 text of ``pickle.dumps((args, kwargs))``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import pickle
+from collections.abc import Sequence
+from typing import Any
+
+from taskforge.errors import SerializationError, TaskforgeError
+from taskforge.job import Job
+
+JSON = "json"
+PICKLE = "pickle"
+
+
+class SerializerRefusedError(TaskforgeError, ValueError):
+    """A job uses a serializer this worker does not accept."""
+
+
+def dump_args(
+    args: Sequence[Any], kwargs: dict[str, Any], serializer: str
+) -> tuple[list[Any], dict[str, Any]]:
+    """The ``args``/``kwargs`` members of an envelope made with ``serializer``.
+
+    Raises:
+        SerializationError: arguments pickle cannot carry.
+    """
+    if serializer == JSON:
+        return list(args), kwargs
+    if serializer == PICKLE:
+        try:
+            blob = pickle.dumps((tuple(args), dict(kwargs)), protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise SerializationError(f"arguments cannot be pickled: {exc}") from exc
+        return [base64.b64encode(blob).decode("ascii")], {}
+    raise SerializerRefusedError(f"unknown serializer {serializer!r}; use 'json' or 'pickle'")
+
+
+def load_job(job: Job, accepted: str) -> Job:
+    """The job with its real arguments, if this worker accepts its serializer.
+
+    ``accepted`` is the worker's ``Settings.serializer``: ``"json"`` accepts JSON only;
+    ``"pickle"`` accepts both.
+
+    Raises:
+        SerializerRefusedError: the job's serializer is not accepted here (nothing is unpickled).
+        ValueError: a pickle payload that cannot be read.
+    """
+    if job.serializer == JSON:
+        return job
+    if job.serializer != PICKLE:
+        raise SerializerRefusedError(f"unknown serializer {job.serializer!r}")
+    if accepted != PICKLE:
+        raise SerializerRefusedError(
+            "job uses the pickle serializer; this worker accepts JSON only (set "
+            "TASKFORGE_SERIALIZER=pickle on trusted deployments to allow it)"
+        )
+    if len(job.args) != 1 or not isinstance(job.args[0], str) or job.kwargs:
+        raise ValueError("pickle envelope must carry exactly one base64 argument")
+    try:
+        args, kwargs = pickle.loads(base64.b64decode(job.args[0], validate=True))
+    except (binascii.Error, pickle.UnpicklingError, EOFError, ImportError, LookupError) as exc:
+        raise ValueError(f"unreadable pickle payload: {exc!r}") from exc
+    if not isinstance(args, tuple) or not isinstance(kwargs, dict):
+        raise ValueError("pickle payload is not an (args, kwargs) pair")
+    return job.model_copy(update={"args": list(args), "kwargs": kwargs})
+
+
+__all__ = ["JSON", "PICKLE", "SerializerRefusedError", "dump_args", "load_job"]
