@@ -8,9 +8,10 @@ the producer API can be synchronous without a second copy of the protocol.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import AsyncIterator, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, TypeVar
@@ -20,8 +21,15 @@ import redis
 import redis.asyncio
 from redis.commands.core import AsyncScript, Script
 
-from taskforge.connection import async_client, sync_client
-from taskforge.errors import BrokerConnectionError, BrokerError
+from taskforge.connection import (
+    AsyncRedis,
+    SyncRedis,
+    async_client,
+    async_same_node,
+    same_node,
+    sync_client,
+)
+from taskforge.errors import BrokerConnectionError, BrokerError, NotReplicatedError
 from taskforge.job import PRIORITY_ORDER, JobPriority, JobRecord, JobStatus
 from taskforge.keys import GlobalKeys, QueueKeys
 from taskforge.settings import Settings
@@ -55,7 +63,20 @@ class Batch:
     commands: Sequence[Command]
 
 
-Request = ScriptCall | Command | Batch
+@dataclass(frozen=True, slots=True)
+class Replicated:
+    """A script call, then ``WAIT replicas timeout_ms`` on the same connection.
+
+    The reply is the script's; the drivers raise :class:`NotReplicatedError` when fewer than
+    ``replicas`` replicas acknowledged its writes in time.
+    """
+
+    call: ScriptCall
+    replicas: int
+    timeout_ms: int
+
+
+Request = ScriptCall | Command | Batch | Replicated
 #: A queue operation: yields requests, receives their replies, returns its result.
 Op = Generator[Request, Any, T]
 
@@ -174,7 +195,11 @@ class Ops:
             args += [j.id, j.task, j.priority.value, j.envelope, j.delay_ms, j.at_ms]
             args += [j.unique_key, j.unique_until, j.unique_ttl_s]
         keys = [*k.ready_lists, k.scheduled, k.wake, k.job_prefix, k.base + ":unique:"]
-        raw = yield ScriptCall("enqueue", keys, args)
+        call = ScriptCall("enqueue", keys, args)
+        if self.settings.durable_enqueue:
+            raw = yield Replicated(call, 1, int(self.settings.durable_timeout_s * 1000))
+        else:
+            raw = yield call
         out = []
         for i in range(0, len(raw), 2):
             flag = raw[i + 1]
@@ -355,6 +380,56 @@ class Ops:
         )
         return int(raw[0])
 
+    # ---------------------------------------------------------------- operations (CLI, metrics)
+
+    def server_time_ms(self) -> Op[int]:
+        """Redis server time in ms (the clock dead-letter ages and stat buckets are read with)."""
+        raw = yield Command(("TIME",))
+        return int(raw[0]) * 1000 + int(raw[1]) // 1000
+
+    def records(self, queue: str, job_ids: Sequence[str]) -> Op[list[JobRecord | None]]:
+        """Read many job records in one round trip (None for each that does not exist)."""
+        if not job_ids:
+            return []
+        k = self.keys(queue)
+        raw = yield Batch([Command(("HGETALL", k.job(i))) for i in job_ids])
+        return [parse_record(i, r) if r else None for i, r in zip(job_ids, raw, strict=True)]
+
+    def locate(self, job_id: str, queues: Sequence[str]) -> Op[str | None]:
+        """The first of ``queues`` that holds a record for ``job_id`` (None: no such job)."""
+        if not queues:
+            return None
+        raw = yield Batch([Command(("EXISTS", self.keys(q).job(job_id))) for q in queues])
+        return next((q for q, found in zip(queues, raw, strict=True) if found), None)
+
+    def count_outcomes(
+        self, minute: int, counts: Mapping[str, Mapping[str, int]], ttl_s: int = 3600
+    ) -> Op[None]:
+        """Add ``{queue: {counter: n}}`` to per-queue counters of one epoch minute.
+
+        Each minute is its own small hash (``<stats>:<minute>``) that expires after ``ttl_s``,
+        so old buckets clean themselves up without a sweeper.
+        """
+        cmds: list[Command] = []
+        for queue, named in counts.items():
+            key = f"{self.keys(queue).stats}:{minute}"
+            cmds += [Command(("HINCRBY", key, name, n)) for name, n in named.items() if n]
+            cmds.append(Command(("EXPIRE", key, ttl_s)))
+        if cmds:
+            yield Batch(cmds)
+
+    def recent_outcomes(self, queue: str, minutes: Sequence[int]) -> Op[dict[str, int]]:
+        """Per-minute counters of ``queue`` summed over the epoch ``minutes`` given."""
+        if not minutes:
+            return {}
+        stats = self.keys(queue).stats
+        raw = yield Batch([Command(("HGETALL", f"{stats}:{m}")) for m in minutes])
+        total: dict[str, int] = {}
+        for bucket in raw:
+            for name, n in bucket.items():
+                total[name] = total.get(name, 0) + int(n)
+        return total
+
 
 def _ms(value: int) -> int | None:
     return None if value < 0 else int(value)
@@ -389,6 +464,20 @@ def parse_record(job_id: str, raw: dict[str, str]) -> JobRecord:
 # --------------------------------------------------------------------------- the drivers
 
 
+def _sha(source: str) -> str:
+    return hashlib.sha1(source.encode()).hexdigest()
+
+
+def _check_replicas(reply: Any, acked: int, request: Replicated) -> Any:
+    if acked < request.replicas:
+        raise NotReplicatedError(
+            f"{request.call.name} was written on the primary but {acked} of {request.replicas}"
+            f" replica(s) acknowledged it within {request.timeout_ms} ms: a failover now could"
+            " lose it; check the replicas, or raise TASKFORGE_DURABLE_TIMEOUT"
+        )
+    return reply
+
+
 def _wrap(exc: redis.RedisError, settings: Settings) -> BrokerError:
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return BrokerConnectionError(
@@ -401,7 +490,7 @@ def _wrap(exc: redis.RedisError, settings: Settings) -> BrokerError:
 class SyncBroker:
     """Runs :class:`Ops` over a blocking redis-py client (producer API, CLI)."""
 
-    def __init__(self, settings: Settings, client: redis.Redis | None = None):
+    def __init__(self, settings: Settings, client: SyncRedis | None = None):
         self.settings = settings
         self.ops = Ops(settings)
         self.client = client if client is not None else sync_client(settings)
@@ -428,10 +517,27 @@ class SyncBroker:
             return script(keys=list(request.keys), args=list(request.args))
         if isinstance(request, Command):
             return self.client.execute_command(*request.args)  # type: ignore[no-untyped-call]
+        if isinstance(request, Replicated):
+            return self._replicated(request)
         pipe = self.client.pipeline(transaction=False)
         for command in request.commands:
-            pipe.execute_command(*command.args)  # type: ignore[no-untyped-call]
+            pipe.execute_command(*command.args)
         return pipe.execute()
+
+    def _replicated(self, request: Replicated) -> Any:
+        # One pipeline: WAIT counts replicas holding *this connection's* writes.
+        call, source = request.call, SOURCES[request.call.name]
+        for verb, first in (("EVALSHA", _sha(source)), ("EVAL", source)):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.execute_command(verb, first, len(call.keys), *call.keys, *call.args)
+            wait = ("WAIT", request.replicas, request.timeout_ms)
+            pipe.execute_command(*wait, **same_node(self.client, call.keys[0]))
+            try:
+                reply, acked = pipe.execute()
+            except redis.exceptions.NoScriptError:
+                continue  # EVAL loads it; nothing was written
+            return _check_replicas(reply, int(acked), request)
+        raise AssertionError("unreachable: EVAL never answers NOSCRIPT")
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -441,7 +547,7 @@ class SyncBroker:
 class AsyncBroker:
     """Runs :class:`Ops` over an asyncio redis-py client (worker, async producer API)."""
 
-    def __init__(self, settings: Settings, client: redis.asyncio.Redis | None = None):
+    def __init__(self, settings: Settings, client: AsyncRedis | None = None):
         self.settings = settings
         self.ops = Ops(settings)
         self.client = client if client is not None else async_client(settings)
@@ -467,11 +573,28 @@ class AsyncBroker:
                 )
             return await script(keys=list(request.keys), args=list(request.args))
         if isinstance(request, Command):
-            return await self.client.execute_command(*request.args)  # type: ignore[no-untyped-call]
+            return await self.client.execute_command(*request.args)
+        if isinstance(request, Replicated):
+            return await self._replicated(request)
         pipe = self.client.pipeline(transaction=False)
         for command in request.commands:
             pipe.execute_command(*command.args)
         return await pipe.execute()
+
+    async def _replicated(self, request: Replicated) -> Any:
+        # One pipeline: WAIT counts replicas holding *this connection's* writes.
+        call, source = request.call, SOURCES[request.call.name]
+        target = await async_same_node(self.client, call.keys[0])
+        for verb, first in (("EVALSHA", _sha(source)), ("EVAL", source)):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.execute_command(verb, first, len(call.keys), *call.keys, *call.args)
+            pipe.execute_command("WAIT", request.replicas, request.timeout_ms, **target)
+            try:
+                reply, acked = await pipe.execute()
+            except redis.exceptions.NoScriptError:
+                continue  # EVAL loads it; nothing was written
+            return _check_replicas(reply, int(acked), request)
+        raise AssertionError("unreachable: EVAL never answers NOSCRIPT")
 
     async def subscribe(
         self, *channels: str, ready: anyio.Event | None = None

@@ -9,6 +9,7 @@ queue. Promotion of scheduled jobs and reclaiming of expired leases happen insid
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
@@ -40,6 +41,7 @@ from taskforge.executor import (
 )
 from taskforge.job import Job, JobStatus
 from taskforge.keys import check_queue_name
+from taskforge.metrics import MetricsExporter, WorkerMetrics
 from taskforge.registry import Registry
 from taskforge.serializer import SerializerRefusedError, load_job
 from taskforge.settings import Settings
@@ -48,6 +50,10 @@ from taskforge.signing import SignatureError, signing_key, verify
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5.0
+#: Environment variable overriding the heartbeat interval (s); the TTL is three beats.
+HEARTBEAT_ENV = "TASKFORGE_HEARTBEAT"
+#: How long a queue's per-minute outcome counters are kept (``taskforge queues``).
+STATS_TTL_S = 3600
 
 
 @dataclass(slots=True)
@@ -101,6 +107,7 @@ class Worker:
         grace_s: float = 10.0,
         block_s: float = 5.0,
         worker_id: str | None = None,
+        metrics_port: int | None = None,
     ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -128,6 +135,9 @@ class Worker:
         self._jobs_tg: anyio.abc.TaskGroup | None = None
         self._started_at = time.time()
         self._outage_since: float | None = None
+        self.metrics = WorkerMetrics()
+        self.metrics_port = metrics_port
+        self.heartbeat_s = float(os.environ.get(HEARTBEAT_ENV) or HEARTBEAT_S)
         self._signing_key = signing_key(settings)
 
     # ------------------------------------------------------------------ lifecycle
@@ -151,6 +161,7 @@ class Worker:
     async def run(self) -> WorkerStats:
         """Run until stopped (or, in burst mode, until the queues are drained)."""
         await self.check_server()
+        exporter = self._start_metrics()
         log.info(
             "worker %s up: queues=%s concurrency=%d redis=%s",
             self.id, ",".join(self.queues), self.concurrency, self.settings.masked_url(),
@@ -171,9 +182,22 @@ class Worker:
                 await self._flush_all()
                 services.cancel_scope.cancel()
         finally:
+            if exporter is not None:
+                exporter.stop()
             with anyio.CancelScope(shield=True):
                 await self._close()
         return self.stats
+
+    def _start_metrics(self) -> MetricsExporter | None:
+        if self.metrics_port is None:
+            return None
+        exporter = MetricsExporter(
+            self.settings, self.metrics, self.queues, port=self.metrics_port, extra=self._gauges
+        )
+        return exporter.start()
+
+    def _gauges(self) -> dict[str, float]:
+        return {"running_jobs": len(self._running), "concurrency": self.concurrency}
 
     async def check_server(self) -> None:
         """Fail fast when Redis does not answer; warn about settings that can lose jobs.
@@ -317,6 +341,8 @@ class Worker:
         except UnknownTaskError as exc:
             return Dead(describe_unknown(exc)), job.task
         running.ctx = JobContext(job, lease.attempts + 1, lease.token)
+        if lease.attempts == 0 and job.created_ms:
+            self.metrics.job_started(running.queue, time.time() - job.created_ms / 1000)
         if running.scope.cancel_called:  # stop_now() came before the job began
             return Abandoned(), job.task
         return await self._executor.run(task, running.ctx, running.scope), job.task
@@ -386,6 +412,20 @@ class Worker:
                         ops.retry(queue, p.lease.id, p.lease.token, delay_ms, _triple(f))
                     )
                     self._log(p, ok)
+        await self._write_minute_counts()
+
+    async def _write_minute_counts(self) -> None:
+        # Per-minute counters for `taskforge queues`: one round trip per flushed batch. A failure
+        # only delays them; it must not fail the batch (its outcomes are already recorded).
+        counts = self.metrics.take_minute_counts()
+        if not counts:
+            return
+        minute = int(time.time() // 60)
+        try:
+            await self.broker.run(self.broker.ops.count_outcomes(minute, counts, STATS_TTL_S))
+        except BrokerError as exc:
+            log.debug("outcome counters not written (%s); retrying with the next batch", exc)
+            self.metrics.give_back_minute_counts(counts)
 
     def _log(self, p: _Pending, accepted: bool) -> None:
         r = p.result
@@ -397,6 +437,7 @@ class Worker:
             return
         ms = p.duration_s * 1000
         self.stats.processed += not isinstance(r, Abandoned)
+        self.metrics.job_finished(p.queue, _OUTCOME_NAMES[type(r)], p.duration_s)
         if isinstance(r, Succeeded):
             self.stats.succeeded += 1
             log.info("job %s %s succeeded attempt=%d in %.1fms", p.lease.id, p.task, p.attempt, ms)
@@ -442,12 +483,11 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while True:
             try:
-                await self.broker.run(
-                    self.broker.ops.heartbeat(self.id, self.heartbeat(), int(HEARTBEAT_S * 3))
-                )
+                ttl_s = max(1, math.ceil(self.heartbeat_s * 3))
+                await self.broker.run(self.broker.ops.heartbeat(self.id, self.heartbeat(), ttl_s))
             except BrokerError as exc:
                 log.debug("heartbeat failed: %s", exc)
-            await anyio.sleep(HEARTBEAT_S)
+            await anyio.sleep(self.heartbeat_s)
 
     def heartbeat(self) -> dict[str, Any]:
         """What this worker says about itself in ``taskforge workers``."""
@@ -459,6 +499,7 @@ class Worker:
             "queues": self.queues,
             "concurrency": self.concurrency,
             "running": len(self._running),
+            "running_jobs": list(self._running)[:100],
             "started": self._started_at,
             "last_seen": time.time(),
             "processed": self.stats.processed,
@@ -471,6 +512,15 @@ class Worker:
         channel = control_channel(self.settings)
         async for _, job_id in self.broker.subscribe(channel):
             self._cancel_running(job_id)
+
+
+_OUTCOME_NAMES: dict[type[Result], str] = {
+    Succeeded: "succeeded",
+    RetryLater: "retried",
+    Dead: "dead",
+    Cancelled: "cancelled",
+    Abandoned: "handed_back",
+}
 
 
 def _triple(f: Failure) -> tuple[str, str, str]:
