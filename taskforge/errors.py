@@ -9,7 +9,8 @@ Every error taskforge raises on purpose subclasses :class:`TaskforgeError`::
     │   └── PayloadTooLargeError  the envelope exceeds ``max_payload_bytes``
     ├── UnknownTaskError          a task name the registry does not know
     ├── BrokerError               Redis refused or failed a command
-    │   └── BrokerConnectionError Redis cannot be reached (after the configured retries)
+    │   ├── BrokerConnectionError Redis cannot be reached (after the configured retries)
+    │   └── NotReplicatedError    a durable write was not acknowledged by a replica in time
     ├── JobNotFoundError          no record for a job id (never existed, or expired)
     ├── ResultTimeoutError        the job did not finish within the wait
     ├── JobFailedError            the job ended dead or cancelled; carries the remote error
@@ -51,6 +52,14 @@ class BrokerError(TaskforgeError):
 
 class BrokerConnectionError(BrokerError, ConnectionError):
     """Redis could not be reached, after the configured retries."""
+
+
+class NotReplicatedError(BrokerError):
+    """A durable enqueue was written on the primary, but no replica acknowledged it in time.
+
+    The job exists unless the primary fails before it replicates; re-sending it with the same
+    ``job_id`` is safe (a duplicate id writes nothing).
+    """
 
 
 class JobNotFoundError(TaskforgeError, LookupError):

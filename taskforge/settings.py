@@ -36,6 +36,10 @@ _ENV: dict[str, str] = {
     "TASKFORGE_RESULT_TTL": "result_ttl_s",
     "TASKFORGE_MAX_PAYLOAD_BYTES": "max_payload_bytes",
     "TASKFORGE_LEASE": "lease_s",
+    "REDIS_CLUSTER_NODES": "cluster_nodes",
+    "REDIS_SENTINEL_PASSWORD": "sentinel_password",
+    "TASKFORGE_DURABLE": "durable_enqueue",
+    "TASKFORGE_DURABLE_TIMEOUT": "durable_timeout_s",
 }
 
 
@@ -84,6 +88,22 @@ class Settings(BaseModel):
         description="deliveries lost to dying workers before a job is buried as poison",
     )
 
+    cluster_nodes: str | None = Field(
+        default=None,
+        description="'host:port,host:port' seeds of a Redis Cluster; set, it overrides the URL's"
+        " hosts (auth and TLS still come from the URL and the REDIS_* settings)",
+    )
+    sentinel_password: str | None = Field(
+        default=None, description="password of the Sentinels themselves (redis+sentinel://)"
+    )
+    durable_enqueue: bool = Field(
+        default=False,
+        description="after each enqueue, WAIT until a replica has the job (or raise)",
+    )
+    durable_timeout_s: float = Field(
+        default=1.0, gt=0, description="longest WAIT of a durable enqueue"
+    )
+
     @field_validator("prefix")
     @classmethod
     def _no_braces(cls, value: str) -> str:
@@ -120,7 +140,7 @@ class Settings(BaseModel):
 
 
 def _parse_env(var: str, raw: str) -> Any:
-    if var in {"REDIS_RETRY_ON_TIMEOUT", "REDIS_SSL"}:
+    if var in {"REDIS_RETRY_ON_TIMEOUT", "REDIS_SSL", "TASKFORGE_DURABLE"}:
         lowered = raw.strip().lower()
         if lowered in _TRUE:
             return True
