@@ -8,6 +8,7 @@ the producer API can be synchronous without a second copy of the protocol.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Generator, Mapping, Sequence
@@ -20,8 +21,15 @@ import redis
 import redis.asyncio
 from redis.commands.core import AsyncScript, Script
 
-from taskforge.connection import async_client, sync_client
-from taskforge.errors import BrokerConnectionError, BrokerError
+from taskforge.connection import (
+    AsyncRedis,
+    SyncRedis,
+    async_client,
+    async_same_node,
+    same_node,
+    sync_client,
+)
+from taskforge.errors import BrokerConnectionError, BrokerError, NotReplicatedError
 from taskforge.job import PRIORITY_ORDER, JobPriority, JobRecord, JobStatus
 from taskforge.keys import GlobalKeys, QueueKeys
 from taskforge.settings import Settings
@@ -55,7 +63,20 @@ class Batch:
     commands: Sequence[Command]
 
 
-Request = ScriptCall | Command | Batch
+@dataclass(frozen=True, slots=True)
+class Replicated:
+    """A script call, then ``WAIT replicas timeout_ms`` on the same connection.
+
+    The reply is the script's; the drivers raise :class:`NotReplicatedError` when fewer than
+    ``replicas`` replicas acknowledged its writes in time.
+    """
+
+    call: ScriptCall
+    replicas: int
+    timeout_ms: int
+
+
+Request = ScriptCall | Command | Batch | Replicated
 #: A queue operation: yields requests, receives their replies, returns its result.
 Op = Generator[Request, Any, T]
 
@@ -174,7 +195,11 @@ class Ops:
             args += [j.id, j.task, j.priority.value, j.envelope, j.delay_ms, j.at_ms]
             args += [j.unique_key, j.unique_until, j.unique_ttl_s]
         keys = [*k.ready_lists, k.scheduled, k.wake, k.job_prefix, k.base + ":unique:"]
-        raw = yield ScriptCall("enqueue", keys, args)
+        call = ScriptCall("enqueue", keys, args)
+        if self.settings.durable_enqueue:
+            raw = yield Replicated(call, 1, int(self.settings.durable_timeout_s * 1000))
+        else:
+            raw = yield call
         out = []
         for i in range(0, len(raw), 2):
             flag = raw[i + 1]
@@ -439,6 +464,20 @@ def parse_record(job_id: str, raw: dict[str, str]) -> JobRecord:
 # --------------------------------------------------------------------------- the drivers
 
 
+def _sha(source: str) -> str:
+    return hashlib.sha1(source.encode()).hexdigest()
+
+
+def _check_replicas(reply: Any, acked: int, request: Replicated) -> Any:
+    if acked < request.replicas:
+        raise NotReplicatedError(
+            f"{request.call.name} was written on the primary but {acked} of {request.replicas}"
+            f" replica(s) acknowledged it within {request.timeout_ms} ms: a failover now could"
+            " lose it; check the replicas, or raise TASKFORGE_DURABLE_TIMEOUT"
+        )
+    return reply
+
+
 def _wrap(exc: redis.RedisError, settings: Settings) -> BrokerError:
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return BrokerConnectionError(
@@ -451,7 +490,7 @@ def _wrap(exc: redis.RedisError, settings: Settings) -> BrokerError:
 class SyncBroker:
     """Runs :class:`Ops` over a blocking redis-py client (producer API, CLI)."""
 
-    def __init__(self, settings: Settings, client: redis.Redis | None = None):
+    def __init__(self, settings: Settings, client: SyncRedis | None = None):
         self.settings = settings
         self.ops = Ops(settings)
         self.client = client if client is not None else sync_client(settings)
@@ -478,10 +517,27 @@ class SyncBroker:
             return script(keys=list(request.keys), args=list(request.args))
         if isinstance(request, Command):
             return self.client.execute_command(*request.args)  # type: ignore[no-untyped-call]
+        if isinstance(request, Replicated):
+            return self._replicated(request)
         pipe = self.client.pipeline(transaction=False)
         for command in request.commands:
-            pipe.execute_command(*command.args)  # type: ignore[no-untyped-call]
+            pipe.execute_command(*command.args)
         return pipe.execute()
+
+    def _replicated(self, request: Replicated) -> Any:
+        # One pipeline: WAIT counts replicas holding *this connection's* writes.
+        call, source = request.call, SOURCES[request.call.name]
+        for verb, first in (("EVALSHA", _sha(source)), ("EVAL", source)):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.execute_command(verb, first, len(call.keys), *call.keys, *call.args)
+            wait = ("WAIT", request.replicas, request.timeout_ms)
+            pipe.execute_command(*wait, **same_node(self.client, call.keys[0]))
+            try:
+                reply, acked = pipe.execute()
+            except redis.exceptions.NoScriptError:
+                continue  # EVAL loads it; nothing was written
+            return _check_replicas(reply, int(acked), request)
+        raise AssertionError("unreachable: EVAL never answers NOSCRIPT")
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -491,7 +547,7 @@ class SyncBroker:
 class AsyncBroker:
     """Runs :class:`Ops` over an asyncio redis-py client (worker, async producer API)."""
 
-    def __init__(self, settings: Settings, client: redis.asyncio.Redis | None = None):
+    def __init__(self, settings: Settings, client: AsyncRedis | None = None):
         self.settings = settings
         self.ops = Ops(settings)
         self.client = client if client is not None else async_client(settings)
@@ -517,11 +573,28 @@ class AsyncBroker:
                 )
             return await script(keys=list(request.keys), args=list(request.args))
         if isinstance(request, Command):
-            return await self.client.execute_command(*request.args)  # type: ignore[no-untyped-call]
+            return await self.client.execute_command(*request.args)
+        if isinstance(request, Replicated):
+            return await self._replicated(request)
         pipe = self.client.pipeline(transaction=False)
         for command in request.commands:
             pipe.execute_command(*command.args)
         return await pipe.execute()
+
+    async def _replicated(self, request: Replicated) -> Any:
+        # One pipeline: WAIT counts replicas holding *this connection's* writes.
+        call, source = request.call, SOURCES[request.call.name]
+        target = await async_same_node(self.client, call.keys[0])
+        for verb, first in (("EVALSHA", _sha(source)), ("EVAL", source)):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.execute_command(verb, first, len(call.keys), *call.keys, *call.args)
+            pipe.execute_command("WAIT", request.replicas, request.timeout_ms, **target)
+            try:
+                reply, acked = await pipe.execute()
+            except redis.exceptions.NoScriptError:
+                continue  # EVAL loads it; nothing was written
+            return _check_replicas(reply, int(acked), request)
+        raise AssertionError("unreachable: EVAL never answers NOSCRIPT")
 
     async def subscribe(
         self, *channels: str, ready: anyio.Event | None = None
