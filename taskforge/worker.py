@@ -131,7 +131,9 @@ class Worker:
         self._flush_wanted = anyio.Event()
         self._flushed = anyio.Event()
         self._stopping = False
-        self._fetch_scope = anyio.CancelScope()
+        # Made in run(): anyio >= 4.12 refuses a CancelScope outside an event loop, and the CLI
+        # builds the worker before anyio.run.
+        self._fetch_scope: anyio.CancelScope | None = None
         self._jobs_tg: anyio.abc.TaskGroup | None = None
         self._started_at = time.time()
         self._outage_since: float | None = None
@@ -149,7 +151,8 @@ class Worker:
                 "worker %s stopping: waiting up to %.0fs for running jobs", self.id, self.grace_s
             )
         self._stopping = True
-        self._fetch_scope.cancel()
+        if self._fetch_scope is not None:
+            self._fetch_scope.cancel()
 
     def stop_now(self) -> None:
         """Stop and hand running jobs back at once (a second signal)."""
@@ -174,6 +177,9 @@ class Worker:
                 services.start_soon(self._control_loop)
                 async with anyio.create_task_group() as jobs:
                     self._jobs_tg = jobs
+                    self._fetch_scope = anyio.CancelScope()
+                    if self._stopping:
+                        self._fetch_scope.cancel()
                     with self._fetch_scope:
                         async with anyio.create_task_group() as fetchers:
                             for queue in self.queues:
