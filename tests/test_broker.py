@@ -1,4 +1,4 @@
-"""Broker operations (the Lua scripts) on real Redis and on memory://: every state change, fenced."""
+"""Broker operations (the Lua scripts) on real Redis and memory://: every state change, fenced."""
 
 from __future__ import annotations
 
