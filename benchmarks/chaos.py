@@ -1,0 +1,713 @@
+"""Chaos runner: real workers, a real Redis, faults on a schedule, and a ledger that tells truth.
+
+Each scenario starts a private ``redis-server`` (AOF, ``appendfsync always``) and real
+``taskforge worker`` processes running :mod:`benchmarks.chaos_tasks`. Every job body appends
+``(job_id, attempt, delivery, pid, start, end)`` to an fsync'd ledger file outside Redis. After
+the faults, the checker compares the ledger with what was enqueued: an id that never ran is
+**lost**, an id that ran twice is **duplicated** (allowed only for jobs that were in flight when
+their worker was killed: at-least-once).
+
+    python -m benchmarks.chaos            # the short form (about a minute), as CI runs it
+    python -m benchmarks.chaos --long     # the figures in the README's Reliability section
+    python -m benchmarks.chaos --long -s kill_workers -s rss
+
+The scenarios are plain functions returning a :class:`Report`, so tests call them directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python benchmarks/chaos.py` as well as `-m benchmarks.chaos`
+    sys.path.insert(0, str(ROOT))
+
+from taskforge import BrokerError, Settings  # noqa: E402
+from taskforge.client import Client  # noqa: E402
+from taskforge.job import JobPriority  # noqa: E402
+from taskforge.keys import QueueKeys  # noqa: E402
+from taskforge.task import Call, TaskOptions  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
+
+FINAL = {"succeeded", "dead", "cancelled"}
+QUEUE = "default"
+
+
+@dataclass
+class Report:
+    """What one scenario did and what the checker found."""
+
+    scenario: str
+    jobs: int = 0
+    kills: int = 0
+    redis_restarts: int = 0
+    client_kills: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    in_flight_at_kills: int = 0
+    max_recovery_s: float = 0.0
+    wall_s: float = 0.0
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def row(self) -> list[str]:
+        dup = f"{self.duplicated} (of {self.in_flight_at_kills})"
+        note = ", ".join(f"{k}={v}" for k, v in self.notes.items())
+        return [
+            self.scenario, str(self.jobs), str(self.kills), str(self.redis_restarts),
+            str(self.lost), dup, f"{self.max_recovery_s:.2f}s", f"{self.wall_s:.1f}s", note,
+        ]  # fmt: skip
+
+
+HEADER = ["scenario", "jobs", "kills", "redis restarts", "lost", "duplicated (in flight at kills)"]
+HEADER += ["max recovery", "wall", "notes"]
+
+
+def table(reports: Sequence[Report]) -> str:
+    """A Markdown table of reports (the README's Reliability table)."""
+    rows = [HEADER, ["---"] * len(HEADER), *(r.row() for r in reports)]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+# --------------------------------------------------------------------------- the harness
+
+
+class Chaos:
+    """One private Redis, a set of worker processes, a ledger, and the checker."""
+
+    def __init__(
+        self,
+        *,
+        lease_s: float = 2.0,
+        max_deliveries: int = 5,
+        redis_args: Sequence[str] = (),
+        worker_env: dict[str, str] | None = None,
+    ):
+        self.dir = Path(tempfile.mkdtemp(prefix="tf-chaos-"))
+        self.ledger = self.dir / "ledger"
+        self.ledger.touch()
+        aof = ["--appendonly", "yes", "--appendfsync", "always"]
+        self.server = RedisServer(args=[*aof, *redis_args])
+        self.lease_s = lease_s
+        self.max_deliveries = max_deliveries
+        self.worker_env = worker_env or {}
+        self.prefix = "chaos"
+        self.keys = QueueKeys(self.prefix, QUEUE)
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.started_workers = 0
+        self.ids: list[str] = []
+        self._ledger_pos = 0
+        self._ran: Counter[str] = Counter()
+        self._first_start: dict[str, float] = {}
+        self._producer: threading.Thread | None = None
+        self.producer_errors = 0
+        self.producer_existing = 0
+
+    # ---- lifecycle
+
+    def __enter__(self) -> Chaos:
+        self.server.start()
+        self.settings = Settings(
+            redis_url=self.server.url, prefix=self.prefix, lease_s=self.lease_s,
+            max_deliveries=self.max_deliveries, socket_timeout_s=3, socket_connect_timeout_s=1,
+        )  # fmt: skip
+        self.client = Client(self.settings)
+        self.ctl = redis.Redis(
+            port=self.server.port, decode_responses=True, socket_timeout=3,
+            socket_connect_timeout=1,
+        )  # fmt: skip
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        self.client.close()
+        self.ctl.close()
+        self.server.cleanup()
+
+    # ---- workers
+
+    def start_worker(self, concurrency: int = 4, *, wait: bool = True) -> subprocess.Popen[bytes]:
+        """Start one ``taskforge worker`` process; with ``wait``, until it says it is up."""
+        self.started_workers += 1
+        log_path = self.dir / f"worker-{self.started_workers}.log"
+        env = {
+            **os.environ, "REDIS_URL": self.server.url, "TASKFORGE_PREFIX": self.prefix,
+            "TASKFORGE_LEASE": str(self.lease_s),
+            "TASKFORGE_MAX_DELIVERIES": str(self.max_deliveries),
+            "CHAOS_LEDGER": str(self.ledger),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            **self.worker_env,
+        }  # fmt: skip
+        cmd = [sys.executable, "-m", "taskforge.cli", "worker", "benchmarks.chaos_tasks:app"]
+        cmd += ["-c", str(concurrency), "--grace", "5"]
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc.log_path = log_path  # type: ignore[attr-defined]
+        self.workers.append(proc)
+        if wait:
+            wait_until(lambda: b" up: " in log_path.read_bytes(), 30, f"worker {proc.pid} up")
+        return proc
+
+    def alive(self) -> list[subprocess.Popen[bytes]]:
+        """Worker processes still running."""
+        return [p for p in self.workers if p.poll() is None]
+
+    def up(self) -> list[subprocess.Popen[bytes]]:
+        """Worker processes running that said they are up (they may hold jobs)."""
+        return [p for p in self.alive() if b" up: " in p.log_path.read_bytes()]  # type: ignore[attr-defined]
+
+    def logs(self) -> str:
+        """Everything the workers printed."""
+        return "\n".join(p.log_path.read_text(errors="replace") for p in self.workers)  # type: ignore[attr-defined]
+
+    def kill_worker(self, proc: subprocess.Popen[bytes]) -> dict[str, int]:
+        """SIGKILL a worker; returns the jobs it held in flight (id -> delivery number)."""
+        proc.kill()
+        proc.wait()
+        return self.held_by(proc.pid)
+
+    def held_by(self, pid: int) -> dict[str, int]:
+        """Jobs in flight whose lease belongs to a worker process ``pid``."""
+        ids = self.ctl.zrange(self.keys.inflight, 0, -1)
+        pipe = self.ctl.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(self.keys.job(job_id), "worker", "deliveries")
+        held = {}
+        for job_id, (worker, deliveries) in zip(ids, pipe.execute(), strict=True):
+            if worker and f":{pid}:" in worker:
+                held[job_id] = int(deliveries or 0)
+        return held
+
+    def stop_workers(self) -> None:
+        """SIGTERM every worker and wait for it (they hand back or finish their jobs)."""
+        for proc in self.alive():
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.workers:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    # ---- producing
+
+    def calls(self, n: int, task: str = "chaos.work", **kwargs: Any) -> list[Call]:
+        """``n`` calls with fresh, deterministic job ids (re-sending one writes nothing)."""
+        start = len(self.ids)
+        out = []
+        for i in range(start, start + n):
+            job_id = f"j{i:07d}"
+            self.ids.append(job_id)
+            opts = TaskOptions(name=task, job_id=job_id, max_retries=0)
+            out.append(Call(task, (), dict(kwargs), opts))
+        return out
+
+    def enqueue(self, calls: Sequence[Call], deadline_s: float = 60.0) -> None:
+        """Enqueue, retrying through outages with the same ids (so no job is enqueued twice)."""
+        deadline = time.monotonic() + deadline_s
+        while True:
+            try:
+                handles = self.client.submit(calls)
+            except BrokerError as exc:
+                self.producer_errors += 1
+                if self.producer_errors == 1 or time.monotonic() > deadline:
+                    print(f"producer: {exc}; retrying", file=sys.stderr)
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+                continue
+            self.producer_existing += sum(not h.created for h in handles)
+            return
+
+    def produce_in_background(self, calls: Sequence[Call], batch: int, every_s: float) -> None:
+        """Enqueue ``calls`` in batches, one batch every ``every_s`` seconds, from a thread."""
+
+        def run() -> None:
+            for i in range(0, len(calls), batch):
+                self.enqueue(calls[i : i + batch])
+                time.sleep(every_s)
+
+        self._producer = threading.Thread(target=run, daemon=True)
+        self._producer.start()
+
+    def producing(self) -> bool:
+        return self._producer is not None and self._producer.is_alive()
+
+    # ---- checking
+
+    def read_ledger(self) -> Counter[str]:
+        """Runs per job id so far (reads only what was appended since the last call)."""
+        with open(self.ledger, "rb") as f:
+            f.seek(self._ledger_pos)
+            chunk = f.read()
+        end = chunk.rfind(b"\n") + 1
+        self._ledger_pos += end
+        for line in chunk[:end].decode().splitlines():
+            parts = line.split()
+            self._ran[parts[0]] += 1
+            self._first_start.setdefault(parts[0], float(parts[4]))
+        return self._ran
+
+    def first_start(self, job_id: str) -> float | None:
+        """Epoch seconds at which ``job_id`` first started (from the ledger)."""
+        self.read_ledger()
+        return self._first_start.get(job_id)
+
+    def statuses(self, ids: Sequence[str] | None = None) -> dict[str, str | None]:
+        """Status of each job's record (None: no record)."""
+        ids = self.ids if ids is None else ids
+        out: dict[str, str | None] = {}
+        for i in range(0, len(ids), 5000):
+            chunk = ids[i : i + 5000]
+            pipe = self.ctl.pipeline(transaction=False)
+            for job_id in chunk:
+                pipe.hget(self.keys.job(job_id), "status")
+            out.update(zip(chunk, pipe.execute(), strict=True))
+        return out
+
+    def settled(self) -> bool:
+        """Everything enqueued has run or been buried, and nothing waits or runs."""
+        if self.producing():
+            return False
+        ran = self.read_ledger()
+        pipe = self.ctl.pipeline(transaction=False)
+        for key in (*self.keys.ready_lists,):
+            pipe.llen(key)
+        pipe.zcard(self.keys.scheduled)
+        pipe.zcard(self.keys.inflight)
+        pipe.zcard(self.keys.dead)
+        *depths, dead = pipe.execute()
+        return sum(depths) == 0 and len(ran) + dead >= len(self.ids)
+
+    def check(self, report: Report, *, expect_dead: Sequence[str] = ()) -> Report:
+        """Fill in lost/duplicated from the ledger and the records."""
+        wait_until(self._final_or_down, 20, "final statuses")
+        ran = self.read_ledger()
+        statuses = self.statuses()
+        report.jobs = len(self.ids)
+        missing = [i for i in self.ids if ran[i] == 0 and i not in expect_dead]
+        report.lost = len(missing)
+        report.duplicated = sum(1 for i in self.ids if ran[i] > 1)
+        counts = Counter(statuses.values())
+        report.notes["succeeded"] = counts.get("succeeded", 0)
+        if counts.get("dead"):
+            report.notes["dead"] = counts["dead"]
+        not_final = [i for i, s in statuses.items() if s not in FINAL]
+        if not_final:
+            report.notes["not_final"] = len(not_final)
+        if missing:
+            report.notes["lost_ids"] = missing[:5]
+            report.notes["lost_status"] = dict(Counter(statuses[i] for i in missing))
+        return report
+
+    def _final_or_down(self) -> bool:
+        try:
+            return all(s in FINAL for s in self.statuses().values())
+        except redis.RedisError:
+            return False
+
+    def drive(
+        self,
+        deadline_s: float,
+        tick: Callable[[float], None] = lambda t: None,
+        *,
+        respawn: int = 0,
+    ) -> None:
+        """Call ``tick(elapsed_s)`` every 50 ms until everything settled (or the deadline).
+
+        ``respawn`` keeps that many workers alive (a crashed one is replaced).
+        """
+        start = time.monotonic()
+        while True:
+            elapsed = time.monotonic() - start
+            tick(elapsed)
+            for _ in range(respawn - len(self.alive())):
+                self.start_worker(self.respawn_concurrency, wait=False)
+            with contextlib.suppress(redis.RedisError):
+                if self.settled():
+                    return
+            if elapsed > deadline_s:
+                print(f"chaos: not settled after {deadline_s:.0f}s", file=sys.stderr)
+                return
+            time.sleep(0.05)
+
+    respawn_concurrency = 4
+
+
+class Orphans:
+    """Jobs whose worker was killed: when did each get delivered again (or finish)?"""
+
+    def __init__(self, chaos: Chaos):
+        self.chaos = chaos
+        self.waiting: dict[str, tuple[int, float]] = {}
+        self.total = 0
+        self.recovery_s: list[float] = []
+
+    def add(self, held: dict[str, int], killed_at: float) -> None:
+        self.total += len(held)
+        for job_id, delivery in held.items():
+            self.waiting[job_id] = (delivery, killed_at)
+
+    def poll(self) -> None:
+        if not self.waiting:
+            return
+        ids = list(self.waiting)
+        pipe = self.chaos.ctl.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(self.chaos.keys.job(job_id), "deliveries", "status")
+        now = time.monotonic()
+        for job_id, (deliveries, status) in zip(ids, pipe.execute(), strict=True):
+            delivery, killed_at = self.waiting[job_id]
+            if int(deliveries or 0) > delivery or status in FINAL:
+                self.recovery_s.append(now - killed_at)
+                del self.waiting[job_id]
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``predicate`` every 20 ms; raise TimeoutError naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process, KiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+@contextlib.contextmanager
+def cpu_burners(n: int) -> Iterator[None]:
+    """``n`` processes spinning on the CPU while the block runs."""
+    code = "import time\nend = time.monotonic() + 600\nwhile time.monotonic() < end: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+# --------------------------------------------------------------------------- the scenarios
+
+
+def kill_workers(
+    jobs: int = 600, workers: int = 3, concurrency: int = 4, kill_every_s: float = 1.5,
+    lease_s: float = 2.0, max_ms: int = 120, seed: int = 1,
+) -> Report:  # fmt: skip
+    """SIGKILL a random worker every ``kill_every_s`` (± 30 %) while jobs run; respawn it."""
+    rnd = random.Random(seed)
+    report = Report("kill_workers")
+    t0 = time.monotonic()
+    with Chaos(lease_s=lease_s) as chaos:
+        chaos.respawn_concurrency = concurrency
+        for _ in range(workers):
+            chaos.start_worker(concurrency)
+        calls = [c for _ in range(jobs) for c in chaos.calls(1, ms=rnd.randint(10, max_ms))]
+        chaos.enqueue(calls)
+        orphans = Orphans(chaos)
+        next_kill = [kill_every_s]
+
+        def tick(t: float) -> None:
+            orphans.poll()
+            if t >= next_kill[0] and chaos.up():
+                victim = rnd.choice(chaos.up())
+                orphans.add(chaos.kill_worker(victim), time.monotonic())
+                report.kills += 1
+                next_kill[0] = t + kill_every_s * rnd.uniform(0.7, 1.3)
+
+        chaos.drive(60 + jobs * max_ms / 1000 / concurrency, tick, respawn=workers)
+        wait_until(lambda: (orphans.poll(), not orphans.waiting)[1], 30, "orphans recovered")
+        chaos.check(report)
+        report.in_flight_at_kills = orphans.total
+        report.max_recovery_s = max(orphans.recovery_s, default=0.0)
+        report.notes["lease"] = f"{lease_s}s"
+        chaos.stop_workers()
+    report.wall_s = time.monotonic() - t0
+    return report
+
+
+def redis_restarts(
+    jobs: int = 600, workers: int = 2, concurrency: int = 4, restarts: int = 2,
+    down_s: float = 1.0, lease_s: float = 5.0,
+) -> Report:  # fmt: skip
+    """kill -9 Redis and restart it (AOF) ``restarts`` times while producers and workers run."""
+    report = Report("redis_restarts")
+    t0 = time.monotonic()
+    with Chaos(lease_s=lease_s) as chaos:
+        for _ in range(workers):
+            chaos.start_worker(concurrency)
+        calls = chaos.calls(jobs, ms=20)
+        chaos.produce_in_background(calls, batch=max(1, jobs // 40), every_s=0.1)
+        recoveries: list[float] = []
+        plan = [1.0 + i * 2.5 for i in range(restarts)]
+
+        def tick(t: float) -> None:
+            if plan and t >= plan[0]:
+                plan.pop(0)
+                chaos.server.kill()
+                time.sleep(down_s)
+                chaos.server.start()
+                back = time.time()
+                report.redis_restarts += 1
+                done_before = len(chaos.read_ledger())
+
+                def flowing() -> bool:
+                    done = len(chaos.read_ledger())
+                    return done > done_before or (done == jobs and not chaos.producing())
+
+                wait_until(flowing, 30, "jobs after restart")
+                recoveries.append(time.time() - back)
+
+        chaos.drive(120, tick)
+        chaos.check(report)
+        report.max_recovery_s = max(recoveries, default=0.0)
+        said = chaos.logs().count("cannot reach Redis")
+        report.notes["workers_said_unreachable"] = f"{min(said, workers)}/{workers}"
+        report.notes["producer_retries"] = chaos.producer_errors
+        chaos.stop_workers()
+    report.wall_s = time.monotonic() - t0
+    return report
+
+
+def client_kills(
+    jobs: int = 600, workers: int = 2, concurrency: int = 4, every_s: float = 1.0,
+    lease_s: float = 3.0,
+) -> Report:  # fmt: skip
+    """``CLIENT KILL`` every worker and producer connection every ``every_s`` seconds."""
+    report = Report("client_kill")
+    t0 = time.monotonic()
+    with Chaos(lease_s=lease_s) as chaos:
+        for _ in range(workers):
+            chaos.start_worker(concurrency)
+        calls = chaos.calls(jobs, ms=30)
+        chaos.produce_in_background(calls, batch=max(1, jobs // 30), every_s=0.1)
+        next_kill = [every_s]
+
+        def tick(t: float) -> None:
+            if t >= next_kill[0]:
+                with contextlib.suppress(redis.RedisError):
+                    report.client_kills += chaos.ctl.client_kill_filter(_type="normal")
+                    report.client_kills += chaos.ctl.client_kill_filter(_type="pubsub")
+                next_kill[0] = t + every_s
+
+        chaos.drive(120, tick)
+        chaos.check(report)
+        records = sum(1 for s in chaos.statuses().values() if s is not None)
+        report.notes["connections_killed"] = report.client_kills
+        report.notes["duplicate_enqueues"] = records - len(set(chaos.ids))
+        report.notes["enqueue_resent"] = chaos.producer_existing
+        chaos.stop_workers()
+    report.wall_s = time.monotonic() - t0
+    return report
+
+
+def idle_outage(down_s: float = 10.0) -> Report:
+    """Redis down ``down_s`` while a worker idles; time its pickup of a job once Redis is back."""
+    report = Report("idle_outage")
+    t0 = time.monotonic()
+    with Chaos(lease_s=5.0) as chaos:
+        chaos.start_worker(2)
+        chaos.enqueue(chaos.calls(1))
+        chaos.drive(30)
+        chaos.server.kill()
+        time.sleep(down_s)
+        chaos.server.start()
+        back = time.time()
+        report.redis_restarts = 1
+        chaos.enqueue(chaos.calls(1))
+        job_id = chaos.ids[-1]
+        wait_until(lambda: chaos.first_start(job_id) is not None, 30, "pickup after the outage")
+        report.max_recovery_s = (chaos.first_start(job_id) or back) - back
+        chaos.check(report)
+        report.notes["down"] = f"{down_s:.0f}s"
+        report.notes["worker_said_unreachable"] = "cannot reach Redis" in chaos.logs()
+        report.notes["worker_said_reconnected"] = "reconnected to Redis" in chaos.logs()
+        chaos.stop_workers()
+    report.wall_s = time.monotonic() - t0
+    return report
+
+
+def long_jobs(
+    jobs: int = 4, workers: int = 2, lease_s: float = 1.0, job_s: float = 3.0, burners: int = 2
+) -> Report:
+    """CPU-bound jobs three times longer than the lease while other processes load the CPUs."""
+    report = Report("long_jobs_cpu")
+    t0 = time.monotonic()
+    with Chaos(lease_s=lease_s) as chaos, cpu_burners(burners):
+        for _ in range(workers):
+            chaos.start_worker(max(1, jobs // workers))
+        chaos.enqueue(chaos.calls(jobs, ms=job_s * 1000, cpu=True))
+        chaos.drive(60 + jobs * job_s)
+        chaos.check(report)
+        pipe = chaos.ctl.pipeline(transaction=False)
+        for job_id in chaos.ids:
+            pipe.hmget(chaos.keys.job(job_id), "lost", "deliveries")
+        rows = pipe.execute()
+        report.notes["spurious_reclaims"] = sum(int(lost or 0) for lost, _ in rows)
+        report.notes["redeliveries"] = sum(int(d or 0) - 1 for _, d in rows)
+        report.notes["lease"] = f"{lease_s}s"
+        report.notes["job"] = f"{job_s}s"
+        report.notes["cpu_burners"] = burners
+        chaos.stop_workers()
+    report.wall_s = time.monotonic() - t0
+    return report
+
+
+def poison(jobs: int = 20, max_deliveries: int = 3, lease_s: float = 1.0) -> Report:
+    """A job that kills its worker (``os._exit``): buried as poison after ``max_deliveries``."""
+    report = Report("poison")
+    t0 = time.monotonic()
+    with Chaos(lease_s=lease_s, max_deliveries=max_deliveries) as chaos:
+        chaos.respawn_concurrency = 1
+        for _ in range(2):
+            chaos.start_worker(1)
+        bad = chaos.calls(1, task="chaos.poison")
+        chaos.enqueue([*bad, *chaos.calls(jobs, ms=10)])
+        bad_id = chaos.ids[0]
+        chaos.drive(30 + 3 * max_deliveries * lease_s, respawn=2)
+        chaos.check(report, expect_dead=[bad_id])
+        rec = chaos.ctl.hgetall(chaos.keys.job(bad_id))
+        report.kills = chaos.started_workers - 2  # each respawn replaced a worker it killed
+        report.notes["poison_status"] = rec.get("status")
+        report.notes["deliveries"] = rec.get("deliveries")
+        report.notes["reason"] = rec.get("error")
+        report.notes["in_dead_set"] = chaos.ctl.zscore(chaos.keys.dead, bad_id) is not None
+        chaos.stop_workers()
+    report.wall_s = time.monotonic() - t0
+    return report
+
+
+def maxmemory(payload_kib: int = 16, limit_mib: int = 4) -> Report:
+    """Redis at ``maxmemory`` with ``noeviction``: ``.delay()`` raises, nothing half-written."""
+    report = Report("maxmemory")
+    t0 = time.monotonic()
+    args = ["--maxmemory", f"{limit_mib}mb", "--maxmemory-policy", "noeviction"]
+    with Chaos(redis_args=args) as chaos:
+        blob = "x" * (payload_kib * 1024)
+        error: BrokerError | None = None
+        accepted: list[str] = []
+        for _ in range(limit_mib * 1024 // payload_kib * 4):
+            call = chaos.calls(1, blob=blob)
+            try:
+                chaos.client.submit(call)
+            except BrokerError as exc:
+                error = exc
+                chaos.ids.pop()
+                break
+            accepted.append(call[0].options.job_id or "")
+        refused_id = f"j{len(chaos.ids):07d}"
+        half = chaos.ctl.exists(chaos.keys.job(refused_id))
+        ready = chaos.ctl.llen(chaos.keys.ready(JobPriority.NORMAL))
+        report.notes["accepted"] = len(accepted)
+        report.notes["error"] = f"{type(error).__name__}: {str(error)[:90]}" if error else None
+        report.notes["half_written"] = int(half) + abs(ready - len(accepted))
+        chaos.ctl.config_set("maxmemory", "0")
+        chaos.start_worker(8)
+        chaos.drive(60)
+        chaos.check(report)
+        chaos.stop_workers()
+    report.wall_s = time.monotonic() - t0
+    return report
+
+
+def rss(jobs: int = 5000, concurrency: int = 50) -> Report:
+    """``jobs`` async jobs through one worker: resident memory at 10 % done and at the end."""
+    report = Report("rss")
+    t0 = time.monotonic()
+    with Chaos(lease_s=30.0, worker_env={"CHAOS_FSYNC": "0"}) as chaos:
+        proc = chaos.start_worker(concurrency)
+        for i in range(0, jobs, 1000):
+            chaos.enqueue(chaos.calls(min(1000, jobs - i), task="chaos.awork"))
+        samples: list[tuple[int, int]] = []
+
+        def tick(t: float) -> None:
+            done = len(chaos.read_ledger())
+            if not samples or done - samples[-1][0] >= jobs // 10:
+                samples.append((done, rss_kib(proc.pid)))
+
+        run_t0 = time.monotonic()
+        chaos.drive(600, tick)
+        run_s = time.monotonic() - run_t0
+        samples.append((len(chaos.read_ledger()), rss_kib(proc.pid)))
+        chaos.check(report)
+        warm = next((kib for done, kib in samples if done >= jobs // 10), samples[0][1])
+        report.notes["rss_start_mib"] = round(warm / 1024, 1)
+        report.notes["rss_end_mib"] = round(samples[-1][1] / 1024, 1)
+        report.notes["rss_peak_mib"] = round(max(k for _, k in samples) / 1024, 1)
+        report.notes["jobs_per_s"] = round(jobs / run_s)
+        chaos.stop_workers()
+    report.wall_s = time.monotonic() - t0
+    return report
+
+
+SHORT: dict[str, Callable[[], Report]] = {
+    "kill_workers": kill_workers,
+    "redis_restarts": redis_restarts,
+    "client_kill": client_kills,
+    "idle_outage": lambda: idle_outage(down_s=3.0),
+    "long_jobs_cpu": long_jobs,
+    "poison": poison,
+    "maxmemory": maxmemory,
+    "rss": rss,
+}
+LONG: dict[str, Callable[[], Report]] = {
+    "kill_workers": lambda: kill_workers(
+        jobs=5000, workers=3, concurrency=8, kill_every_s=2.0, max_ms=200
+    ),
+    "redis_restarts": lambda: redis_restarts(jobs=5000, workers=3, concurrency=8),
+    "client_kill": lambda: client_kills(jobs=5000, workers=3, concurrency=8),
+    "idle_outage": lambda: idle_outage(down_s=10.0),
+    "long_jobs_cpu": lambda: long_jobs(jobs=8, workers=2, lease_s=1.0, job_s=5.0),
+    "poison": lambda: poison(jobs=200, max_deliveries=5),
+    "maxmemory": maxmemory,
+    "rss": lambda: rss(jobs=100_000),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run scenarios, print the table; exit 1 if any job was lost."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--long", action="store_true", help="the long form (README figures)")
+    parser.add_argument("-s", "--scenario", action="append", help="run only these (repeatable)")
+    parser.add_argument("--json", type=Path, help="also write the reports here")
+    opts = parser.parse_args(argv)
+    plan = LONG if opts.long else SHORT
+    names = opts.scenario or list(plan)
+    reports = []
+    for name in names:
+        print(f"chaos: {name} ...", file=sys.stderr, flush=True)
+        reports.append(plan[name]())
+        print(table(reports[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+    print(table(reports))
+    if opts.json:
+        opts.json.write_text(json.dumps([asdict(r) for r in reports], indent=2, default=str))
+    return 1 if any(r.lost for r in reports) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
