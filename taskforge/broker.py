@@ -484,6 +484,11 @@ def _wrap(exc: redis.RedisError, settings: Settings) -> BrokerError:
             f"cannot reach Redis at {settings.masked_url()}: {exc}; check REDIS_URL and that the"
             " server is running"
         )
+    if "maxmemory" in str(exc):
+        return BrokerError(
+            f"Redis is out of memory (used memory > maxmemory): {exc}; the refused command wrote"
+            " nothing. Free memory (purge dead jobs, shorten result TTLs) or raise maxmemory"
+        )
     return BrokerError(f"Redis error: {exc}")
 
 
