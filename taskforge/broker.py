@@ -368,7 +368,7 @@ class Ops:
         """Dead-lettered ``(id, buried_at_ms)``, oldest first."""
         k = self.keys(queue)
         raw = yield Command(("ZRANGE", k.dead, start, stop, "WITHSCORES"))
-        return [(raw[i], int(float(raw[i + 1]))) for i in range(0, len(raw), 2)]
+        return [(member, int(score)) for member, score in _scored(raw)]
 
     def purge_dead(self, queue: str, job_ids: Sequence[str]) -> Op[int]:
         """Delete dead jobs for good (records and dead-set entries)."""
@@ -429,6 +429,13 @@ class Ops:
             for name, n in bucket.items():
                 total[name] = total.get(name, 0) + int(n)
         return total
+
+
+def _scored(raw: list[Any]) -> list[tuple[str, float]]:
+    # redis-py 8 answers WITHSCORES as [member, score] pairs; older versions as a flat list.
+    if raw and isinstance(raw[0], list | tuple):
+        return [(str(m), float(s)) for m, s in raw]
+    return [(str(raw[i]), float(raw[i + 1])) for i in range(0, len(raw), 2)]
 
 
 def _ms(value: int) -> int | None:
