@@ -21,7 +21,7 @@ import anyio
 import anyio.abc
 
 from taskforge.broker import AsyncBroker, Leased, Outcome
-from taskforge.client import control_channel
+from taskforge.client import Client, control_channel
 from taskforge.connection import async_client
 from taskforge.context import JobContext
 from taskforge.errors import BrokerConnectionError, BrokerError, UnknownTaskError
@@ -29,6 +29,7 @@ from taskforge.executor import (
     Abandoned,
     Cancelled,
     Dead,
+    Deferred,
     Executor,
     Failure,
     Result,
@@ -41,8 +42,11 @@ from taskforge.executor import (
 )
 from taskforge.job import Job, JobStatus
 from taskforge.keys import check_queue_name
+from taskforge.limiter import Limiter
 from taskforge.metrics import MetricsExporter, WorkerMetrics
+from taskforge.progress import ProgressWriter
 from taskforge.registry import Registry
+from taskforge.scheduler import Scheduler
 from taskforge.serializer import SerializerRefusedError, load_job
 from taskforge.settings import Settings
 from taskforge.signing import SignatureError, signing_key, verify
@@ -85,6 +89,7 @@ class WorkerStats:
     dead: int = 0
     cancelled: int = 0
     handed_back: int = 0
+    deferred: int = 0
 
 
 class Worker:
@@ -128,6 +133,7 @@ class Worker:
         self._slot_freed = anyio.Event()
         self._running: dict[str, _Running] = {}
         self._pending: list[_Pending] = []
+        self._writing = 0  # batches being written right now (burst mode waits for them)
         self._flush_wanted = anyio.Event()
         self._flushed = anyio.Event()
         self._stopping = False
@@ -141,6 +147,8 @@ class Worker:
         self.metrics_port = metrics_port
         self.heartbeat_s = float(os.environ.get(HEARTBEAT_ENV) or HEARTBEAT_S)
         self._signing_key = signing_key(settings)
+        self._limiter = Limiter(self.broker)
+        self._progress = ProgressWriter(self.broker)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -175,6 +183,8 @@ class Worker:
                 services.start_soon(self._lease_loop)
                 services.start_soon(self._heartbeat_loop)
                 services.start_soon(self._control_loop)
+                services.start_soon(self._progress.run)
+                await self._start_scheduler(services)
                 async with anyio.create_task_group() as jobs:
                     self._jobs_tg = jobs
                     self._fetch_scope = anyio.CancelScope()
@@ -193,6 +203,20 @@ class Worker:
             with anyio.CancelScope(shield=True):
                 await self._close()
         return self.stats
+
+    async def _start_scheduler(self, services: anyio.abc.TaskGroup) -> None:
+        # Every worker schedules the periodic tasks of its queues; the claim makes each tick once.
+        periodics = [p for p in self.registry.periodics() if p.call.options.queue in self.queues]
+        if not periodics:
+            return
+        scheduler = Scheduler(self.broker, periodics, encode=Client(self.settings).encode)
+        if not self.burst:
+            services.start_soon(scheduler.run)
+            return
+        try:  # burst mode: claim what is due now, once, before draining the queues
+            await scheduler.run_once()
+        except BrokerError as exc:
+            log.warning("cron ticks not claimed (%s)", exc)
 
     def _start_metrics(self) -> MetricsExporter | None:
         if self.metrics_port is None:
@@ -296,7 +320,13 @@ class Worker:
         if next_due_ms is not None and next_due_ms <= self.burst_horizon_s * 1000:
             await anyio.sleep(next_due_ms / 1000 + 0.001)
             return False
-        await self._flush_all()
+        if self._pending or self._writing:
+            # Outcomes not yet in Redis may hold a retry due within the horizon: write them (or
+            # let the flush loop finish), then fetch once more to see it.
+            await self._flush_all()
+            if self._writing:
+                await anyio.sleep(0.01)
+            return False
         return not self._running
 
     async def _outage(self, exc: BrokerError) -> None:
@@ -346,12 +376,19 @@ class Worker:
             task = resolve(self.registry, job)
         except UnknownTaskError as exc:
             return Dead(describe_unknown(exc)), job.task
-        running.ctx = JobContext(job, lease.attempts + 1, lease.token)
+        report = self._progress.reporter(running.queue)
+        running.ctx = JobContext(job, lease.attempts + 1, lease.token, _on_progress=report)
         if lease.attempts == 0 and job.created_ms:
             self.metrics.job_started(running.queue, time.time() - job.created_ms / 1000)
         if running.scope.cancel_called:  # stop_now() came before the job began
             return Abandoned(), job.task
-        return await self._executor.run(task, running.ctx, running.scope), job.task
+        wait_s = await self._limiter.acquire(task, lease.id)
+        if wait_s is not None:
+            return Deferred(wait_s), job.task
+        try:
+            return await self._executor.run(task, running.ctx, running.scope), job.task
+        finally:
+            await self._limiter.release(task, lease.id)
 
     def _open(self, lease: Leased) -> Job:
         """Check the signature (when signing is on), decode, and unpack the arguments."""
@@ -385,6 +422,7 @@ class Worker:
         batch, self._pending = self._pending, []
         if not batch:
             return
+        self._writing += 1
         try:
             with anyio.CancelScope(shield=True):
                 await self._write(batch)
@@ -394,6 +432,8 @@ class Worker:
             self._pending[:0] = batch
             await self._outage(exc)
             self._flush_wanted.set()
+        finally:
+            self._writing -= 1
 
     async def _write(self, batch: list[_Pending]) -> None:
         ops = self.broker.ops
@@ -409,6 +449,12 @@ class Worker:
                 leases = [(p.lease.id, p.lease.token) for p in backs]
                 accepted = await self.broker.run(ops.requeue(queue, leases))
                 for p, ok in zip(backs, accepted, strict=True):
+                    self._log(p, ok)
+            for p in mine:
+                if isinstance(p.result, Deferred):  # over a limit: wait, unrun, not an attempt
+                    delay_ms = max(1, int(p.result.delay_s * 1000))
+                    leases = [(p.lease.id, p.lease.token)]
+                    (ok,) = await self.broker.run(ops.requeue(queue, leases, delay_ms))
                     self._log(p, ok)
             for p in mine:
                 if isinstance(p.result, RetryLater):
@@ -442,7 +488,7 @@ class Worker:
             )  # fmt: skip
             return
         ms = p.duration_s * 1000
-        self.stats.processed += not isinstance(r, Abandoned)
+        self.stats.processed += not isinstance(r, Abandoned | Deferred)
         self.metrics.job_finished(p.queue, _OUTCOME_NAMES[type(r)], p.duration_s)
         if isinstance(r, Succeeded):
             self.stats.succeeded += 1
@@ -462,6 +508,9 @@ class Worker:
         elif isinstance(r, Cancelled):
             self.stats.cancelled += 1
             log.info("job %s %s cancelled attempt=%d", p.lease.id, p.task, p.attempt)
+        elif isinstance(r, Deferred):
+            self.stats.deferred += 1
+            log.debug("job %s %s over its limit: waits %.2fs", p.lease.id, p.task, r.delay_s)
         else:
             self.stats.handed_back += 1
             log.info("job %s %s handed back to queue %s", p.lease.id, p.task, p.queue)
@@ -471,6 +520,7 @@ class Worker:
     async def _lease_loop(self) -> None:
         while True:
             await anyio.sleep(self.settings.lease_s / 3)
+            await self._limiter.extend()
             by_queue: dict[str, list[tuple[str, str]]] = {}
             for r in self._running.values():
                 by_queue.setdefault(r.queue, []).append((r.lease.id, r.lease.token))
@@ -526,6 +576,7 @@ _OUTCOME_NAMES: dict[type[Result], str] = {
     Dead: "dead",
     Cancelled: "cancelled",
     Abandoned: "handed_back",
+    Deferred: "handed_back",
 }
 
 
