@@ -1,6 +1,7 @@
 """taskforge: a Celery-style task framework built directly on Redis primitives."""
 
 from taskforge.app import Taskforge, default_app, task
+from taskforge.cache import CacheService, SyncCacheService, cached, get_cache_service
 from taskforge.context import JobContext, current_job
 from taskforge.errors import (
     BrokerConnectionError,
@@ -18,6 +19,7 @@ from taskforge.errors import (
 )
 from taskforge.handle import JobHandle
 from taskforge.job import Job, JobPriority, JobRecord, JobStatus
+from taskforge.pubsub import RedisClient, get_redis_client
 from taskforge.queue import JobQueue, JobWorker
 from taskforge.registry import Registry
 from taskforge.retry import Retry
@@ -28,6 +30,7 @@ from taskforge.worker import Worker
 __all__ = [
     "BrokerConnectionError",
     "BrokerError",
+    "CacheService",
     "Call",
     "ConfigurationError",
     "EnqueueError",
@@ -43,17 +46,22 @@ __all__ = [
     "JobStatus",
     "JobWorker",
     "PayloadTooLargeError",
+    "RedisClient",
     "Registry",
     "ResultTimeoutError",
     "Retry",
     "SerializationError",
     "Settings",
+    "SyncCacheService",
     "Task",
     "Taskforge",
     "TaskforgeError",
     "UnknownTaskError",
     "Worker",
+    "cached",
     "current_job",
     "default_app",
+    "get_cache_service",
+    "get_redis_client",
     "task",
 ]
