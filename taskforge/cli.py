@@ -154,10 +154,17 @@ def worker(
 
 
 async def _run_worker(w: Worker) -> None:
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_signals, w)
-        await w.run()
-        tg.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_signals, w)
+            await w.run()
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The task group wraps even a lone error; unwrap it so worker()'s except clauses (a
+        # one-line start error instead of a traceback) see it.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0]  # noqa: B904 - keep the error's own cause chain
+        raise
 
 
 async def _signals(w: Worker) -> None:
