@@ -1,0 +1,127 @@
+"""Real ``taskforge worker`` processes: priority, SIGTERM hand-back, SIGKILL recovery, bad URL."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from taskforge import JobPriority, JobStatus, Settings, Taskforge
+from taskforge.keys import QueueKeys
+from tests import tasks_e2e
+from tests.redis_server import free_port
+
+StartWorker = Callable[..., subprocess.Popen[bytes]]
+APP = "tests.tasks_e2e:app"
+
+
+@pytest.fixture
+def e2e(settings_factory: Callable[..., Settings]) -> Iterator[Taskforge]:
+    """``tests.tasks_e2e.app`` pointed at this test's Redis and prefix (as its workers are)."""
+    tasks_e2e.app.configure(settings_factory())
+    yield tasks_e2e.app
+    tasks_e2e.app.client.close()
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+def wait_started(r: redis.Redis, timeout_s: float = 20.0) -> str:
+    """Block until a task reports it started; returns its job id."""
+    got = r.blpop([tasks_e2e.log_key("started")], timeout=timeout_s)
+    assert got is not None, f"no task started within {timeout_s}s"
+    return str(got[1])
+
+
+def output_of(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> str:
+    out, _ = proc.communicate(timeout=timeout_s)
+    return out.decode(errors="replace")
+
+
+def test_worker_process_runs_jobs_in_strict_priority_order(
+    e2e: Taskforge, worker_process: StartWorker, r: redis.Redis
+) -> None:
+    for i in range(3):
+        tasks_e2e.record.options(priority="low").delay(f"low-{i}")
+    for i in range(3):
+        tasks_e2e.record.delay(f"normal-{i}")
+    for i in range(3):
+        tasks_e2e.record.options(priority="high").delay(f"high-{i}")
+
+    proc = worker_process(APP, "-c", "1", "--burst")
+
+    out = output_of(proc)
+    assert proc.returncode == 0, out
+    order = r.lrange(tasks_e2e.log_key("order"), 0, -1)
+    assert order == [f"{p}-{i}" for p in ("high", "normal", "low") for i in range(3)]
+
+
+@pytest.mark.parametrize("task_name", ["e2e.block", "e2e.block_sync"])
+def test_sigterm_hands_a_running_job_back_and_exits_zero(
+    e2e: Taskforge, worker_process: StartWorker, r: redis.Redis, task_name: str
+) -> None:
+    long_job = tasks_e2e.block if task_name == "e2e.block" else tasks_e2e.block_sync
+    handle = long_job.delay(60)
+    proc = worker_process(APP, "--grace", "0.3")
+    assert wait_started(r) == handle.id
+    assert handle.status() is JobStatus.ACTIVE
+
+    proc.send_signal(signal.SIGTERM)
+
+    out = output_of(proc)
+    assert proc.returncode == 0, out
+    info = handle.info()
+    assert info.status is JobStatus.QUEUED
+    assert info.attempts == 0
+    keys = QueueKeys(e2e.settings.prefix, "default")
+    assert r.lrange(keys.ready(JobPriority.NORMAL), 0, -1) == [handle.id]
+    assert r.zcard(keys.inflight) == 0
+    assert "handed back" in out
+
+
+def test_job_of_a_killed_worker_is_recovered_by_another(
+    e2e: Taskforge, worker_process: StartWorker, r: redis.Redis
+) -> None:
+    handle = tasks_e2e.die_once.delay()
+    short_lease = {"TASKFORGE_LEASE": "1"}
+    doomed = worker_process(APP, env=short_lease)
+    assert wait_started(r) == handle.id
+
+    doomed.kill()
+    doomed.wait(10)
+    killed_at = time.monotonic()
+    rescuer = worker_process(APP, env=short_lease)
+
+    assert handle.result(timeout=20) == "recovered on delivery 2"
+    assert time.monotonic() - killed_at < 15
+    info = handle.info()
+    assert info.status is JobStatus.SUCCEEDED
+    assert (info.attempts, info.deliveries) == (1, 2)
+    rescuer.send_signal(signal.SIGTERM)
+    assert rescuer.wait(15) == 0
+
+
+def test_worker_against_unreachable_redis_exits_with_one_masked_line(
+    worker_process: StartWorker,
+) -> None:
+    port = free_port()
+    url = f"redis://:secret@127.0.0.1:{port}/0"
+
+    proc = worker_process(APP, env={"REDIS_URL": url, "REDIS_SOCKET_CONNECT_TIMEOUT": "0.5"})
+
+    out = output_of(proc, 30)
+    assert proc.returncode != 0
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, out
+    assert f"127.0.0.1:{port}" in errors[0]
+    assert "***" in errors[0]
+    assert "secret" not in out
+    assert "Traceback" not in out
