@@ -6,11 +6,12 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
 from taskforge.client import Client
+from taskforge.cron import CatchUp, CronSchedule, coerce_catch_up
 from taskforge.handle import JobHandle
 from taskforge.job import JobPriority
 from taskforge.registry import Registry
 from taskforge.settings import Settings
-from taskforge.task import Call, Task, TaskOptions, coerce_priority
+from taskforge.task import Call, Periodic, Task, TaskOptions, coerce_priority
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -76,6 +77,34 @@ class Taskforge:
         """A call of a task known only by name (no import needed); options via ``call_options``."""
         return Call(task_name, args, kwargs, TaskOptions(name=task_name).checked())
 
+    def periodic(
+        self,
+        task: Task[P, Any],
+        *,
+        cron: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        timezone: str = "UTC",
+        catch_up: CatchUp | str = CatchUp.ONCE,
+    ) -> Periodic:
+        """Enqueue ``task(*args, **kwargs)`` on a cron schedule, from every worker of its queue.
+
+        Each tick becomes one job with id ``cron:<name>:<tick_ms>``, claimed atomically, so it
+        runs once however many workers run. ``name`` defaults to the task's name (give one when
+        a task is periodic with several argument sets). ``catch_up`` says what a worker does with
+        ticks missed while none ran: ``"skip"`` them, run ``"once"`` (default) or run ``"all"``.
+
+        Raises:
+            ConfigurationError: bad cron expression, time zone, policy or name.
+            EnqueueError: the arguments do not fit the task.
+        """
+        call = task.s(*args, **(kwargs or {}))
+        schedule = CronSchedule(cron, timezone)
+        entry = Periodic(name or task.name, call, schedule, coerce_catch_up(catch_up))
+        self.registry.add_periodic(entry)
+        return entry
+
     @overload
     def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
     @overload
@@ -96,6 +125,9 @@ class Taskforge:
         timeout: float | None = None,
         rate_limit: str | None = None,
         concurrency: int | None = None,
+        cron: str | None = None,
+        timezone: str = "UTC",
+        catch_up: CatchUp | str = CatchUp.ONCE,
     ) -> _Decorator: ...
     def task(
         self,
@@ -112,12 +144,20 @@ class Taskforge:
         timeout: float | None = None,
         rate_limit: str | None = None,
         concurrency: int | None = None,
+        cron: str | None = None,
+        timezone: str = "UTC",
+        catch_up: CatchUp | str = CatchUp.ONCE,
     ) -> Any:
         """Register a function (async or sync) as a task: ``@app.task`` or ``@app.task(...)``.
 
         ``name`` defaults to ``module.function``. ``retry_backoff`` (s) is the base of the
         exponential backoff (retry n waits ``retry_backoff * 2**(n-1)``, capped at
         ``retry_backoff_cap``); ``timeout`` (s) bounds one attempt.
+
+        ``cron`` (5 fields, or 6 with seconds last) also makes it periodic: one job per tick, in
+        ``timezone``, with ``catch_up`` (``"skip"``, ``"once"``, ``"all"``) for ticks missed while
+        no worker ran; see :meth:`periodic`. ``rate_limit`` (``"100/m"``) and ``concurrency`` cap
+        its job starts per window and its running jobs, across all workers.
 
         Raises:
             ConfigurationError: an option cannot work (negative timeout, unknown priority, ...).
@@ -139,6 +179,8 @@ class Taskforge:
             )
             t: Task[Any, Any] = Task(func, opts, self)
             self.registry.add(t)
+            if cron is not None:
+                self.periodic(t, cron=cron, timezone=timezone, catch_up=catch_up)
             return t
 
         if fn is not None:
@@ -161,3 +203,5 @@ class _Decorator:
 default_app = Taskforge()
 #: ``@task`` on the default application.
 task = default_app.task
+#: ``periodic(task, cron=..., args=...)`` on the default application.
+periodic = default_app.periodic

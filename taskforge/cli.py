@@ -37,6 +37,7 @@ from taskforge.errors import (
 )
 from taskforge.health import health_check
 from taskforge.job import PRIORITY_ORDER, JobRecord, JobStatus
+from taskforge.scheduler import cron_status
 from taskforge.settings import Settings
 from taskforge.task import Call, TaskOptions, coerce_priority
 from taskforge.worker import Worker
@@ -914,6 +915,41 @@ def _print_health(report: dict[str, Any]) -> None:
         console.print(table)
     for w in report["warnings"]:
         console.print(f"[yellow]warning:[/] {escape(w)}")
+
+
+# --------------------------------------------------------------------------- cron
+
+
+@cli.command("cron")
+def cron_list(
+    modules: Annotated[list[str], typer.Argument(help="modules that define tasks (pkg.mod[:app])")],
+    redis_url: RedisUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Periodic tasks: cron expression, catch-up policy, last tick claimed, next fire time."""
+    app = load_app(modules)
+    with _connect(redis_url) as broker:
+        rows = broker.run(cron_status(broker.ops, app.registry.periodics()))
+    if as_json:
+        _print_json([r.as_dict() for r in rows])
+        return
+    if not rows:
+        typer.echo("no periodic tasks")
+        return
+
+    def when(ms: int | None) -> str:
+        if ms is None:
+            return "-"
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    table = Table("name", "task", "queue", "cron", "timezone", "catch-up", "last tick", "next fire")
+    for r in rows:
+        d = r.as_dict()
+        table.add_row(
+            d["name"], d["task"], d["queue"], escape(d["cron"]), d["timezone"], d["catch_up"],
+            when(r.last_tick_ms), when(r.next_fire_ms),
+        )  # fmt: skip
+    _console().print(table)
 
 
 def main() -> None:

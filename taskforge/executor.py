@@ -81,7 +81,14 @@ class Abandoned:
     """The worker is stopping: hand the job back unrun (not an attempt)."""
 
 
-Result = Succeeded | RetryLater | Dead | Cancelled | Abandoned
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """Over a rate or concurrency limit: hand the job back unrun, ready again after ``delay_s``."""
+
+    delay_s: float
+
+
+Result = Succeeded | RetryLater | Dead | Cancelled | Abandoned | Deferred
 
 
 def decode(raw: str) -> Job:

@@ -82,6 +82,13 @@ class QueueKeys:
         """Uniqueness lock: holds the id of the job that owns ``unique_key``."""
         return f"{self.base}:unique:{unique_key}"
 
+    def cron(self, name: str) -> str:
+        """Last cron tick claimed (ms) for the periodic ``name`` that enqueues into this queue.
+
+        Under the queue's hash tag, so the claim and the tick's enqueue are one script.
+        """
+        return f"{self.base}:cron:{name}"
+
     @property
     def stats(self) -> str:
         """Hash of per-minute counters (processed/failed) for ``taskforge queues``."""
@@ -115,6 +122,10 @@ class GlobalKeys:
     def rate(self, task: str, window: int) -> str:
         """Rate-limit counter of one task for one window."""
         return f"{self.prefix}:rate:{{{task}}}:{window}"
+
+    def rate_prefix(self, task: str) -> str:
+        """Rate-limit counters of one task: ``rate_prefix + window index`` (one slot per task)."""
+        return f"{self.prefix}:rate:{{{task}}}:"
 
     def concurrency(self, task: str) -> str:
         """Sorted set of running jobs of one task (for cluster-wide concurrency limits)."""

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from taskforge.errors import ConfigurationError, UnknownTaskError
-from taskforge.task import Task
+from taskforge.task import Periodic, Task
 
 
 class Registry:
@@ -14,6 +14,7 @@ class Registry:
 
     def __init__(self) -> None:
         self._tasks: dict[str, Task[Any, Any]] = {}
+        self._periodic: dict[str, Periodic] = {}
 
     def add(self, task: Task[Any, Any]) -> None:
         """Register ``task``. Re-registering the same function (a module reload) is allowed."""
@@ -46,3 +47,17 @@ class Registry:
     def names(self) -> list[str]:
         """Registered task names, sorted."""
         return sorted(self._tasks)
+
+    def add_periodic(self, periodic: Periodic) -> None:
+        """Register a periodic call; the same name with a different call or schedule is an error."""
+        existing = self._periodic.get(periodic.name)
+        if existing is not None and existing != periodic:
+            raise ConfigurationError(
+                f"periodic name {periodic.name!r} is taken by another call or schedule; "
+                "pass name=... to tell them apart"
+            )
+        self._periodic[periodic.name] = periodic
+
+    def periodics(self) -> list[Periodic]:
+        """Registered periodic calls, by name."""
+        return [self._periodic[name] for name in sorted(self._periodic)]

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
+from taskforge.cron import CatchUp, CronSchedule
 from taskforge.errors import ConfigurationError, EnqueueError
 from taskforge.handle import JobHandle
 from taskforge.job import JobPriority
 from taskforge.keys import check_queue_name
+from taskforge.limits import RateLimit
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -62,6 +65,8 @@ class TaskOptions:
             raise ConfigurationError("unique_until='ttl' needs unique_ttl (seconds)")
         if self.concurrency is not None and self.concurrency < 1:
             raise ConfigurationError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.rate_limit is not None:
+            RateLimit.parse(self.rate_limit)
         return self
 
 
@@ -78,6 +83,32 @@ class Call:
     options: TaskOptions
     delay_s: float = 0.0
     run_at: datetime | None = None
+
+
+_PERIODIC_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,150}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Periodic:
+    """A call enqueued on a cron schedule: one job per tick, with id ``cron:<name>:<tick_ms>``.
+
+    Register with ``@task(cron=...)`` or ``app.periodic(task, cron=..., args=...)``.
+    """
+
+    name: str
+    call: Call
+    schedule: CronSchedule
+    catch_up: CatchUp = CatchUp.ONCE
+
+    def __post_init__(self) -> None:
+        if not _PERIODIC_NAME.match(self.name):
+            raise ConfigurationError(
+                f"invalid periodic name {self.name!r}: use 1-150 letters, digits or '_.:-'"
+            )
+
+    def job_id(self, tick_ms: int) -> str:
+        """The deterministic id of this periodic's job for one tick."""
+        return f"cron:{self.name}:{tick_ms}"
 
 
 class Dispatcher(Protocol):
