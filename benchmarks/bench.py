@@ -1,0 +1,583 @@
+"""taskforge's benchmark: enqueue, drain, pickup latency, RSS and Redis commands per job,
+side by side with arq and RQ, in one run.
+
+    python benchmarks/bench.py                      # private redis-server, default run (< 2 min)
+    python benchmarks/bench.py --full               # adds rounds and the 100,000-job RSS run
+    python benchmarks/bench.py --redis-url redis://127.0.0.1:6379/15 --systems taskforge
+
+Every figure comes from a fresh subprocess (one per system and measurement; a drain is one
+worker process). Rounds are interleaved (taskforge, arq, rq, taskforge, ...) and the table shows
+medians, because a shared 2-core machine is noisy. Results go to ``benchmarks/results/`` as JSON.
+
+Peers: arq pins ``redis<6`` while taskforge uses redis-py 8, so arq and RQ may live in their own
+venv: ``--peer-python /path/to/venv/bin/python`` (or ``TASKFORGE_BENCH_PEER_PYTHON``). By default
+the peers run under this interpreter when it can import them, and are skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+SYSTEMS = ("taskforge", "arq", "rq")
+SCRIPTS = {
+    "taskforge": "taskforge_tasks.py",
+    "arq": "peer_tasks_arq.py",
+    "rq": "peer_tasks_rq.py",
+}
+RUN_TIMEOUT_S = 900.0
+
+
+# --------------------------------------------------------------------------- what to measure
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One row of the table: a workload, its options, and who runs it."""
+
+    key: str
+    label: str
+    workload: str  # enqueue | drain | latency
+    systems: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+    rounds: int | None = None  # None: the run's --rounds
+
+
+def plan(args: argparse.Namespace) -> list[Measure]:
+    """The measurements of this run, scaled by --n/--peer-n/--samples and --full."""
+    n, pn, one = args.n, args.peer_n, args.one_call_n
+    rows = [
+        Measure("enqueue_sync", f"enqueue .delay() one at a time ({one})", "enqueue",
+                ("taskforge", "rq"), {"mode": "sync", "n": one}),
+        Measure("enqueue_async", f"enqueue .adelay() one at a time ({one})", "enqueue",
+                ("taskforge", "arq"), {"mode": "async", "n": one}),
+        Measure("enqueue_bulk", f"enqueue bulk, chunks of 1000 ({n})", "enqueue",
+                ("taskforge", "rq"), {"mode": "bulk", "n": n}),
+        Measure("drain_async_c50", f"drain async no-op, c=50 ({n}; peers {pn})", "drain",
+                ("taskforge", "arq"), {"kind": "async", "concurrency": 50, "n": n}),
+        Measure("drain_async_c10", f"drain async no-op, c=10 ({n}; peers {pn})", "drain",
+                ("taskforge", "arq"), {"kind": "async", "concurrency": 10, "n": n}, 1),
+        Measure("drain_async_c200", f"drain async no-op, c=200 ({n}; peers {pn})", "drain",
+                ("taskforge", "arq"), {"kind": "async", "concurrency": 200, "n": n}, 1),
+        Measure("drain_sync_c50", f"drain sync no-op, c=50 ({n}; rq {pn}, c=1)", "drain",
+                ("taskforge", "rq"), {"kind": "sync", "concurrency": 50, "n": n}),
+        Measure("latency", f"pickup latency, idle worker ({args.samples}; peers "
+                f"{args.peer_samples})", "latency", SYSTEMS, {"samples": args.samples}, 1),
+    ]  # fmt: skip
+    if args.big_n:
+        rows.append(
+            Measure("drain_async_big", f"drain async no-op, c=50 ({args.big_n})", "drain",
+                    ("taskforge",), {"kind": "async", "concurrency": 50, "n": args.big_n}, 1)
+        )  # fmt: skip
+    if args.uvloop:
+        rows.append(
+            Measure("drain_async_c50_uvloop", f"drain async no-op, c=50, uvloop ({n})", "drain",
+                    ("taskforge",), {"kind": "async", "concurrency": 50, "n": n, "uvloop": True})
+        )  # fmt: skip
+    return rows
+
+
+# --------------------------------------------------------------------------- a private Redis
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def private_redis() -> Iterator[str]:
+    """A throwaway redis-server on a free port (no persistence); yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed: apt-get install -y redis-server, or pass"
+                         " --redis-url")  # fmt: skip
+    port, folder = _free_port(), tempfile.mkdtemp(prefix="tf-bench-redis-")
+    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", folder, "--save", ""]
+    cmd += ["--appendonly", "no", "--protected-mode", "no"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(url).ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit("private redis-server did not start") from None
+                time.sleep(0.02)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- running one figure
+
+
+class Runner:
+    """Starts system runners as subprocesses and reads their RESULT lines."""
+
+    def __init__(self, url: str, peer_python: str | None, rq_worker: str):
+        self.url = url
+        self.peer_python = peer_python
+        self.rq_worker = rq_worker
+        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self._seq = 0
+
+    def fresh_prefix(self) -> str:
+        """A key namespace nobody used in this run."""
+        self._seq += 1
+        return f"tfb{os.getpid()}x{self._seq}"
+
+    def _cmd(self, system: str, argv: list[str]) -> list[str]:
+        python = sys.executable if system == "taskforge" else (self.peer_python or sys.executable)
+        return [python, str(HERE / SCRIPTS[system]), *argv]
+
+    def _env(self, prefix: str) -> dict[str, str]:
+        env = {**os.environ, "REDIS_URL": self.url, "BENCH_PREFIX": prefix}
+        env.update(TASKFORGE_PREFIX=prefix, TASKFORGE_RESULT_TTL="600", RQ_WORKER=self.rq_worker)
+        env.pop("TASKFORGE_SIGNING_KEY", None)
+        return env
+
+    def start(self, system: str, prefix: str, argv: list[str]) -> subprocess.Popen[str]:
+        """Start a runner; its stdout is piped, stderr goes to ours."""
+        return subprocess.Popen(
+            self._cmd(system, argv), env=self._env(prefix), stdout=subprocess.PIPE, text=True
+        )
+
+    def call(self, system: str, prefix: str, argv: list[str]) -> dict[str, Any]:
+        """Run a runner to its end; its RESULT."""
+        return self.finish(self.start(system, prefix, argv))
+
+    @staticmethod
+    def finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
+        """Wait for a runner and parse its RESULT line."""
+        out, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+        for line in out.splitlines():
+            if line.startswith("RESULT "):
+                return json.loads(line[len("RESULT ") :])  # type: ignore[no-any-return]
+        raise RuntimeError(f"runner {proc.args} exited {proc.returncode} without a RESULT")
+
+    def commandstats(self) -> dict[str, int]:
+        """Calls per command so far (INFO commandstats)."""
+        info = self.redis.info("commandstats")
+        return {name[len("cmdstat_") :]: int(v["calls"]) for name, v in info.items()}
+
+    # ---------------------------------------------------------------- workloads
+
+    def enqueue(self, system: str, opts: dict[str, Any]) -> dict[str, Any]:
+        argv = ["enqueue", "--mode", opts["mode"], "--n", str(opts["n"])]
+        return self.call(system, self.fresh_prefix(), argv)
+
+    def drain(self, system: str, opts: dict[str, Any], n: int) -> dict[str, Any]:
+        prefix, kind = self.fresh_prefix(), opts["kind"]
+        filled = self.call(system, prefix, ["fill", "--n", str(n), "--kind", kind])
+        if "unsupported" in filled:
+            return filled
+        argv = ["drain", "--n", str(n), "--concurrency", str(opts["concurrency"]), "--kind", kind]
+        argv.append("--count-round-trips")
+        if opts.get("uvloop"):
+            argv.append("--uvloop")
+        before = self.commandstats()
+        proc = self.start(system, prefix, argv)
+        rss = RssSampler(proc.pid)
+        result = self.finish(proc)
+        rss.stop()
+        after = self.commandstats()
+        if "unsupported" in result:
+            return result
+        jobs = max(1, int(result["jobs"]))
+        calls = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        calls["info"] = calls.get("info", 0) - 1  # our own INFO commandstats
+        result["commands_per_job"] = sum(calls.values()) / jobs
+        result["script_calls_per_job"] = (calls.get("evalsha", 0) + calls.get("eval", 0)) / jobs
+        if result.get("round_trips") is not None:
+            result["round_trips_per_job"] = result["round_trips"] / jobs
+        result["top_commands"] = dict(sorted(calls.items(), key=lambda kv: -kv[1])[:8])
+        result["rss_mib_over_time"] = rss.samples
+        return result
+
+    def latency(self, system: str, samples: int) -> dict[str, Any]:
+        prefix = self.fresh_prefix()
+        server = self.start(system, prefix, ["serve", "--concurrency", "50"])
+        try:
+            return self.call(system, prefix, ["latency", "--samples", str(samples)])
+        finally:
+            server.terminate()
+            try:
+                server.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.communicate()
+
+
+class RssSampler:
+    """Samples a process's resident set size (VmRSS) every 0.1 s while it runs."""
+
+    def __init__(self, pid: int, every_s: float = 0.1):
+        self.pid = pid
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every_s: float) -> None:
+        path = Path(f"/proc/{self.pid}/status")
+        while not self._stop.wait(every_s):
+            try:
+                text = path.read_text()
+            except OSError:
+                return
+            for line in text.splitlines():
+                if line.startswith("VmRSS:"):
+                    self.samples.append(round(int(line.split()[1]) / 1024, 1))
+
+    def stop(self) -> None:
+        """Stop sampling (the process has ended)."""
+        self._stop.set()
+        self._thread.join()
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.done, self.enabled = total, 0, enabled
+        self.started = time.monotonic()
+
+    def step(self, what: str) -> None:
+        if not self.enabled:
+            return
+        width = 30
+        filled = int(width * self.done / max(1, self.total))
+        elapsed = time.monotonic() - self.started
+        bar = "#" * filled + "." * (width - filled)
+        line = f"\r[{bar}] {self.done}/{self.total} {elapsed:5.0f}s  {what}"
+        sys.stderr.write(line[:120].ljust(120))
+        sys.stderr.flush()
+
+    def advance(self) -> None:
+        self.done += 1
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 120 + "\r")
+            sys.stderr.flush()
+
+
+def run_all(
+    args: argparse.Namespace, runner: Runner, systems: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Every measurement, rounds interleaved across systems; the raw results."""
+    rows = plan(args)
+    schedule: list[tuple[int, Measure, str]] = []
+    for r in range(args.rounds):
+        for m in rows:
+            if r < (m.rounds or args.rounds):
+                schedule += [(r, m, s) for s in m.systems if s in systems]
+    progress = Progress(len(schedule), enabled=not args.quiet)
+    raw: list[dict[str, Any]] = []
+    for rnd, m, system in schedule:
+        progress.step(f"{m.key} · {system} · round {rnd + 1}")
+        started = time.monotonic()
+        try:
+            result = _measure(args, runner, m, system)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            result = {"error": str(exc)}
+        result["wall_s"] = round(time.monotonic() - started, 2)
+        raw.append({"measure": m.key, "system": system, "round": rnd + 1, **result})
+        progress.advance()
+    progress.close()
+    return raw
+
+
+def _measure(args: argparse.Namespace, runner: Runner, m: Measure, system: str) -> dict[str, Any]:
+    peer = system != "taskforge"
+    if m.workload == "enqueue":
+        return runner.enqueue(system, m.options)
+    if m.workload == "drain":
+        n = min(m.options["n"], args.peer_n) if peer else m.options["n"]
+        return runner.drain(system, m.options, n)
+    return runner.latency(system, args.peer_samples if peer else m.options["samples"])
+
+
+# --------------------------------------------------------------------------- summary and table
+
+
+NUMERIC = (
+    "jobs_per_s", "seconds", "p50_ms", "p99_ms", "max_ms", "peak_rss_mib", "commands_per_job",
+    "script_calls_per_job", "round_trips_per_job",
+)  # fmt: skip
+
+
+def summarise(raw: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Medians per measurement and system (errors and 'unsupported' carried through)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in raw:
+        out.setdefault(r["measure"], {}).setdefault(r["system"], {"runs": []})["runs"].append(r)
+    for systems in out.values():
+        for summary in systems.values():
+            runs = summary.pop("runs")
+            ok = [r for r in runs if "error" not in r and "unsupported" not in r]
+            if not ok:
+                summary["note"] = runs[0].get("unsupported") or runs[0].get("error", "")
+                continue
+            summary["rounds"] = len(ok)
+            for name in NUMERIC:
+                values = [r[name] for r in ok if r.get(name) is not None]
+                if values:
+                    summary[name] = statistics.median(values)
+            if ok[0].get("jobs") is not None:
+                summary["jobs"] = ok[0]["jobs"]
+            if ok[-1].get("rss_mib_over_time"):
+                summary["rss_mib_over_time"] = _thin(ok[-1]["rss_mib_over_time"], 12)
+            if ok[-1].get("top_commands"):
+                summary["top_commands"] = ok[-1]["top_commands"]
+    return out
+
+
+def _thin(values: list[float], keep: int) -> list[float]:
+    if len(values) <= keep:
+        return values
+    step = (len(values) - 1) / (keep - 1)
+    return [values[round(i * step)] for i in range(keep)]
+
+
+ROWS: tuple[tuple[str, str, str, str], ...] = (
+    # (measure, field, label suffix, target)
+    ("enqueue_sync", "jobs_per_s", "jobs/s", ">= 8,000"),
+    ("enqueue_async", "jobs_per_s", "jobs/s", ""),
+    ("enqueue_bulk", "jobs_per_s", "jobs/s", ">= 50,000"),
+    ("drain_async_c10", "jobs_per_s", "jobs/s", ""),
+    ("drain_async_c50", "jobs_per_s", "jobs/s", ">= 10,000 and >= 5x arq"),
+    ("drain_async_c200", "jobs_per_s", "jobs/s", ""),
+    ("drain_async_c50_uvloop", "jobs_per_s", "jobs/s", ""),
+    ("drain_sync_c50", "jobs_per_s", "jobs/s", ""),
+    ("drain_async_big", "jobs_per_s", "jobs/s", ""),
+    ("latency", "p50_ms", "p50 ms", "<= 1"),
+    ("latency", "p99_ms", "p99 ms", "<= 2"),
+    ("drain_async_c50", "round_trips_per_job", "round trips/job", ""),
+    ("drain_async_c50", "commands_per_job", "commands/job (incl. Lua)", "<= 3 (see README)"),
+    ("drain_async_c50", "script_calls_per_job", "script calls/job", ""),
+    ("drain_sync_c50", "commands_per_job", "commands/job (incl. Lua)", ""),
+    ("drain_async_c50", "peak_rss_mib", "worker peak RSS MiB", ""),
+    ("drain_async_big", "peak_rss_mib", "worker peak RSS MiB", "<= 50, flat"),
+)
+
+
+def derived(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Figures computed from two measurements (the 100k / 10k time ratio)."""
+    out: dict[str, Any] = {}
+    small = summary.get("drain_async_c50", {}).get("taskforge", {})
+    big = summary.get("drain_async_big", {}).get("taskforge", {})
+    if small.get("seconds") and big.get("seconds") and small.get("jobs") and big.get("jobs"):
+        out["big_over_small_time_ratio"] = big["seconds"] / small["seconds"]
+        out["big_over_small_jobs_ratio"] = big["jobs"] / small["jobs"]
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value[:14]
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    return f"{value:.2f}"
+
+
+def _ratio(tf: float | None, peer: float | None) -> str:
+    if not tf or not peer:
+        return "-"
+    r = tf / peer
+    return f"{r:.1f}x" if r >= 10 else f"{r:.2f}x"
+
+
+def table(summary: dict[str, dict[str, dict[str, Any]]], systems: tuple[str, ...]) -> str:
+    """The medians as a plain-text table with taskforge/peer ratios."""
+    peers = [s for s in systems if s != "taskforge"]
+    head = ["figure", *systems, *(f"tf/{p}" for p in peers), "target"]
+    lines: list[list[str]] = [head]
+    for key, name, unit, target in ROWS:
+        if key not in summary:
+            continue
+        cells = summary[key]
+        tf = cells.get("taskforge", {}).get(name)
+        row = [f"{key} {unit}"]
+        for s in systems:
+            c = cells.get(s)
+            row.append(_fmt(c.get(name, c.get("note")) if c else None))
+        for p in peers:
+            pv = cells.get(p, {}).get(name)
+            row.append(_ratio(tf, pv))
+        row.append(target)
+        lines.append(row)
+    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
+    text = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)
+
+
+def machine(runner: Runner, peer_python: str | None) -> dict[str, Any]:
+    """What the figures were measured on."""
+    info = runner.redis.info("server")
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        from redis.utils import HIREDIS_AVAILABLE
+    except ImportError:  # pragma: no cover - older redis-py
+        HIREDIS_AVAILABLE = False
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "redis_server": info.get("redis_version"),
+        "redis_py": redis.__version__,
+        "hiredis": HIREDIS_AVAILABLE,
+        "peer_python": peer_python,
+        "peer_versions": _peer_versions(peer_python),
+        "load_avg_at_start": os.getloadavg(),
+    }
+
+
+def _peer_versions(peer_python: str | None) -> dict[str, str]:
+    code = (
+        "import json, importlib.metadata as m\n"
+        "print(json.dumps({p: m.version(p) for p in ('arq', 'rq', 'redis')}))"
+    )
+    try:
+        out = subprocess.run(
+            [peer_python or sys.executable, "-c", code], capture_output=True, text=True, timeout=30
+        )
+        return json.loads(out.stdout) if out.returncode == 0 else {}  # type: ignore[no-any-return]
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return {}
+
+
+def find_peer_python(given: str | None) -> str | None:
+    """The interpreter that can import arq and rq (None: peers are skipped)."""
+    for candidate in (given, os.environ.get("TASKFORGE_BENCH_PEER_PYTHON"), sys.executable):
+        if not candidate:
+            continue
+        probe = subprocess.run(
+            [candidate, "-c", "import arq, rq"], capture_output=True, timeout=60, check=False
+        )
+        if probe.returncode == 0:
+            return candidate
+    return None
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--redis-url", help="benchmark this Redis (default: a private redis-server)")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
+    p.add_argument("--peer-python", help="interpreter with arq and rq installed")
+    rq_help = "RQ worker class: SimpleWorker (default, faster) or the forking Worker"
+    p.add_argument("--rq-worker", choices=["simple", "fork"], default="simple", help=rq_help)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--n", type=int, default=10_000, help="jobs per drain and bulk enqueue")
+    p.add_argument("--peer-n", type=int, default=3_000, help="jobs per peer drain (slower peers)")
+    p.add_argument("--one-call-n", type=int, default=2_000, help="jobs per one-at-a-time enqueue")
+    p.add_argument("--samples", type=int, default=500, help="latency samples (taskforge)")
+    p.add_argument("--peer-samples", type=int, default=100, help="latency samples (peers)")
+    p.add_argument("--big-n", type=int, default=0, help="also drain this many (RSS, scaling)")
+    p.add_argument("--uvloop", action="store_true", help="also drain under uvloop")
+    full_help = "5 rounds, peers at --n, and a 100,000-job drain (several minutes)"
+    p.add_argument("--full", action="store_true", help=full_help)
+    p.add_argument("--json", type=Path, help="write results here (default: results/<time>.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.full:
+        args.rounds = max(args.rounds, 5)
+        args.peer_n = args.n
+        args.big_n = args.big_n or 100_000
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark; print the table; write and return the JSON document."""
+    args = parse_args(argv)
+    systems = tuple(s for s in args.systems.split(",") if s)
+    unknown = set(systems) - set(SYSTEMS)
+    if unknown:
+        raise SystemExit(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
+    peer_python = None
+    if set(systems) - {"taskforge"}:
+        peer_python = find_peer_python(args.peer_python)
+        if peer_python is None:
+            print("arq/rq not importable (pip install -e '.[bench]' or --peer-python): peers"
+                  " skipped", file=sys.stderr)  # fmt: skip
+            systems = tuple(s for s in systems if s == "taskforge")
+    with _redis(args.redis_url) as url:
+        runner = Runner(url, peer_python, args.rq_worker)
+        started = time.time()
+        raw = run_all(args, runner, systems)
+        summary = summarise(raw)
+        doc = {
+            "started": started,
+            "wall_s": round(time.time() - started, 1),
+            "machine": machine(runner, peer_python),
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "systems": list(systems),
+            "summary": summary,
+            "derived": derived(summary),
+            "runs": raw,
+        }
+    print(table(summary, systems))
+    for name, value in doc["derived"].items():
+        print(f"{name}: {value:.2f}")
+    path = args.json or RESULTS / time.strftime("bench-%Y%m%d-%H%M%S.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1))
+    print(f"results: {path} ({doc['wall_s']:.0f}s)")
+    return doc
+
+
+@contextmanager
+def _redis(url: str | None) -> Iterator[str]:
+    if url:
+        yield url
+        return
+    with private_redis() as private:
+        yield private
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""arq's side of the benchmark: the same workloads as ``taskforge_tasks.py`` (see ``runner.py``).
+
+arq has no synchronous producer, no bulk enqueue and runs only coroutines: those workloads report
+``unsupported``. Its worker polls (``poll_delay``); the benchmark sets 0.05 s instead of arq's
+default 0.5 s, which favours arq on drain and latency (the default caps a drain at about
+``queue_read_limit`` jobs per 0.5 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from arq import Worker, create_pool
+from arq.connections import RedisSettings
+from runner import (
+    IDLE_GAP_S,
+    STAMP_SUFFIX,
+    count_round_trips,
+    emit,
+    latency_result,
+    parse,
+    peak_rss_mib,
+    prefix,
+    redis_url,
+)
+
+POLL_DELAY_S = 0.05
+
+
+def _settings() -> RedisSettings:
+    return RedisSettings.from_dsn(redis_url())
+
+
+def _queue() -> str:
+    return prefix() + ":arq"
+
+
+async def noop(ctx: dict[str, Any]) -> None:
+    """Does nothing."""
+
+
+async def stamp(ctx: dict[str, Any]) -> None:
+    """Push this job's start time (monotonic, system-wide) for the latency runner."""
+    started = time.monotonic()
+    await ctx["redis"].rpush(prefix() + STAMP_SUFFIX, repr(started))
+
+
+async def _enqueue(n: int) -> dict[str, Any]:
+    pool = await create_pool(_settings())
+    await pool.enqueue_job("noop", _queue_name=_queue())
+    started = time.perf_counter()
+    for _ in range(n):
+        await pool.enqueue_job("noop", _queue_name=_queue())
+    seconds = time.perf_counter() - started
+    await pool.aclose()
+    return {"jobs": n, "queued": n + 1, "seconds": seconds, "jobs_per_s": n / seconds}
+
+
+async def _fill(n: int, chunk: int = 500) -> dict[str, Any]:
+    pool = await create_pool(_settings())
+    for done in range(0, n, chunk):
+        batch = min(chunk, n - done)
+        await asyncio.gather(
+            *(pool.enqueue_job("noop", _queue_name=_queue()) for _ in range(batch))
+        )
+    await pool.aclose()
+    return {"queued": n}
+
+
+def _worker(concurrency: int, burst: bool) -> Worker:
+    return Worker(
+        functions=[noop, stamp],  # type: ignore[list-item]
+        queue_name=_queue(),
+        redis_settings=_settings(),
+        burst=burst,
+        max_jobs=concurrency,
+        poll_delay=POLL_DELAY_S,
+        handle_signals=False,
+        log_results=False,
+    )
+
+
+async def _drain(concurrency: int) -> int:
+    # arq's Worker binds to the running loop when it is made: make it inside the loop.
+    worker = _worker(concurrency, burst=True)
+    await worker.async_run()
+    return worker.jobs_complete
+
+
+async def _serve(concurrency: int) -> None:
+    await _worker(concurrency, burst=False).async_run()
+
+
+def drain(concurrency: int, round_trips: bool) -> dict[str, Any]:
+    """Run the queued jobs in burst mode; timed from the worker's start to its return."""
+    reader = count_round_trips() if round_trips else None
+    started = time.perf_counter()
+    done = asyncio.run(_drain(concurrency))
+    seconds = time.perf_counter() - started
+    return {
+        "jobs": done,
+        "seconds": seconds,
+        "jobs_per_s": done / seconds,
+        "peak_rss_mib": peak_rss_mib(),
+        "round_trips": reader() if reader else None,
+    }
+
+
+async def _latency(samples: int, warmup: int = 5) -> dict[str, Any]:
+    pool = await create_pool(_settings())
+    key = prefix() + STAMP_SUFFIX
+    gaps: list[float] = []
+    for i in range(warmup + samples):
+        await asyncio.sleep(IDLE_GAP_S)
+        sent = time.monotonic()
+        await pool.enqueue_job("stamp", _queue_name=_queue())
+        reply = await pool.blpop([key], timeout=30)
+        if reply is None:
+            raise SystemExit("latency: no job started within 30 s; is the worker running?")
+        if i >= warmup:
+            gaps.append(float(reply[1]) - sent)
+    await pool.aclose()
+    return latency_result(gaps)
+
+
+def main() -> None:
+    """Run one workload and print its RESULT line."""
+    args = parse()
+    if args.workload == "enqueue":
+        if args.mode != "async" or args.kind != "async":
+            emit({"unsupported": f"arq has no {args.mode} enqueue of {args.kind} tasks"})
+            return
+        emit(asyncio.run(_enqueue(args.n)))
+    elif args.workload == "fill":
+        emit(asyncio.run(_fill(args.n)))
+    elif args.workload == "drain":
+        if args.kind != "async":
+            emit({"unsupported": "arq runs coroutines only"})
+            return
+        emit(drain(args.concurrency, args.count_round_trips))
+    elif args.workload == "serve":
+        asyncio.run(_serve(args.concurrency))
+    else:
+        emit(asyncio.run(_latency(args.samples)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""RQ's side of the benchmark: the same workloads as ``taskforge_tasks.py`` (see ``runner.py``).
+
+RQ has no asyncio producer and runs one job at a time per worker process (``--concurrency`` is
+ignored; the figure says 1). Its default ``Worker`` forks a child per job; ``RQ_WORKER=simple``
+runs jobs in the worker process itself (``SimpleWorker``), which is faster on no-op jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from redis import Redis
+from rq import Queue, SimpleWorker, Worker
+from runner import (
+    IDLE_GAP_S,
+    STAMP_SUFFIX,
+    count_round_trips,
+    emit,
+    latency_result,
+    parse,
+    peak_rss_mib,
+    prefix,
+    redis_url,
+)
+
+NOOP = "peer_tasks_rq.noop"
+STAMP = "peer_tasks_rq.stamp"
+BULK_CHUNK = 1000
+
+
+def noop() -> None:
+    """Does nothing."""
+
+
+def stamp() -> None:
+    """Push this job's start time (monotonic, system-wide) for the latency runner."""
+    started = time.monotonic()
+    Redis.from_url(redis_url()).rpush(prefix() + STAMP_SUFFIX, repr(started))
+
+
+def _queue() -> Queue:
+    return Queue(prefix() + "-rq", connection=Redis.from_url(redis_url()))
+
+
+def _worker_class() -> type[Worker]:
+    return SimpleWorker if os.environ.get("RQ_WORKER") == "simple" else Worker
+
+
+def enqueue(mode: str, n: int) -> dict[str, Any]:
+    """Enqueue ``n`` no-op jobs one call at a time (sync) or with ``enqueue_many`` (bulk)."""
+    q = _queue()
+    q.enqueue(NOOP)
+    started = time.perf_counter()
+    if mode == "sync":
+        for _ in range(n):
+            q.enqueue(NOOP)
+    else:
+        for done in range(0, n, BULK_CHUNK):
+            batch = [Queue.prepare_data(NOOP) for _ in range(min(BULK_CHUNK, n - done))]
+            with q.connection.pipeline() as pipe:
+                q.enqueue_many(batch, pipeline=pipe)
+                pipe.execute()
+    seconds = time.perf_counter() - started
+    return {"jobs": n, "queued": n + 1, "seconds": seconds, "jobs_per_s": n / seconds}
+
+
+def drain(round_trips: bool) -> dict[str, Any]:
+    """Run the queued jobs in burst mode; timed from the worker's start to its return."""
+    reader = count_round_trips() if round_trips else None
+    q = _queue()
+    worker = _worker_class()([q], connection=q.connection)
+    queued = q.count
+    started = time.perf_counter()
+    worker.work(burst=True, logging_level="WARNING")
+    seconds = time.perf_counter() - started
+    done = queued - q.count - q.failed_job_registry.count
+    return {
+        "jobs": done,
+        "seconds": seconds,
+        "jobs_per_s": done / seconds,
+        "peak_rss_mib": peak_rss_mib(),
+        "round_trips": reader() if reader else None,
+        "concurrency": 1,
+        "worker_class": _worker_class().__name__,
+    }
+
+
+def serve() -> None:
+    """An idle worker for the latency workload; runs until the driver terminates it."""
+    q = _queue()
+    _worker_class()([q], connection=q.connection).work(logging_level="WARNING")
+
+
+def latency(samples: int, warmup: int = 5) -> dict[str, Any]:
+    """Enqueue one job at a time on an idle worker; gap from ``enqueue`` to the task's start."""
+    q = _queue()
+    key = prefix() + STAMP_SUFFIX
+    gaps: list[float] = []
+    for i in range(warmup + samples):
+        time.sleep(IDLE_GAP_S)
+        sent = time.monotonic()
+        q.enqueue(STAMP)
+        reply = q.connection.blpop([key], timeout=30)
+        if reply is None:
+            raise SystemExit("latency: no job started within 30 s; is the worker running?")
+        if i >= warmup:
+            gaps.append(float(reply[1]) - sent)  # type: ignore[index]
+    return latency_result(gaps)
+
+
+def main() -> None:
+    """Run one workload and print its RESULT line."""
+    args = parse()
+    if args.workload == "enqueue":
+        if args.mode == "async":
+            emit({"unsupported": "RQ has no asyncio producer"})
+            return
+        emit(enqueue(args.mode, args.n))
+    elif args.workload == "fill":
+        emit(enqueue("bulk", args.n - 1))
+    elif args.workload == "drain":
+        if args.kind != "sync":
+            emit({"unsupported": "RQ runs plain functions only"})
+            return
+        emit(drain(args.count_round_trips))
+    elif args.workload == "serve":
+        serve()
+    else:
+        emit(latency(args.samples))
+
+
+if __name__ == "__main__":
+    main()

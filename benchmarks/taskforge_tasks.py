@@ -1,0 +1,147 @@
+"""taskforge's side of the benchmark: no-op tasks and the runner workloads (see ``runner.py``).
+
+Run by ``bench.py`` as ``python benchmarks/taskforge_tasks.py <workload> ...``. The worker is an
+in-process :class:`~taskforge.worker.Worker` in this (its own) process, logging at WARNING: the
+CLI's default INFO logging writes one line per job, which costs more than the job itself here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import anyio
+import redis
+import redis.asyncio
+from runner import (
+    IDLE_GAP_S,
+    STAMP_SUFFIX,
+    count_round_trips,
+    emit,
+    latency_result,
+    parse,
+    peak_rss_mib,
+    prefix,
+    redis_url,
+)
+
+from taskforge import Settings, Taskforge
+from taskforge.worker import Worker
+
+app = Taskforge(Settings.from_env(redis_url=redis_url(), prefix=prefix()))
+_stamps: dict[str, Any] = {}
+
+
+@app.task(name="bench.noop_async", max_retries=0)
+async def noop_async() -> None:
+    """Does nothing, on the worker's event loop."""
+
+
+@app.task(name="bench.noop_sync", max_retries=0)
+def noop_sync() -> None:
+    """Does nothing, in a worker thread."""
+
+
+@app.task(name="bench.stamp", max_retries=0)
+async def stamp() -> None:
+    """Push this job's start time (monotonic, system-wide) for the latency runner."""
+    started = time.monotonic()
+    client = _stamps.get("client")
+    if client is None:
+        client = _stamps["client"] = redis.asyncio.Redis.from_url(redis_url())
+    await client.rpush(prefix() + STAMP_SUFFIX, repr(started))
+
+
+TASKS = {"async": noop_async, "sync": noop_sync}
+BULK_CHUNK = 1000
+
+
+def enqueue(mode: str, n: int, kind: str) -> dict[str, Any]:
+    """Enqueue ``n`` no-op jobs one call at a time (sync/async) or in chunks (bulk)."""
+    task = TASKS[kind]
+    if mode == "async":
+        return anyio.run(_aenqueue, n, kind)
+    task.delay()  # connect, load the script, announce the queue: not part of the figure
+    started = time.perf_counter()
+    if mode == "sync":
+        for _ in range(n):
+            task.delay()
+    else:
+        for done in range(0, n, BULK_CHUNK):
+            app.enqueue_many([task.s() for _ in range(min(BULK_CHUNK, n - done))])
+    return _rate(n, time.perf_counter() - started)
+
+
+async def _aenqueue(n: int, kind: str) -> dict[str, Any]:
+    task = TASKS[kind]
+    await task.adelay()
+    started = time.perf_counter()
+    for _ in range(n):
+        await task.adelay()
+    return _rate(n, time.perf_counter() - started)
+
+
+def _rate(n: int, seconds: float) -> dict[str, Any]:
+    # The warm-up job counts as queued work for a following drain.
+    return {"jobs": n, "queued": n + 1, "seconds": seconds, "jobs_per_s": n / seconds}
+
+
+def drain(n: int, concurrency: int, round_trips: bool, uvloop: bool) -> dict[str, Any]:
+    """Run the queued jobs in burst mode; timed from the worker's start to its return."""
+    worker = Worker(app.settings, app.registry, concurrency=concurrency, burst=True)
+    reader = count_round_trips() if round_trips else None
+    started = time.perf_counter()
+    stats = anyio.run(worker.run, backend_options={"use_uvloop": uvloop})
+    seconds = time.perf_counter() - started
+    return {
+        "jobs": stats.processed,
+        "seconds": seconds,
+        "jobs_per_s": stats.processed / seconds,
+        "peak_rss_mib": peak_rss_mib(),
+        "round_trips": reader() if reader else None,
+    }
+
+
+def serve(concurrency: int, uvloop: bool) -> None:
+    """An idle worker for the latency workload; runs until the driver terminates it."""
+    worker = Worker(app.settings, app.registry, concurrency=concurrency)
+    anyio.run(worker.run, backend_options={"use_uvloop": uvloop})
+
+
+def latency(samples: int, warmup: int = 20) -> dict[str, Any]:
+    """Enqueue one job at a time on an idle worker; gap from ``.delay()`` to the task's start."""
+    client = redis.Redis.from_url(redis_url())
+    key = prefix() + STAMP_SUFFIX
+    gaps: list[float] = []
+    for i in range(warmup + samples):
+        time.sleep(IDLE_GAP_S)
+        sent = time.monotonic()
+        stamp.delay()
+        reply = client.blpop([key], timeout=30)
+        if reply is None:
+            raise SystemExit("latency: no job started within 30 s; is the worker running?")
+        if i >= warmup:
+            gaps.append(float(reply[1]) - sent)
+    return latency_result(gaps)
+
+
+def main() -> None:
+    """Run one workload and print its RESULT line."""
+    # Warnings about the private server (no persistence) are expected; job lines are noise.
+    logging.basicConfig(level=logging.ERROR)
+    args = parse()
+    if args.workload == "enqueue":
+        emit(enqueue(args.mode, args.n, args.kind))
+    elif args.workload == "fill":
+        emit(enqueue("bulk", args.n - 1, args.kind))
+    elif args.workload == "drain":
+        emit(drain(args.n, args.concurrency, args.count_round_trips, args.uvloop))
+    elif args.workload == "serve":
+        serve(args.concurrency, args.uvloop)
+    else:
+        emit(latency(args.samples))
+
+
+if __name__ == "__main__":
+    main()
