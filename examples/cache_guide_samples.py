@@ -42,6 +42,8 @@ workflow_id = "123"
 data = {"name": "renamed"}
 
 
+# The guide's code, kept as the guide writes it.
+# fmt: off
 # ---------------------------------------------------------------- "Basic Operations"
 async def basic_operations() -> None:
     # Get cache instance
@@ -91,7 +93,7 @@ async def decorator_sample() -> None:
 async def update_workflow(workflow_id: str, tenant_id: str):
     # Update database
     await db.update_workflow(workflow_id, data)
-    
+
     # Invalidate cache
     cache = await get_cache_service()
     await cache.invalidate(f"workflow_def:{workflow_id}", tenant_id=tenant_id)
@@ -117,7 +119,7 @@ async def subscribing_to_events() -> None:
     # Subscribe to channel
     async for message in redis.subscribe("workflow:events"):
         print(f"Event: {message['data']}")
-        
+
         # Process event
         if message['data']['event_type'] == "workflow.completed":
             # Handle completion
@@ -129,6 +131,9 @@ async def health_checks() -> None:
     redis = await get_redis_client()
     health = await redis.health_check()
     print("health:", json.dumps(health))
+
+
+# fmt: on
 
 
 class _Tee(io.TextIOBase):

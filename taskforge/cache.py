@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import resources
-from types import MappingProxyType
+from types import MappingProxyType, MethodType
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 import anyio
@@ -327,6 +327,13 @@ class _Core:
         yield _cmd("SET", full_key, encoded, "PX", px)
         return True
 
+    def pttl_op(self, full_key: str) -> Op[float | None]:
+        """Seconds a key has left (None: absent; ``inf``: no expiry)."""
+        pttl = yield Command(("PTTL", full_key))
+        if pttl == -2:
+            return None
+        return float("inf") if pttl == -1 else pttl / 1000
+
     def get_or_fetch_op(self, full_key: str, ttl: TTL | None, stale_ms: int) -> Op[Any]:
         """The cached value, or the source's, called by one caller across all processes."""
         lock = self.lock_key(full_key)
@@ -554,6 +561,12 @@ class CacheService:
         stale_ms = int(_seconds(stale_ttl) * 1000) if stale_ttl else self._core.stale_ms
         flights = self._state().flights
         while (joined := flights.get(full_key)) is not None:
+            if stale_ms and self._core.redis_usable():
+                # Someone here is refreshing; with a stale window, its old value will do.
+                found = await self._drive(self._core.read_op(full_key, stale_ms), None)
+                if not isinstance(found, _Failed) and found[0]:
+                    self._core.stats.count(hits=1, stale=int(not found[2]))
+                    return found[1]
             flight, done = joined
             await done.wait()
             if flight.error is None:
@@ -629,6 +642,15 @@ class CacheService:
             return removed
         except redis.RedisError as exc:
             raise _broker_error(exc, self._core) from exc
+
+    async def ttl(self, key: str, tenant_id: str | int | None = None) -> float | None:
+        """Seconds until a cached value expires (stale window included); None if absent, or
+        while Redis is unreachable."""
+        full_key = self._core.key(key, tenant_id)
+        if not self._core.redis_usable():
+            return None
+        result = await self._drive(self._core.pttl_op(full_key), None)
+        return None if isinstance(result, _Failed) else result
 
     async def health(self) -> bool:
         """True if Redis answers a PING (never raises)."""
@@ -804,6 +826,12 @@ class SyncCacheService:
                 if joined is None:
                     flight, done = self._flights[full_key] = (_Flight(), threading.Event())
                     break
+            if stale_ms and self._core.redis_usable():
+                # Someone here is refreshing; with a stale window, its old value will do.
+                found = self._drive(self._core.read_op(full_key, stale_ms), None)
+                if not isinstance(found, _Failed) and found[0]:
+                    self._core.stats.count(hits=1, stale=int(not found[2]))
+                    return found[1]
             joined[1].wait()
             if joined[0].error is None:
                 self._core.stats.count(hits=1)
@@ -863,6 +891,14 @@ class SyncCacheService:
             return removed
         except redis.RedisError as exc:
             raise _broker_error(exc, self._core) from exc
+
+    def ttl(self, key: str, tenant_id: str | int | None = None) -> float | None:
+        """See :meth:`CacheService.ttl`."""
+        full_key = self._core.key(key, tenant_id)
+        if not self._core.redis_usable():
+            return None
+        result = self._drive(self._core.pttl_op(full_key), None)
+        return None if isinstance(result, _Failed) else result
 
     def health(self) -> bool:
         """True if Redis answers a PING (never raises)."""
@@ -1009,6 +1045,10 @@ class CachedFunction(Generic[P, R]):
     def _service(self) -> SyncCacheService:
         return (self._cache or default_cache_service()).sync
 
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        # Decorating a method: bind like a function does (``self`` is left out of the key).
+        return self if instance is None else MethodType(self, instance)
+
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         key, tenant_id = self._keys(args, kwargs)
         value: R = self._service().get_or_fetch(
@@ -1040,6 +1080,10 @@ class AsyncCachedFunction(Generic[P, R]):
 
     def _service(self) -> CacheService:
         return self._cache or default_cache_service()
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        # Decorating a method: bind like a function does (``self`` is left out of the key).
+        return self if instance is None else MethodType(self, instance)
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         key, tenant_id = self._keys(args, kwargs)
