@@ -266,12 +266,23 @@ class Worker:
     # ------------------------------------------------------------------ fetching
 
     async def _wait_slot(self) -> None:
-        await self._slot_freed.wait()
-        self._slot_freed = anyio.Event()
+        # Several fetchers wait on one event; only the first to wake arms a new one, or a
+        # fetcher that went back to waiting would wait on an event nobody sets any more.
+        event = self._slot_freed
+        await event.wait()
+        if self._slot_freed is event:
+            self._slot_freed = anyio.Event()
 
     def _release_slot(self) -> None:
         self._free += 1
         self._slot_freed.set()
+
+    def _release_slots(self, count: int) -> None:
+        # Wake fetchers of other queues that saw no free slot while this fetch was out: they
+        # would otherwise wait for a running job to end, and forever when none runs.
+        if count > 0:
+            self._free += count
+            self._slot_freed.set()
 
     async def _fetch_loop(self, queue: str) -> None:
         ops = self.broker.ops
@@ -287,11 +298,11 @@ class Worker:
                 with anyio.CancelScope(shield=True):
                     fetched = await self.broker.run(ops.fetch(queue, want, self.id))
             except BrokerError as exc:
-                self._free += want
+                self._release_slots(want)
                 await self._outage(exc)
                 continue
             self._recovered()
-            self._free += want - len(fetched.jobs)
+            self._release_slots(want - len(fetched.jobs))
             for lease in fetched.jobs:
                 self._start(queue, lease)
             if fetched.jobs:
