@@ -495,6 +495,13 @@ class Ops:
                 total[name] = total.get(name, 0) + int(n)
         return total
 
+    def dead_members(self, queue: str, job_ids: Sequence[str]) -> Op[list[str]]:
+        """The ids among ``job_ids`` that are in ``queue``'s dead set right now."""
+        if not job_ids:
+            return []
+        raw = yield Command(("ZMSCORE", self.keys(queue).dead, *job_ids))
+        return [i for i, score in zip(job_ids, raw, strict=True) if score is not None]
+
 
 def _scored(raw: list[Any]) -> list[tuple[str, float]]:
     # redis-py 8 answers WITHSCORES as [member, score] pairs; older versions as a flat list.

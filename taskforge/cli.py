@@ -434,7 +434,9 @@ class DeadFilter:
     newer_than_s: float | None = None
 
     @classmethod
-    def of(cls, task: str | None, error: str | None, older: str | None, newer: str | None) -> Any:
+    def of(
+        cls, task: str | None, error: str | None, older: str | None, newer: str | None
+    ) -> DeadFilter:
         """Build from the command-line options (durations parsed; bad ones are usage errors)."""
         return cls(
             task,
@@ -679,7 +681,9 @@ def dead_purge(
                 raise fail("aborted; nothing deleted")
         purged: dict[str, int] = {}
         for q, batch in _in_batches(chosen, "purging", as_json):
-            purged[q] = purged.get(q, 0) + broker.run(broker.ops.purge_dead(q, batch))
+            # Only ids still dead: purging deletes the record, which must never hit a live job.
+            still_dead = broker.run(broker.ops.dead_members(q, batch))
+            purged[q] = purged.get(q, 0) + broker.run(broker.ops.purge_dead(q, still_dead))
     _report("purged", sum(purged.values()), count + len(missing), purged, missing, as_json)
 
 

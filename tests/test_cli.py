@@ -353,6 +353,18 @@ def test_dead_purge_asks_first_and_deletes_only_on_yes(
     assert gone.exit_code == 1
 
 
+def test_dead_purge_by_id_never_deletes_a_job_that_is_not_dead(
+    run: Callable[..., Result], dead_jobs: dict[str, list[str]]
+) -> None:
+    alive = enqueue(run, "ops.add", "--args", "[1]")
+
+    result = run("dead", "purge", alive, dead_jobs["later"][0], "--yes", "--json")
+
+    assert json.loads(result.stdout)["purged"] == 1
+    assert as_json(run("job", alive, "--json"))["status"] == "queued"
+    assert as_json(run("queues", "--json"))[0]["ready_total"] == 1
+
+
 def test_dead_purge_yes_skips_the_question(
     run: Callable[..., Result], dead_jobs: dict[str, list[str]]
 ) -> None:
