@@ -541,6 +541,29 @@ def test_worker_logs_one_json_line_per_transition_and_never_the_password(
     assert {"ts", "level", "logger", "message"} <= set(done)
 
 
+def test_worker_warns_at_startup_when_redis_may_lose_jobs(
+    worker_process: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    server = RedisServer(password="env-pw-123", args=["--maxmemory-policy", "allkeys-lru"])
+    server.start()
+    try:
+        url = f"redis://127.0.0.1:{server.port}/0"  # the password comes from REDIS_PASSWORD
+        proc = worker_process(
+            "tests.test_cli:tasks",
+            "--burst",
+            env={"REDIS_URL": url, "REDIS_PASSWORD": "env-pw-123"},
+        )
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        server.cleanup()
+
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert "WARNING taskforge.worker: maxmemory-policy is 'allkeys-lru'" in text
+    assert "WARNING taskforge.worker: persistence is off" in text
+    assert "env-pw-123" not in text
+
+
 def test_worker_refuses_a_metrics_port_in_use(
     worker_process: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
