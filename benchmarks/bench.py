@@ -331,7 +331,7 @@ def _measure(args: argparse.Namespace, runner: Runner, m: Measure, system: str) 
 
 
 NUMERIC = (
-    "jobs_per_s", "seconds", "p50_ms", "p99_ms", "max_ms", "peak_rss_mib", "commands_per_job",
+    "jobs_per_s", "seconds", "cpu_us_per_job", "p50_ms", "p99_ms", "max_ms", "peak_rss_mib", "commands_per_job",
     "script_calls_per_job", "round_trips_per_job",
 )  # fmt: skip
 
@@ -380,6 +380,8 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("drain_async_c50_uvloop", "jobs_per_s", "jobs/s", ""),
     ("drain_sync_c50", "jobs_per_s", "jobs/s", ""),
     ("drain_async_big", "jobs_per_s", "jobs/s", ""),
+    ("drain_async_c50", "cpu_us_per_job", "worker CPU us/job", ""),
+    ("drain_sync_c50", "cpu_us_per_job", "worker CPU us/job", ""),
     ("latency", "p50_ms", "p50 ms", "<= 1"),
     ("latency", "p99_ms", "p99 ms", "<= 2"),
     ("drain_async_c50", "round_trips_per_job", "round trips/job", ""),

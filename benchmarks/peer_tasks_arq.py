@@ -18,6 +18,7 @@ from runner import (
     IDLE_GAP_S,
     STAMP_SUFFIX,
     count_round_trips,
+    cpu_s,
     emit,
     latency_result,
     parse,
@@ -96,13 +97,14 @@ async def _serve(concurrency: int) -> None:
 def drain(concurrency: int, round_trips: bool) -> dict[str, Any]:
     """Run the queued jobs in burst mode; timed from the worker's start to its return."""
     reader = count_round_trips() if round_trips else None
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_s()
     done = asyncio.run(_drain(concurrency))
     seconds = time.perf_counter() - started
     return {
         "jobs": done,
         "seconds": seconds,
         "jobs_per_s": done / seconds,
+        "cpu_us_per_job": (cpu_s() - cpu_started) * 1e6 / max(1, done),
         "peak_rss_mib": peak_rss_mib(),
         "round_trips": reader() if reader else None,
     }

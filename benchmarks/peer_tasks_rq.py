@@ -17,6 +17,7 @@ from runner import (
     IDLE_GAP_S,
     STAMP_SUFFIX,
     count_round_trips,
+    cpu_s,
     emit,
     latency_result,
     parse,
@@ -72,7 +73,7 @@ def drain(round_trips: bool) -> dict[str, Any]:
     q = _queue()
     worker = _worker_class()([q], connection=q.connection)
     queued = q.count
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_s()
     worker.work(burst=True, logging_level="WARNING")
     seconds = time.perf_counter() - started
     done = queued - q.count - q.failed_job_registry.count
@@ -80,6 +81,7 @@ def drain(round_trips: bool) -> dict[str, Any]:
         "jobs": done,
         "seconds": seconds,
         "jobs_per_s": done / seconds,
+        "cpu_us_per_job": (cpu_s() - cpu_started) * 1e6 / max(1, done),
         "peak_rss_mib": peak_rss_mib(),
         "round_trips": reader() if reader else None,
         "concurrency": 1,

@@ -18,6 +18,7 @@ from runner import (
     IDLE_GAP_S,
     STAMP_SUFFIX,
     count_round_trips,
+    cpu_s,
     emit,
     latency_result,
     parse,
@@ -91,13 +92,14 @@ def drain(n: int, concurrency: int, round_trips: bool, uvloop: bool) -> dict[str
     """Run the queued jobs in burst mode; timed from the worker's start to its return."""
     worker = Worker(app.settings, app.registry, concurrency=concurrency, burst=True)
     reader = count_round_trips() if round_trips else None
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_s()
     stats = anyio.run(worker.run, backend_options={"use_uvloop": uvloop})
     seconds = time.perf_counter() - started
     return {
         "jobs": stats.processed,
         "seconds": seconds,
         "jobs_per_s": stats.processed / seconds,
+        "cpu_us_per_job": (cpu_s() - cpu_started) * 1e6 / max(1, stats.processed),
         "peak_rss_mib": peak_rss_mib(),
         "round_trips": reader() if reader else None,
     }
