@@ -758,7 +758,7 @@ def events(
     redis_url: RedisUrl = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Tail job status events (``job:updates``) live; Ctrl-C stops."""
+    """Tail job status events (the job:updates channel) live; Ctrl-C stops."""
     for s in status or []:
         if s not in {st.value for st in JobStatus}:
             raise typer.BadParameter(f"unknown status {s!r}; use {[st.value for st in JobStatus]}")
