@@ -62,16 +62,17 @@ class Report:
     lost: int = 0
     duplicated: int = 0
     in_flight_at_kills: int = 0
-    max_recovery_s: float = 0.0
+    max_recovery_s: float | None = None
     wall_s: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
 
     def row(self) -> list[str]:
         dup = f"{self.duplicated} (of {self.in_flight_at_kills})"
         note = ", ".join(f"{k}={v}" for k, v in self.notes.items())
+        rec = "-" if self.max_recovery_s is None else f"{self.max_recovery_s:.2f}s"
         return [
             self.scenario, str(self.jobs), str(self.kills), str(self.redis_restarts),
-            str(self.lost), dup, f"{self.max_recovery_s:.2f}s", f"{self.wall_s:.1f}s", note,
+            str(self.lost), dup, rec, f"{self.wall_s:.1f}s", note,
         ]  # fmt: skip
 
 
@@ -624,7 +625,9 @@ def maxmemory(payload_kib: int = 16, limit_mib: int = 4) -> Report:
         half = chaos.ctl.exists(chaos.keys.job(refused_id))
         ready = chaos.ctl.llen(chaos.keys.ready(JobPriority.NORMAL))
         report.notes["accepted"] = len(accepted)
-        report.notes["error"] = f"{type(error).__name__}: {str(error)[:90]}" if error else None
+        report.notes["error"] = (
+            f"{type(error).__name__}: {str(error).split(':')[0]}" if error else None
+        )
         report.notes["half_written"] = int(half) + abs(ready - len(accepted))
         chaos.ctl.config_set("maxmemory", "0")
         chaos.start_worker(8)
@@ -677,7 +680,7 @@ SHORT: dict[str, Callable[[], Report]] = {
 }
 LONG: dict[str, Callable[[], Report]] = {
     "kill_workers": lambda: kill_workers(
-        jobs=5000, workers=3, concurrency=8, kill_every_s=2.0, max_ms=200
+        jobs=10_000, workers=3, concurrency=8, kill_every_s=2.0, max_ms=200
     ),
     "redis_restarts": lambda: redis_restarts(jobs=5000, workers=3, concurrency=8),
     "client_kill": lambda: client_kills(jobs=5000, workers=3, concurrency=8),

@@ -29,6 +29,7 @@ def test_workers_killed_at_random_lose_nothing_and_redo_only_jobs_in_flight() ->
     assert report.kills >= 2
     assert report.lost == 0, report
     assert report.duplicated <= report.in_flight_at_kills, report
+    assert report.max_recovery_s is not None
     assert report.max_recovery_s <= 2 + REAP_INTERVAL_S, report
     assert report.notes["succeeded"] == report.jobs
 
@@ -59,6 +60,7 @@ def test_idle_worker_picks_up_new_work_soon_after_redis_returns() -> None:
     assert report.lost == 0, report
     assert report.notes["worker_said_unreachable"] is True
     assert report.notes["worker_said_reconnected"] is True
+    assert report.max_recovery_s is not None
     assert report.max_recovery_s < 3.0, report
 
 
