@@ -135,15 +135,18 @@ def worker(
     setup_logging(log_level, log_format)
     app = load_app(modules)
     settings = app.configure(redis_url=redis_url) if redis_url else app.settings
-    w = Worker(
-        settings,
-        app.registry,
-        queues=queue or ["default"],
-        concurrency=concurrency,
-        burst=burst,
-        grace_s=grace,
-        metrics_port=metrics_port,
-    )
+    try:
+        w = Worker(
+            settings,
+            app.registry,
+            queues=queue or ["default"],
+            concurrency=concurrency,
+            burst=burst,
+            grace_s=grace,
+            metrics_port=metrics_port,
+        )
+    except ValueError as exc:  # a bad queue name or Redis URL (ConfigurationError included)
+        raise fail(f"cannot start worker on {settings.masked_url()}: {exc}", 2) from None
     try:
         anyio.run(_run_worker, w)
     except BrokerConnectionError as exc:
@@ -225,10 +228,18 @@ def _settings(redis_url: str | None) -> Settings:
         raise fail(str(exc), 2) from None
 
 
+def _bad_url(settings: Settings, exc: ValueError) -> typer.Exit:
+    return fail(f"cannot use Redis URL {settings.masked_url()}: {exc}", 2)
+
+
 @contextmanager
 def _connect(redis_url: str | None) -> Iterator[SyncBroker]:
     """A blocking broker for one command; Redis errors become one line and exit code 1."""
-    broker = SyncBroker(_settings(redis_url))
+    settings = _settings(redis_url)
+    try:
+        broker = SyncBroker(settings)
+    except ValueError as exc:  # redis-py refuses the URL before connecting
+        raise _bad_url(settings, exc) from None
     try:
         yield broker
     except BrokerError as exc:  # its message carries the URL with the password masked
@@ -734,6 +745,8 @@ def enqueue(
         raise fail(str(exc), 2) from None
     except BrokerError as exc:
         raise fail(str(exc)) from None
+    except ValueError as exc:
+        raise _bad_url(settings, exc) from None
     finally:
         client.close()
     if as_json:
@@ -866,7 +879,12 @@ def health(
     Exit 0 when healthy or degraded (warnings), 1 when Redis is unreachable (or, with --strict,
     on any warning): usable as a container health check.
     """
-    report = anyio.run(_health, _settings(redis_url), queue)
+    settings = _settings(redis_url)
+    try:
+        broker = AsyncBroker(settings)
+    except ValueError as exc:
+        raise _bad_url(settings, exc) from None
+    report = anyio.run(_health, broker, queue)
     if as_json:
         _print_json(report)
     else:
@@ -875,8 +893,7 @@ def health(
         raise typer.Exit(1)
 
 
-async def _health(settings: Settings, queues: list[str] | None) -> dict[str, Any]:
-    broker = AsyncBroker(settings)
+async def _health(broker: AsyncBroker, queues: list[str] | None) -> dict[str, Any]:
     try:
         report = await health_check(broker, queues=queues)
         if report["connected"]:

@@ -512,6 +512,18 @@ def test_commands_exit_1_with_one_masked_line_when_redis_is_unreachable(
     assert "hunter2" not in result.output
 
 
+@pytest.mark.parametrize(
+    "command",
+    [("queues",), ("health",), ("enqueue", "ops.add"), ("dead", "list"), ("worker", "tests")],
+)
+def test_a_url_redis_cannot_use_is_a_usage_error_with_one_line(command: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*command, "--redis-url", "http://:pw@example.com"])
+
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "http://:***@example.com" in result.stderr
+    assert ":pw@" not in result.output
+
+
 # --------------------------------------------------------------------------- worker logs
 
 
