@@ -1,4 +1,4 @@
-"""Cron: expressions, catch-up policies, atomic tick claims, and three real workers, once per tick."""
+"""Cron: expressions, catch-up policies, atomic tick claims, three real workers once per tick."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from taskforge.broker import AsyncBroker
 from taskforge.client import Client
 from taskforge.cron import CatchUp, CronSchedule, due_ticks
 from taskforge.scheduler import Scheduler
-from tests.timetasks import key, wait_until
+from tests.timetasks import QUIET, key, wait_until
 
 AppFactory = Callable[..., Taskforge]
 MINUTE_MS = 60_000
@@ -187,7 +187,7 @@ async def test_racing_schedulers_enqueue_each_tick_exactly_once(app_factory: App
 def test_three_workers_run_each_per_second_tick_exactly_once(
     worker_process: Callable[..., subprocess.Popen[bytes]], prefix: str, redis_url: str
 ) -> None:
-    procs = [worker_process("tests.timetasks:app", "-Q", "cron") for _ in range(3)]
+    procs = [worker_process(*QUIET, "-Q", "cron") for _ in range(3)]
     r = redis.Redis.from_url(redis_url, decode_responses=True)
 
     wait_until(lambda: r.llen(key("ticks", prefix)) >= 5, timeout_s=20)

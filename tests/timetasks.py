@@ -20,6 +20,9 @@ from taskforge import JobCancelledError, Taskforge, current_job
 T = TypeVar("T")
 
 app = Taskforge()
+#: Worker arguments for this module. Workers log at WARNING: the ``worker_process`` fixture pipes
+#: their output and nobody reads it, so per-job INFO lines would fill the pipe and stall them.
+QUIET = ("tests.timetasks:app", "--log-level", "WARNING")
 _client: redis.Redis | None = None
 
 
@@ -112,3 +115,15 @@ def steps() -> str:
     r.rpush(key("progressed"), "1")
     r.blpop([key("finish")], timeout=20)
     return "done"
+
+
+@app.task(name="results.add", max_retries=0)
+async def add(a: int, b: int) -> int:
+    """Returns the sum."""
+    return a + b
+
+
+@app.task(name="results.fail", max_retries=0)
+def fail(n: int) -> None:
+    """Always raises ValueError."""
+    raise ValueError(f"bad input {n}")

@@ -1,0 +1,122 @@
+"""Rate and concurrency limits per task, held in Redis across real worker processes."""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+from collections.abc import Callable
+
+import anyio
+import pytest
+import redis
+
+from taskforge import ConfigurationError, JobStatus, Settings, Taskforge
+from taskforge.broker import AsyncBroker
+from taskforge.limiter import Limiter
+from taskforge.limits import RateLimit
+from tests.timetasks import QUIET, key, wait_until
+
+AppFactory = Callable[..., Taskforge]
+WorkerProcess = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def r(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url, decode_responses=True)
+
+
+@pytest.mark.parametrize(
+    ("spec", "limit", "window_ms"),
+    [("100/m", 100, 60_000), ("10/s", 10, 1000), ("5/30s", 5, 30_000), ("1/d", 1, 86_400_000)],
+)
+def test_rate_limit_spec_gives_count_and_window(spec: str, limit: int, window_ms: int) -> None:
+    assert RateLimit.parse(spec) == RateLimit(limit, window_ms)
+
+
+@pytest.mark.parametrize("spec", ["100", "0/m", "10/w", "ten/s", "5/0s"])
+def test_bad_rate_limit_is_refused_at_decoration(app_factory: AppFactory, spec: str) -> None:
+    app = app_factory()
+
+    with pytest.raises(ConfigurationError, match="rate_limit"):
+
+        @app.task(rate_limit=spec)
+        def send() -> None: ...
+
+
+@pytest.mark.anyio
+async def test_task_without_limits_makes_no_redis_call() -> None:
+    app = Taskforge(Settings(redis_url="redis://127.0.0.1:1/0", socket_connect_timeout_s=0.2))
+
+    @app.task
+    def plain() -> None: ...
+
+    limiter = Limiter(AsyncBroker(app.settings))  # unreachable: any call would fail
+
+    assert await limiter.acquire(plain, "job-1") is None
+
+
+def _finished(app: Taskforge, handles: list) -> list:  # type: ignore[type-arg]
+    broker = app.client.broker
+    ids = [h.id for h in handles]
+    records = broker.run(broker.ops.records("default", ids))
+    return [rec for rec in records if rec is not None and rec.is_final]
+
+
+def test_concurrency_limit_holds_across_two_workers(
+    app_factory: AppFactory, worker_process: WorkerProcess, r: redis.Redis, prefix: str
+) -> None:
+    app = app_factory()
+    handles = app.enqueue_many([app.call("limits.email", n) for n in range(12)])
+
+    for _ in range(2):
+        worker_process(*QUIET, "-c", "5")
+    wait_until(lambda: len(_finished(app, handles)) == 12, timeout_s=30)
+
+    concurrent = [int(x) for x in r.lrange(key("concurrent", prefix), 0, -1)]
+    records = _finished(app, handles)
+    assert len(concurrent) == 12
+    assert max(concurrent) == 2, f"running at once (ledger): {concurrent}"
+    assert all(rec.status is JobStatus.SUCCEEDED and rec.attempts == 1 for rec in records)
+    assert any(rec.deliveries > 1 for rec in records), "no job ever waited for a slot"
+
+
+def test_rate_limit_holds_across_two_workers_per_window(
+    app_factory: AppFactory, worker_process: WorkerProcess, r: redis.Redis, prefix: str
+) -> None:
+    app = app_factory()
+    handles = app.enqueue_many([app.call("limits.rated", n) for n in range(12)])
+
+    for _ in range(2):
+        worker_process(*QUIET, "-c", "6")
+    wait_until(lambda: len(_finished(app, handles)) == 12, timeout_s=30)
+
+    starts_ms = [int(x) for x in r.lrange(key("rated", prefix), 0, -1)]
+    per_window = Counter(ms // 1000 for ms in starts_ms)
+    records = _finished(app, handles)
+    assert len(starts_ms) == 12
+    assert max(per_window.values()) <= 4, f"starts per 1s window: {sorted(per_window.items())}"
+    assert len(per_window) >= 3
+    assert all(rec.status is JobStatus.SUCCEEDED and rec.attempts == 1 for rec in records)
+
+
+@pytest.mark.anyio
+async def test_slot_of_a_dead_worker_frees_itself_after_its_lease(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    broker = AsyncBroker(settings_factory(lease_s=0.3))
+    ops = broker.ops
+
+    first = await broker.run(ops.slot_acquire("email.send", "job-a", 1))
+    refused = await broker.run(ops.slot_acquire("email.send", "job-b", 1))
+    with anyio.fail_after(5):
+        while await broker.run(ops.slot_acquire("email.send", "job-b", 1)):
+            await anyio.sleep(0.05)  # bounded by fail_after: the slot lapses after 0.3 s
+
+    assert first == 0
+    assert refused > 0
+    await broker.aclose()
