@@ -26,6 +26,7 @@ from taskforge.connection import (
     SyncRedis,
     async_client,
     async_same_node,
+    routable,
     same_node,
     sync_client,
 )
@@ -600,7 +601,8 @@ class SyncBroker:
                 )
             return script(keys=list(request.keys), args=list(request.args))
         if isinstance(request, Command):
-            return self.client.execute_command(*request.args)  # type: ignore[no-untyped-call]
+            args = routable(self.client, request.args)
+            return self.client.execute_command(*args)  # type: ignore[no-untyped-call]
         if isinstance(request, Replicated):
             return self._replicated(request)
         pipe = self.client.pipeline(transaction=False)
@@ -657,7 +659,7 @@ class AsyncBroker:
                 )
             return await script(keys=list(request.keys), args=list(request.args))
         if isinstance(request, Command):
-            return await self.client.execute_command(*request.args)
+            return await self.client.execute_command(*routable(self.client, request.args))
         if isinstance(request, Replicated):
             return await self._replicated(request)
         pipe = self.client.pipeline(transaction=False)

@@ -231,6 +231,28 @@ def _async_retry(settings: Settings) -> AsyncRedisRetry:
 # --------------------------------------------------------------------------- the clients
 
 
+class _ClusterPubSub(redis.asyncio.cluster.ClusterPubSub):
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        # SUBSCRIBE picks its node from the slot map, which the client reads lazily: a client
+        # whose first use is a subscription has none yet.
+        await self.cluster.initialize()
+        return await super().execute_command(*args, **kwargs)
+
+
+class AsyncRedisCluster(redis.asyncio.cluster.RedisCluster):
+    """The asyncio cluster client, with pub/sub usable as its first command."""
+
+    def pubsub(
+        self,
+        node: redis.asyncio.cluster.ClusterNode | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        **kwargs: Any,
+    ) -> redis.asyncio.cluster.ClusterPubSub:
+        """A cluster pub/sub (regular channels reach subscribers on any node)."""
+        return _ClusterPubSub(self, node=node, host=host, port=port, **kwargs)
+
+
 def async_client(settings: Settings, *, blocking_s: float | None = None) -> AsyncRedis:
     """An asyncio client with its own pool (one pool per node on a cluster).
 
@@ -251,7 +273,7 @@ def async_client(settings: Settings, *, blocking_s: float | None = None) -> Asyn
         )
         return client
     if topo.kind == "cluster":
-        return redis.asyncio.cluster.RedisCluster(
+        return AsyncRedisCluster(
             startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in topo.nodes],
             retry=_async_retry(settings),
             **cluster_kwargs(settings, topo, socket_timeout_s=timeout_s),
@@ -281,7 +303,6 @@ def sync_client(settings: Settings) -> SyncRedis:
         return client
     if topo.kind == "cluster":
         kwargs = cluster_kwargs(settings, topo, socket_timeout_s=timeout_s)
-        kwargs["retry_on_timeout"] = settings.retry_on_timeout
         return redis.cluster.RedisCluster(
             startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in topo.nodes],  # type: ignore[no-untyped-call]
             retry=_retry(settings),
@@ -300,6 +321,17 @@ def sync_client(settings: Settings) -> SyncRedis:
 def is_cluster(client: SyncRedis | AsyncRedis) -> bool:
     """True for a Redis Cluster client (commands without keys must pick their nodes)."""
     return isinstance(client, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster)
+
+
+def routable(client: SyncRedis | AsyncRedis, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``args`` as a cluster client can route them: ``("CONFIG", "GET", x)`` becomes
+    ``("CONFIG GET", x)``, the name redis-py keys its node flags by (it is sent as two words)."""
+    cluster = redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster
+    if len(args) >= 2 and isinstance(client, cluster):
+        name = f"{args[0]} {args[1]}".upper()
+        if name in client.command_flags:
+            return (name, *args[2:])
+    return args
 
 
 def same_node(client: SyncRedis, key: str) -> dict[str, Any]:
