@@ -495,6 +495,45 @@ def redis_restarts(
     return report
 
 
+def paused_worker(
+    jobs: int = 300, concurrency: int = 4, lease_s: float = 1.0, pause_s: float = 3.0
+) -> Report:
+    """SIGSTOP a worker past its leases, then SIGCONT it: its late outcomes must be refused."""
+    report = Report("paused_worker")
+    t0 = time.monotonic()
+    with Chaos(lease_s=lease_s) as chaos:
+        zombie = chaos.start_worker(concurrency)
+        chaos.start_worker(concurrency)
+        chaos.enqueue(chaos.calls(jobs, ms=150))
+        orphans = Orphans(chaos)
+        wait_until(lambda: bool(chaos.held_by(zombie.pid)), 30, "the worker to hold jobs")
+        zombie.send_signal(signal.SIGSTOP)
+        paused_at = time.monotonic()
+        orphans.add(chaos.held_by(zombie.pid), paused_at)
+        report.kills = 1
+        resumed = [False]
+
+        def tick(t: float) -> None:
+            orphans.poll()
+            if not resumed[0] and time.monotonic() - paused_at >= pause_s:
+                zombie.send_signal(signal.SIGCONT)
+                resumed[0] = True
+
+        chaos.drive(120, tick)
+        if not resumed[0]:
+            zombie.send_signal(signal.SIGCONT)
+        wait_until(lambda: "outcome refused" in chaos.logs() or not orphans.total, 15, "refusal")
+        chaos.check(report)
+        report.in_flight_at_kills = orphans.total
+        report.max_recovery_s = max(orphans.recovery_s, default=0.0)
+        report.notes["late_outcomes_refused"] = chaos.logs().count("outcome refused")
+        report.notes["pause"] = f"{pause_s}s"
+        report.notes["lease"] = f"{lease_s}s"
+        chaos.stop_workers()
+    report.wall_s = time.monotonic() - t0
+    return report
+
+
 def client_kills(
     jobs: int = 600, workers: int = 2, concurrency: int = 4, every_s: float = 1.0,
     lease_s: float = 3.0,
@@ -672,6 +711,7 @@ SHORT: dict[str, Callable[[], Report]] = {
     "kill_workers": kill_workers,
     "redis_restarts": redis_restarts,
     "client_kill": client_kills,
+    "paused_worker": paused_worker,
     "idle_outage": lambda: idle_outage(down_s=3.0),
     "long_jobs_cpu": long_jobs,
     "poison": poison,
@@ -684,6 +724,7 @@ LONG: dict[str, Callable[[], Report]] = {
     ),
     "redis_restarts": lambda: redis_restarts(jobs=5000, workers=3, concurrency=8),
     "client_kill": lambda: client_kills(jobs=5000, workers=3, concurrency=8),
+    "paused_worker": lambda: paused_worker(jobs=1000, concurrency=8, pause_s=5.0),
     "idle_outage": lambda: idle_outage(down_s=10.0),
     "long_jobs_cpu": lambda: long_jobs(jobs=8, workers=2, lease_s=1.0, job_s=5.0),
     "poison": lambda: poison(jobs=200, max_deliveries=5),

@@ -54,6 +54,18 @@ def test_client_kill_every_second_loses_nothing_and_enqueues_nothing_twice() -> 
     assert report.notes["succeeded"] == report.jobs
 
 
+def test_worker_paused_past_its_leases_has_its_late_outcomes_refused() -> None:
+    report = chaos.paused_worker(jobs=300, concurrency=4, lease_s=1.0, pause_s=3.0)
+
+    assert report.in_flight_at_kills > 0
+    assert report.notes["late_outcomes_refused"] >= 1
+    assert report.lost == 0, report
+    assert report.duplicated <= report.in_flight_at_kills, report
+    assert report.notes["succeeded"] == report.jobs
+    assert report.max_recovery_s is not None
+    assert report.max_recovery_s <= 1 + REAP_INTERVAL_S, report
+
+
 def test_idle_worker_picks_up_new_work_soon_after_redis_returns() -> None:
     report = chaos.idle_outage(down_s=3.0)
 
