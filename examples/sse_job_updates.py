@@ -3,7 +3,7 @@
     REDIS_URL=redis://localhost:6379/0 python examples/sse_job_updates.py --port 8000
     curl -N localhost:8000/jobs/<job_id>/events
 
-``app`` is a plain ASGI application (mount it in uvicorn, hypercorn or any ASGI server);
+``create_app()`` gives a plain ASGI application (mount it in uvicorn, hypercorn or any ASGI server);
 ``serve`` runs it on a minimal HTTP/1.1 server built on anyio, so the example needs nothing
 beyond taskforge. The stream sends ``: subscribed`` once it listens, then one ``data: {...}``
 event per status change of the job, and ends after a final status (succeeded, dead,
@@ -22,7 +22,14 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from taskforge import JobNotFoundError, JobStatus, default_app, get_redis_client
+from taskforge import (
+    JobNotFoundError,
+    JobStatus,
+    RedisClient,
+    Taskforge,
+    default_app,
+    get_redis_client,
+)
 from taskforge.job import TERMINAL
 from taskforge.pubsub import JOB_UPDATES
 
@@ -30,29 +37,40 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 FINAL = {status.value for status in TERMINAL}
 ROUTE = re.compile(r"^/jobs/(?P<job_id>[A-Za-z0-9_.:\-]{1,200})/events$")
 
 
-async def app(scope: Scope, receive: Receive, send: Send) -> None:
-    """ASGI app: ``GET /jobs/{job_id}/events[?queue=name]`` streams that job's updates."""
-    match = ROUTE.match(scope.get("path", "")) if scope["type"] == "http" else None
-    if match is None or scope["method"] != "GET":
-        await send({"type": "http.response.start", "status": 404, "headers": []})
-        await send({"type": "http.response.body", "body": b"not found\n"})
-        return
-    query = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if "=" in p)
-    headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
-        await _stream(match["job_id"], query.get("queue", "default"), send)
-        tg.cancel_scope.cancel()
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+def create_app(tf: Taskforge | None = None, events: RedisClient | None = None) -> ASGIApp:
+    """The ASGI app: ``GET /jobs/{job_id}/events[?queue=name]`` streams that job's updates.
+
+    ``tf`` (for the job's current status) defaults to the default app and ``events`` to
+    ``get_redis_client()``; creating the app connects to nothing.
+    """
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        match = ROUTE.match(scope.get("path", "")) if scope["type"] == "http" else None
+        if match is None or scope["method"] != "GET":
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b"not found\n"})
+            return
+        query = scope["query_string"].decode().split("&")
+        queue = dict(p.split("=", 1) for p in query if "=" in p).get("queue", "default")
+        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        redis = events or await get_redis_client()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+            await _stream(tf or default_app, redis, match["job_id"], queue, send)
+            tg.cancel_scope.cancel()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    return app
 
 
-async def _stream(job_id: str, queue: str, send: Send) -> None:
+async def _stream(tf: Taskforge, redis: RedisClient, job_id: str, queue: str, send: Send) -> None:
     lock = anyio.Lock()  # two tasks write to one response
 
     async def write(body: bytes) -> None:
@@ -62,7 +80,6 @@ async def _stream(job_id: str, queue: str, send: Send) -> None:
     async def event(data: dict[str, Any]) -> None:
         await write(f"data: {json.dumps(data)}\n\n".encode())
 
-    redis = await get_redis_client()
     subscribed = anyio.Event()
     async with anyio.create_task_group() as tg:
 
@@ -70,7 +87,7 @@ async def _stream(job_id: str, queue: str, send: Send) -> None:
             # Read the record only once subscribed, so no transition falls between the two.
             await subscribed.wait()
             await write(b": subscribed\n\n")
-            status = await _current_status(job_id, queue)
+            status = await _current_status(tf, job_id, queue)
             if status in TERMINAL:
                 await event({"job_id": job_id, "queue": queue, "status": status.value})
                 tg.cancel_scope.cancel()
@@ -86,9 +103,9 @@ async def _stream(job_id: str, queue: str, send: Send) -> None:
         tg.cancel_scope.cancel()
 
 
-async def _current_status(job_id: str, queue: str) -> JobStatus | None:
+async def _current_status(tf: Taskforge, job_id: str, queue: str) -> JobStatus | None:
     try:
-        return await default_app.handle(job_id, queue=queue).astatus()
+        return await tf.handle(job_id, queue=queue).astatus()
     except JobNotFoundError:
         return None
 
@@ -103,7 +120,7 @@ async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> N
 
 
 async def serve(
-    asgi: Callable[[Scope, Receive, Send], Awaitable[None]],
+    asgi: ASGIApp,
     host: str = "127.0.0.1",
     port: int = 8000,
     *,
@@ -127,9 +144,15 @@ async def _handle(asgi: Callable[..., Awaitable[None]], stream: anyio.abc.ByteSt
             (k.strip().lower().encode(), v.strip().encode())
             for k, v in (line.split(":", 1) for line in header_lines if ":" in line)
         ]
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1"}
-        scope |= {"method": method, "path": path, "query_string": query.encode()}
-        scope |= {"headers": headers}
+        scope: Scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "path": path,
+            "query_string": query.encode(),
+            "headers": headers,
+        }
         requested = False
 
         async def receive() -> Message:
@@ -163,7 +186,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    anyio.run(serve, app, args.host, args.port)
+    anyio.run(serve, create_app(), args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import anyio
@@ -106,7 +106,7 @@ class RedisClient:
 
     def subscribe(
         self, *channels: str, ready: anyio.Event | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Yield ``{"channel": ..., "data": dict}`` for each JSON object published on
         ``channels``, resubscribing after a lost connection.
 
@@ -117,14 +117,14 @@ class RedisClient:
 
     def psubscribe(
         self, *patterns: str, ready: anyio.Event | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Like :meth:`subscribe` for glob patterns (``"workflow:events:tenant:*"``); each
         message also carries the ``"pattern"`` it matched."""
         return self._listen((), patterns, ready)
 
     async def _listen(
         self, channels: tuple[str, ...], patterns: tuple[str, ...], ready: anyio.Event | None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         delay_s = 0.1
         while True:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
@@ -142,11 +142,13 @@ class RedisClient:
                         yield event
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("pub/sub connection lost (%s); resubscribing in %.1fs", exc, delay_s)
-                await anyio.sleep(delay_s)
-                delay_s = min(delay_s * 2, _MAX_BACKOFF_S)
             finally:
+                # Close before waiting: redis-py may have reconnected (and resubscribed) this
+                # connection already, and a subscriber nobody reads would swallow messages.
                 with anyio.CancelScope(shield=True):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await anyio.sleep(delay_s)
+            delay_s = min(delay_s * 2, _MAX_BACKOFF_S)
 
     async def health_check(self) -> dict[str, Any]:
         """The guide's health dict (``status, connected, latency_ms, version, used_memory,
