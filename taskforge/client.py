@@ -30,6 +30,10 @@ def control_channel(settings: Settings) -> str:
     return f"{settings.prefix}:control"
 
 
+#: One encoder for every envelope: ``json.dumps`` with options builds a new one per call.
+_ENVELOPE_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 class Client:
     """Producer API over one Redis, sync and async. Connects lazily, on first use."""
 
@@ -82,7 +86,7 @@ class Client:
         if serializer == PICKLE:
             envelope["serializer"] = serializer
         try:
-            text = json.dumps(envelope, allow_nan=False, separators=(",", ":"))
+            text = _ENVELOPE_JSON.encode(envelope)
         except (TypeError, ValueError) as exc:
             raise SerializationError(
                 f"arguments of {call.task!r} cannot be sent as JSON: {exc}; pass plain data "

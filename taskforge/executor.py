@@ -119,11 +119,15 @@ def classify_failure(job: Job, attempts_before: int, exc: BaseException) -> Retr
     return RetryLater(delay, failure)
 
 
+#: Reused: ``json.dumps`` with options builds a new encoder per call.
+_RESULT_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 def encode_result(value: Any) -> str:
     """JSON-encode a task's return value; raises TypeError/ValueError when it cannot be."""
     if value is None:  # most tasks return nothing: skip the encoder
         return "null"
-    text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    text = _RESULT_JSON.encode(value)
     if len(text) > RESULT_LIMIT_BYTES:
         raise ValueError(f"result is {len(text)} bytes, over the {RESULT_LIMIT_BYTES} limit")
     return text
