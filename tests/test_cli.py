@@ -17,6 +17,7 @@ from typer.testing import CliRunner, Result
 
 from taskforge import Settings, Taskforge, Worker
 from taskforge import cli as cli_module
+from taskforge.broker import Ops
 from taskforge.cli import cli, parse_duration
 from taskforge.worker import server_warnings
 from tests.redis_server import RedisServer, free_port
@@ -327,11 +328,21 @@ def test_dead_requeue_all_goes_in_batches(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(cli_module, "DEAD_BATCH", 2)  # five dead jobs: three calls to Redis
+    sizes: list[int] = []
+    revive = Ops.revive
+
+    def spy(self: Ops, queue: str, job_ids: Any) -> Any:
+        sizes.append(len(job_ids))
+        return revive(self, queue, job_ids)
+
+    monkeypatch.setattr(Ops, "revive", spy)
 
     result = run("dead", "requeue", "--all")
     counts = as_json(run("queues", "--json"))[0]
 
     assert result.exit_code == 0 and "requeued 5 dead job(s)" in result.stdout
+    assert sizes == [2, 2, 1]
+    assert "requeueing" in result.stderr and "100%" in result.stderr  # the progress bar
     assert counts["dead"] == 0 and counts["ready_total"] == 5
 
 
