@@ -320,6 +320,16 @@ class Chaos:
             report.notes["lost_status"] = dict(Counter(statuses[i] for i in missing))
         return report
 
+    def reclaimed(self) -> int:
+        """Leases that expired and were reclaimed, over all jobs (the records' ``lost`` counts)."""
+        total = 0
+        for i in range(0, len(self.ids), 5000):
+            pipe = self.ctl.pipeline(transaction=False)
+            for job_id in self.ids[i : i + 5000]:
+                pipe.hget(self.keys.job(job_id), "lost")
+            total += sum(int(x or 0) for x in pipe.execute())
+        return total
+
     def _final_or_down(self) -> bool:
         try:
             return all(s in FINAL for s in self.statuses().values())
@@ -490,6 +500,7 @@ def redis_restarts(
         said = chaos.logs().count("cannot reach Redis")
         report.notes["workers_said_unreachable"] = f"{min(said, workers)}/{workers}"
         report.notes["producer_retries"] = chaos.producer_errors
+        report.notes["reclaimed_leases"] = chaos.reclaimed()
         chaos.stop_workers()
     report.wall_s = time.monotonic() - t0
     return report
@@ -561,6 +572,7 @@ def client_kills(
         report.notes["connections_killed"] = report.client_kills
         report.notes["duplicate_enqueues"] = records - len(set(chaos.ids))
         report.notes["enqueue_resent"] = chaos.producer_existing
+        report.notes["reclaimed_leases"] = chaos.reclaimed()
         chaos.stop_workers()
     report.wall_s = time.monotonic() - t0
     return report
