@@ -1,8 +1,9 @@
 """taskforge: a Celery-style task framework built directly on Redis primitives."""
 
-from taskforge.app import Taskforge, default_app, task
+from taskforge.app import Taskforge, default_app, periodic, task
 from taskforge.cache import CacheService, SyncCacheService, cached, get_cache_service
 from taskforge.context import JobContext, current_job
+from taskforge.cron import CatchUp
 from taskforge.errors import (
     BrokerConnectionError,
     BrokerError,
@@ -32,6 +33,7 @@ __all__ = [
     "BrokerError",
     "CacheService",
     "Call",
+    "CatchUp",
     "ConfigurationError",
     "EnqueueError",
     "Job",
@@ -63,5 +65,6 @@ __all__ = [
     "default_app",
     "get_cache_service",
     "get_redis_client",
+    "periodic",
     "task",
 ]

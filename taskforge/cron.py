@@ -47,9 +47,9 @@ def coerce_catch_up(value: CatchUp | str) -> CatchUp:
 class CronSchedule:
     """A cron expression in a time zone.
 
-    Five fields (minute hour day month weekday) or six, the sixth being seconds
-    (``"*/10 * * * * *"`` fires every ten seconds). ``timezone`` is an IANA name; ticks such as
-    ``0 9 * * *`` follow that zone's wall clock across daylight-saving changes.
+    Five fields (minute hour day month weekday) or six, the sixth being seconds, last as
+    croniter reads them (``"* * * * * */10"`` fires every ten seconds). ``timezone`` is an IANA
+    name; ticks such as ``0 9 * * *`` follow that zone's wall clock across daylight-saving changes.
     """
 
     expression: str

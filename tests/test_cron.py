@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import anyio
 import pytest
@@ -218,3 +219,27 @@ def test_cron_command_lists_periodic_tasks_with_next_fire_times(
     assert out.returncode == 0, out.stderr
     assert "cron.tick" in out.stdout
     assert "* * * * * *" in out.stdout
+
+
+def test_scheduling_example_runs_against_real_redis(redis_url: str, prefix: str) -> None:
+    env = {**os.environ, "REDIS_URL": redis_url, "TASKFORGE_PREFIX": prefix}
+
+    out = subprocess.run(
+        [sys.executable, "examples/scheduling.py"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert out.returncode == 0, out.stderr
+    for line in (
+        "cancel a scheduled job: cancelled",
+        "duplicate created=False",
+        "progress 100%",
+        "remote error: ValueError: the input file is empty",
+        "the running job ended cancelled",
+        "cron tick -> job cron:demo.heartbeat:",
+    ):
+        assert line in out.stdout, out.stdout

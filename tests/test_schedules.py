@@ -58,9 +58,12 @@ def test_ten_thousand_jobs_due_at_once_are_promoted_exactly_once(
     assert len(runs) == 10_000
     assert set(ran) == {h.id for h in handles}
     assert max(ran.values()) == 1
-    records = app.client.broker.run(app.client.broker.ops.records("default", list(ran)[:500]))
+    records = app.client.broker.run(app.client.broker.ops.records("default", list(ran)))
     assert all(rec is not None and rec.deliveries == 1 for rec in records)
-    print(f"10k due jobs ran in {elapsed_s:.1f}s after enqueue (3 workers)")
+    # Promotion time: the last promoting fetch stamps enqueued_ms (server ms) on the record.
+    lag_ms = max(rec.enqueued_ms - rec.run_at_ms for rec in records)  # type: ignore[operator,union-attr]
+    assert lag_ms < 5000
+    print(f"10k due jobs: all promoted within {lag_ms} ms of their time, ran {elapsed_s:.1f}s")
 
 
 def test_scheduled_jobs_start_within_a_second_of_their_time(
@@ -79,6 +82,9 @@ def test_scheduled_jobs_start_within_a_second_of_their_time(
     lateness_ms = sorted(ms - run_at[job_id] for job_id, ms in _runs(r, prefix))
     assert lateness_ms[0] >= 0, "a job started before its time"
     assert lateness_ms[-1] < 1000, f"latest start {lateness_ms[-1]} ms after its time"
+    print(
+        f"start lateness: median {lateness_ms[len(lateness_ms) // 2]} ms, max {lateness_ms[-1]} ms"
+    )
 
 
 @pytest.mark.anyio
