@@ -893,6 +893,13 @@ def health(
         raise typer.Exit(1)
 
 
+#: Every key of ``health --json``, present whatever the status (None when unknown).
+HEALTH_KEYS = (
+    "status", "connected", "latency_ms", "version", "used_memory", "connected_clients",
+    "uptime_seconds", "workers", "queues", "warnings", "error",
+)  # fmt: skip
+
+
 async def _health(broker: AsyncBroker, queues: list[str] | None) -> dict[str, Any]:
     try:
         report = await health_check(broker, queues=queues)
@@ -900,12 +907,15 @@ async def _health(broker: AsyncBroker, queues: list[str] | None) -> dict[str, An
             try:
                 live = await broker.run(broker.ops.workers())
             except BrokerError as exc:
-                return {"status": "unhealthy", "connected": False, "error": str(exc)}
-            report["workers"] = len(live)
-            report["warnings"] += _backlog_warnings(report["queues"], len(live))
-            if report["warnings"] and report["status"] == "healthy":
-                report["status"] = "degraded"
-        return report
+                report = {"status": "unhealthy", "connected": False, "error": str(exc)}
+            else:
+                report["workers"] = len(live)
+                report["warnings"] += _backlog_warnings(report["queues"], len(live))
+                if report["warnings"] and report["status"] == "healthy":
+                    report["status"] = "degraded"
+        # One shape for scripts, whatever happened.
+        defaults: dict[str, Any] = {"queues": {}, "warnings": []}
+        return {key: report.get(key, defaults.get(key)) for key in HEALTH_KEYS}
     finally:
         with anyio.CancelScope(shield=True):
             await broker.aclose()

@@ -428,7 +428,8 @@ def test_health_reports_the_guides_dict_depths_and_warnings(run: Callable[..., R
     for key in ("status", "connected", "latency_ms", "version", "used_memory",
                 "connected_clients", "uptime_seconds"):  # fmt: skip
         assert key in report
-    assert report["connected"] is True
+    assert report["connected"] is True and report["error"] is None
+    assert set(report) == set(cli_module.HEALTH_KEYS)
     assert report["version"].startswith("7.")
     assert report["queues"]["default"]["high"] == 1
     assert report["workers"] == 0
@@ -455,7 +456,9 @@ def test_health_exit_codes_follow_redis_up_and_down(env: dict[str, str]) -> None
     assert strict.exit_code == 1
     assert down.exit_code == 1
     report = json.loads(down.stdout)
+    assert set(report) == set(cli_module.HEALTH_KEYS)
     assert report["status"] == "unhealthy" and report["connected"] is False
+    assert report["latency_ms"] is None and report["queues"] == {}
     assert "redis://:***@127.0.0.1" in report["error"]
     assert "s3cret-pw" not in down.output + up.output
 
