@@ -389,7 +389,7 @@ class Worker:
             return Dead(describe_unknown(exc)), job.task
         report = self._progress.reporter(running.queue)
         running.ctx = JobContext(job, lease.attempts + 1, lease.token, _on_progress=report)
-        if lease.attempts == 0 and job.created_ms:
+        if lease.token == "1" and job.created_ms:  # first delivery: not a retry/reclaim/revive
             self.metrics.job_started(running.queue, time.time() - job.created_ms / 1000)
         if running.scope.cancel_called:  # stop_now() came before the job began
             return Abandoned(), job.task
