@@ -24,7 +24,12 @@ from taskforge.broker import AsyncBroker, Leased, Outcome
 from taskforge.client import Client, control_channel
 from taskforge.connection import async_client
 from taskforge.context import JobContext
-from taskforge.errors import BrokerConnectionError, BrokerError, UnknownTaskError
+from taskforge.errors import (
+    BrokerConnectionError,
+    BrokerError,
+    ConfigurationError,
+    UnknownTaskError,
+)
 from taskforge.executor import (
     Abandoned,
     Cancelled,
@@ -145,7 +150,7 @@ class Worker:
         self._outage_since: float | None = None
         self.metrics = WorkerMetrics()
         self.metrics_port = metrics_port
-        self.heartbeat_s = float(os.environ.get(HEARTBEAT_ENV) or HEARTBEAT_S)
+        self.heartbeat_s = heartbeat_interval_s()
         self._signing_key = signing_key(settings)
         self._limiter = Limiter(self.broker)
         self._progress = ProgressWriter(self.broker)
@@ -589,6 +594,22 @@ _OUTCOME_NAMES: dict[type[Result], str] = {
     Abandoned: "handed_back",
     Deferred: "handed_back",
 }
+
+
+def heartbeat_interval_s() -> float:
+    """The heartbeat interval: ``TASKFORGE_HEARTBEAT`` seconds, else 5.
+
+    Raises:
+        ConfigurationError: the variable is not a positive number.
+    """
+    raw = os.environ.get(HEARTBEAT_ENV, "").strip()
+    try:
+        value = float(raw) if raw else HEARTBEAT_S
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigurationError(f"{HEARTBEAT_ENV}={raw!r}: expected seconds > 0, e.g. 5")
+    return value
 
 
 def _triple(f: Failure) -> tuple[str, str, str]:

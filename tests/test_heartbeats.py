@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from taskforge import Taskforge
+from taskforge import ConfigurationError, Taskforge
 from taskforge.cli import cli
+from taskforge.worker import heartbeat_interval_s
 
 #: Fast beats for tests: every 0.3 s, so the heartbeat TTL is 1 s (ceil of three beats).
 FAST = {"TASKFORGE_HEARTBEAT": "0.3"}
@@ -130,3 +131,19 @@ def test_a_worker_stopped_with_sigterm_is_removed_at_once(
     assert proc.wait(15) == 0
 
     assert mine(live(), proc) is None
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-1", "nan", "inf"])
+def test_a_heartbeat_interval_that_cannot_work_is_refused(
+    raw: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKFORGE_HEARTBEAT", raw)
+
+    with pytest.raises(ConfigurationError, match="TASKFORGE_HEARTBEAT"):
+        heartbeat_interval_s()
+
+
+def test_the_heartbeat_interval_defaults_to_five_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TASKFORGE_HEARTBEAT", raising=False)
+
+    assert heartbeat_interval_s() == 5.0
