@@ -80,19 +80,26 @@ class CronSchedule:
         """The first tick strictly after ``at_ms`` (epoch ms)."""
         return round(self._iter(at_ms).get_next(float) * 1000)
 
+    def latest_at_or_before(self, at_ms: int) -> int:
+        """The last tick at or before ``at_ms`` (epoch ms)."""
+        return round(self._iter(at_ms + 1).get_prev(float) * 1000)
+
     def ticks_between(
         self, after_ms: int, until_ms: int, *, limit: int = MAX_CATCH_UP
     ) -> list[int]:
-        """Ticks ``t`` with ``after_ms < t <= until_ms``, oldest first; only the last ``limit``."""
+        """Ticks ``t`` with ``after_ms < t <= until_ms``, oldest first; only the last ``limit``.
+
+        Walks back from ``until_ms``, so the cost is bounded by ``limit`` however long the gap.
+        """
         ticks: list[int] = []
-        it = self._iter(after_ms)
-        while True:
-            tick = round(it.get_next(float) * 1000)
-            if tick > until_ms:
-                return ticks
+        it = self._iter(until_ms + 1)
+        while len(ticks) < limit:
+            tick = round(it.get_prev(float) * 1000)
+            if tick <= after_ms:
+                break
             ticks.append(tick)
-            if len(ticks) > limit:
-                del ticks[0]
+        ticks.reverse()
+        return ticks
 
 
 def due_ticks(
@@ -105,12 +112,11 @@ def due_ticks(
     """
     if last_ms is None:
         return [], now_ms
-    ticks = schedule.ticks_between(last_ms, now_ms)
-    if not ticks:
+    latest = schedule.latest_at_or_before(now_ms)
+    if latest <= last_ms:
         return [], last_ms
-    latest = ticks[-1]
     if policy is CatchUp.ALL:
-        return ticks, latest
+        return schedule.ticks_between(last_ms, now_ms), latest
     if policy is CatchUp.SKIP and now_ms - latest > MISFIRE_GRACE_MS:
         return [], latest
     return [latest], latest

@@ -18,7 +18,7 @@ import anyio
 
 from taskforge.broker import AsyncBroker, NewJob, Op, Ops
 from taskforge.cron import due_ticks
-from taskforge.errors import BrokerError
+from taskforge.errors import BrokerError, EnqueueError
 from taskforge.task import Call, Periodic
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,11 @@ class Scheduler:
             ticks, marker_ms = due_ticks(periodic.schedule, last_ms, now_ms, periodic.catch_up)
             if marker_ms == last_ms:
                 return 0
-            jobs = [(tick_ms, self._job(periodic, tick_ms)) for tick_ms in ticks]
+            try:
+                jobs = [(tick_ms, self._job(periodic, tick_ms)) for tick_ms in ticks]
+            except EnqueueError as exc:  # e.g. arguments JSON cannot carry: say so every tick
+                log.error("cron %s: tick not enqueued: %s", periodic.name, exc)
+                return 0
             claimed, current = await self.broker.run(
                 self.broker.ops.cron_claim(queue, periodic.name, last_ms, marker_ms, jobs)
             )

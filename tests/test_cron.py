@@ -86,6 +86,17 @@ def test_periodic_checks_its_arguments_against_the_task(app_factory: AppFactory)
         app.periodic(report, cron="5 * * * *", args=["weekly"], name="report-daily")
 
 
+def test_catch_up_all_after_a_long_outage_is_bounded_and_quick() -> None:
+    every_second = CronSchedule("* * * * * *")
+    day_ms = 24 * 60 * MINUTE_MS
+
+    ticks, marker = due_ticks(every_second, T0, T0 + day_ms, CatchUp.ALL)
+
+    assert len(ticks) == 1000
+    assert ticks[-1] == marker == T0 + day_ms
+    assert ticks == list(range(T0 + day_ms - 999_000, T0 + day_ms + 1, 1000))
+
+
 def test_first_sight_starts_with_the_next_tick() -> None:
     ticks, marker = due_ticks(CronSchedule("* * * * *"), None, T0 + 30_000, CatchUp.ALL)
 
