@@ -332,7 +332,7 @@ def _measure(args: argparse.Namespace, runner: Runner, m: Measure, system: str) 
 
 NUMERIC = (
     "jobs_per_s", "seconds", "cpu_us_per_job", "p50_ms", "p99_ms", "max_ms", "peak_rss_mib",
-    "commands_per_job", "script_calls_per_job", "round_trips_per_job",
+    "commands_per_job", "script_calls_per_job", "round_trips_per_job", "samples",
 )  # fmt: skip
 
 
