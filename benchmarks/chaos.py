@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,6 +120,7 @@ class Chaos:
         self._producer: threading.Thread | None = None
         self.producer_errors = 0
         self.producer_existing = 0
+        self.keep_dir = False  # kept (ledger, worker logs) when something went wrong
 
     # ---- lifecycle
 
@@ -135,7 +137,7 @@ class Chaos:
         )  # fmt: skip
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         for proc in self.workers:
             if proc.poll() is None:
                 proc.kill()
@@ -143,6 +145,10 @@ class Chaos:
         self.client.close()
         self.ctl.close()
         self.server.cleanup()
+        if exc_type is None and not self.keep_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        else:
+            print(f"chaos: ledger and worker logs kept in {self.dir}", file=sys.stderr)
 
     # ---- workers
 
@@ -315,6 +321,11 @@ class Chaos:
         not_final = [i for i, s in statuses.items() if s not in FINAL]
         if not_final:
             report.notes["not_final"] = len(not_final)
+        tracebacks = self.logs().count("Traceback")
+        if tracebacks:
+            report.notes["worker_tracebacks"] = tracebacks
+        if missing or tracebacks:
+            self.keep_dir = True
         if missing:
             report.notes["lost_ids"] = missing[:5]
             report.notes["lost_status"] = dict(Counter(statuses[i] for i in missing))

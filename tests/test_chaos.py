@@ -28,6 +28,7 @@ def test_workers_killed_at_random_lose_nothing_and_redo_only_jobs_in_flight() ->
 
     assert report.kills >= 2
     assert report.lost == 0, report
+    assert "worker_tracebacks" not in report.notes, report
     assert report.duplicated <= report.in_flight_at_kills, report
     assert report.max_recovery_s is not None
     assert report.max_recovery_s <= 2 + REAP_INTERVAL_S, report
@@ -39,6 +40,7 @@ def test_redis_killed_and_restarted_twice_under_load_loses_nothing() -> None:
 
     assert report.redis_restarts == 2
     assert report.lost == 0, report
+    assert "worker_tracebacks" not in report.notes, report
     assert report.notes["succeeded"] == report.jobs
     assert report.notes["workers_said_unreachable"] == "2/2"
     assert "not_final" not in report.notes
@@ -49,6 +51,7 @@ def test_client_kill_every_second_loses_nothing_and_enqueues_nothing_twice() -> 
 
     assert report.notes["connections_killed"] > 0
     assert report.lost == 0, report
+    assert "worker_tracebacks" not in report.notes, report
     assert report.duplicated == 0, report
     assert report.notes["duplicate_enqueues"] == 0
     assert report.notes["succeeded"] == report.jobs
@@ -60,6 +63,7 @@ def test_worker_paused_past_its_leases_has_its_late_outcomes_refused() -> None:
     assert report.in_flight_at_kills > 0
     assert report.notes["late_outcomes_refused"] >= 1
     assert report.lost == 0, report
+    assert "worker_tracebacks" not in report.notes, report
     assert report.duplicated <= report.in_flight_at_kills, report
     assert report.notes["succeeded"] == report.jobs
     assert report.max_recovery_s is not None
@@ -70,6 +74,7 @@ def test_idle_worker_picks_up_new_work_soon_after_redis_returns() -> None:
     report = chaos.idle_outage(down_s=3.0)
 
     assert report.lost == 0, report
+    assert "worker_tracebacks" not in report.notes, report
     assert report.notes["worker_said_unreachable"] is True
     assert report.notes["worker_said_reconnected"] is True
     assert report.max_recovery_s is not None
@@ -80,6 +85,7 @@ def test_cpu_bound_jobs_longer_than_the_lease_are_never_reclaimed() -> None:
     report = chaos.long_jobs(jobs=4, workers=2, lease_s=1.0, job_s=3.0, burners=2)
 
     assert report.lost == 0, report
+    assert "worker_tracebacks" not in report.notes, report
     assert report.notes["spurious_reclaims"] == 0, report
     assert report.notes["redeliveries"] == 0, report
     assert report.duplicated == 0
@@ -94,6 +100,7 @@ def test_job_that_kills_its_worker_is_buried_as_poison_after_max_deliveries() ->
     assert "poison" in report.notes["reason"]
     assert report.kills == 3
     assert report.lost == 0, report
+    assert "worker_tracebacks" not in report.notes, report
     assert report.notes["succeeded"] == 20
 
 
@@ -104,6 +111,7 @@ def test_delay_at_maxmemory_raises_a_clear_error_and_writes_nothing() -> None:
     assert report.notes["half_written"] == 0
     assert report.notes["accepted"] > 0
     assert report.lost == 0, report
+    assert "worker_tracebacks" not in report.notes, report
     assert report.notes["succeeded"] == report.notes["accepted"]
 
 
@@ -111,6 +119,7 @@ def test_worker_memory_stays_flat_over_many_jobs() -> None:
     report = chaos.rss(jobs=5000)
 
     assert report.lost == 0, report
+    assert "worker_tracebacks" not in report.notes, report
     assert report.notes["rss_end_mib"] - report.notes["rss_start_mib"] < 8, report
 
 
@@ -121,4 +130,5 @@ def test_long_form_loses_nothing(name: str) -> None:
 
     print(chaos.table([report]))
     assert report.lost == 0, report
+    assert "worker_tracebacks" not in report.notes, report
     assert report.duplicated <= report.in_flight_at_kills, report
