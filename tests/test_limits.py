@@ -9,9 +9,10 @@ from collections.abc import Callable
 import anyio
 import pytest
 import redis
+from redis.crc import key_slot
 
-from taskforge import ConfigurationError, JobStatus, Settings, Taskforge
-from taskforge.broker import AsyncBroker
+from taskforge import ConfigurationError, JobPriority, JobStatus, Settings, Taskforge
+from taskforge.broker import AsyncBroker, NewJob, Ops, ScriptCall
 from taskforge.limiter import Limiter
 from taskforge.limits import RateLimit
 from tests.timetasks import QUIET, key, wait_until
@@ -120,3 +121,26 @@ async def test_slot_of_a_dead_worker_frees_itself_after_its_lease(
     assert first == 0
     assert refused > 0
     await broker.aclose()
+
+
+def test_limit_and_progress_scripts_touch_one_hash_slot_each() -> None:
+    ops = Ops(Settings(prefix="tf"))
+    calls = [
+        (ops.rate_acquire("email.send", 10, 1000), "{email.send}"),
+        (ops.slot_acquire("email.send", "j1", 2), "{email.send}"),
+        (ops.slot_extend("email.send", ["j1"]), "{email.send}"),
+        (ops.progress("orders", [("j1", "1", 0.5, "half")]), "{orders}"),
+        (
+            ops.cron_claim(
+                "orders", "nightly", None, 1, [(1, NewJob("j", "t", JobPriority.LOW, "{}"))]
+            ),
+            "{orders}",
+        ),
+    ]
+
+    for op, tag in calls:
+        request = next(op)
+        assert isinstance(request, ScriptCall)
+        assert {key_slot(k.encode()) for k in request.keys} == {key_slot(tag.encode())}, (
+            request.name
+        )
