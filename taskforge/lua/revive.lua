@@ -6,14 +6,15 @@
 -- ARGV[1]     events channel
 -- ARGV[2]     queue name
 -- ARGV[3..]   job ids
--- Returns     number of jobs requeued (ids not in the dead set are skipped)
+-- Returns     number of jobs requeued. Ids not in the dead set are skipped; a dead id without
+--             a runnable record (foreign bytes buried as poison) stays dead, never dropped.
 local now = now_ms()
 local moved = 0
 for a = 3, #ARGV do
   local id = ARGV[a]
   local key = KEYS[6] .. id
   local rec = redis.call('HMGET', key, 'priority', 'task')
-  if redis.call('ZREM', KEYS[4], id) == 1 and rec[1] then
+  if rec[1] and PRIORITY_INDEX[rec[1]] and redis.call('ZREM', KEYS[4], id) == 1 then
     redis.call('RPUSH', KEYS[PRIORITY_INDEX[rec[1]]], id)
     redis.call('HSET', key, 'status', 'queued', 'attempts', 0, 'lost', 0, 'enqueued_ms', now)
     redis.call('HDEL', key, 'finished_ms', 'waiters')
