@@ -518,7 +518,7 @@ def redis_restarts(
 
 
 def paused_worker(
-    jobs: int = 300, concurrency: int = 4, lease_s: float = 1.0, pause_s: float = 3.0
+    jobs: int = 150, concurrency: int = 4, lease_s: float = 1.0, pause_s: float = 2.5
 ) -> Report:
     """SIGSTOP a worker past its leases, then SIGCONT it: its late outcomes must be refused."""
     report = Report("paused_worker")

@@ -58,7 +58,7 @@ def test_client_kill_every_second_loses_nothing_and_enqueues_nothing_twice() -> 
 
 
 def test_worker_paused_past_its_leases_has_its_late_outcomes_refused() -> None:
-    report = chaos.paused_worker(jobs=300, concurrency=4, lease_s=1.0, pause_s=3.0)
+    report = chaos.paused_worker(jobs=150, concurrency=4, lease_s=1.0, pause_s=2.5)
 
     assert report.in_flight_at_kills > 0
     assert report.notes["late_outcomes_refused"] >= 1

@@ -18,7 +18,15 @@ from typing import Any
 import anyio
 import pytest
 
-from taskforge import BrokerConnectionError, BrokerError, JobStatus, Settings, Taskforge, Worker
+from taskforge import (
+    BrokerConnectionError,
+    BrokerError,
+    ConfigurationError,
+    JobStatus,
+    Settings,
+    Taskforge,
+    Worker,
+)
 from taskforge.broker import NewJob, SyncBroker
 from taskforge.job import JobPriority, JobRecord
 from taskforge.signing import sign
@@ -195,6 +203,23 @@ def test_signing_key_is_never_shown_in_settings_repr() -> None:
 
     assert KEY not in repr(settings)
     assert KEY not in str(settings.model_dump())
+
+
+def test_security_settings_come_from_the_environment() -> None:
+    env = {"TASKFORGE_SIGNING_KEY": KEY, "TASKFORGE_SERIALIZER": "pickle"}
+    env["TASKFORGE_MAX_DELIVERIES"] = "7"
+
+    settings = Settings.from_env(env)
+
+    assert settings.signing_key is not None
+    assert settings.signing_key.get_secret_value() == KEY
+    assert settings.serializer == "pickle"
+    assert settings.max_deliveries == 7
+
+
+def test_unknown_serializer_is_refused_at_configuration() -> None:
+    with pytest.raises(ConfigurationError, match="serializer"):
+        Settings.from_env({"TASKFORGE_SERIALIZER": "yaml"})
 
 
 # --------------------------------------------------------------------------- prefix isolation
