@@ -87,6 +87,27 @@ def test_scheduled_jobs_start_within_a_second_of_their_time(
     )
 
 
+def test_scheduled_jobs_start_on_time_while_workers_are_busy(
+    app_factory: AppFactory, worker_process: WorkerProcess, r: redis.Redis, prefix: str
+) -> None:
+    app = app_factory()
+    for _ in range(2):
+        worker_process(*QUIET, "-c", "40")
+    # A steady flow of 200 jobs/s holding 0.2 s each: about half of the 80 slots busy throughout.
+    busy = app.call("sched.busy", 0.2)
+    app.enqueue_many([replace(busy, delay_s=i / 200) for i in range(1000)])
+    base = _server_now(r) + timedelta(seconds=2)
+    calls = [c for i in range(10) for c in _marks_at(app, base + timedelta(seconds=i / 5), 20)]
+    handles = app.enqueue_many(calls)
+
+    wait_until(lambda: r.llen(key("runs", prefix)) >= len(calls), timeout_s=30)
+
+    run_at = {h.id: int(c.run_at.timestamp() * 1000) for h, c in zip(handles, calls, strict=True)}  # type: ignore[union-attr]
+    lateness_ms = sorted(ms - run_at[job_id] for job_id, ms in _runs(r, prefix))
+    print(f"busy: median {lateness_ms[len(lateness_ms) // 2]} ms, max {lateness_ms[-1]} ms")
+    assert lateness_ms[-1] < 1000, f"latest start {lateness_ms[-1]} ms after its time"
+
+
 @pytest.mark.anyio
 async def test_idle_worker_sleeps_until_the_next_due_job(
     app_factory: AppFactory, r: redis.Redis

@@ -127,3 +127,9 @@ async def add(a: int, b: int) -> int:
 def fail(n: int) -> None:
     """Always raises ValueError."""
     raise ValueError(f"bad input {n}")
+
+
+@app.task(name="sched.busy", max_retries=0)
+async def busy_async(seconds: float) -> None:
+    """Holds a worker slot for a while (load for the schedule tests)."""
+    await anyio.sleep(seconds)
