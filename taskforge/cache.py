@@ -337,13 +337,14 @@ class _Core:
     def get_or_fetch_op(self, full_key: str, ttl: TTL | None, stale_ms: int) -> Op[Any]:
         """The cached value, or the source's, called by one caller across all processes."""
         lock = self.lock_key(full_key)
-        token = secrets.token_hex(8)
+        token = ""
         give_up_at = time.monotonic() + 2 * self.lock_ms / 1000
         while True:
             found, value, fresh = yield from self.read_op(full_key, stale_ms)
             if found and fresh:
                 self.stats.count(hits=1)
                 return value
+            token = token or secrets.token_hex(8)  # not on the hit path
             if (yield Command(("SET", lock, token, "NX", "PX", self.lock_ms))):
                 return (yield from self._fill_op(full_key, lock, token, ttl, stale_ms))
             if found:
@@ -691,7 +692,8 @@ class CacheService:
             return done.value  # type: ignore[no-any-return]
         except redis.RedisError as exc:
             if fetch_error is not None:
-                raise fetch_error from exc
+                # The source failed (and maybe Redis too, freeing its lock): its error wins.
+                raise fetch_error from (None if exc is fetch_error else exc)
             self._core.failed(exc)
             return _Failed(fetched)
 
@@ -938,7 +940,8 @@ class SyncCacheService:
             return done.value  # type: ignore[no-any-return]
         except redis.RedisError as exc:
             if fetch_error is not None:
-                raise fetch_error from exc
+                # The source failed (and maybe Redis too, freeing its lock): its error wins.
+                raise fetch_error from (None if exc is fetch_error else exc)
             self._core.failed(exc)
             return _Failed(fetched)
 
