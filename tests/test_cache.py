@@ -431,6 +431,28 @@ async def test_with_redis_stopped_the_source_answers_and_one_warning_is_logged(
         server.cleanup()
 
 
+def test_sync_service_degrades_the_same_way(caplog: pytest.LogCaptureFixture) -> None:
+    server = RedisServer().start()
+    settings = Settings(redis_url=server.url, connect_retries=0, socket_connect_timeout_s=1)
+    cache = SyncCacheService(settings)
+    try:
+        assert cache.set("api_response:k", "cached")
+        server.stop()
+
+        values = [cache.get_or_fetch(f"api_response:{i}", lambda: "source") for i in range(3)]
+        missing = cache.get("api_response:k")
+        written = cache.set("api_response:k", "new")
+
+        assert values == ["source"] * 3
+        assert (missing, written) == (None, False)
+        assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+        with pytest.raises(BrokerError):
+            cache.invalidate_pattern("*")
+    finally:
+        cache.close()
+        server.cleanup()
+
+
 # ------------------------------------------------------------------------------- @cached
 
 
