@@ -396,9 +396,14 @@ class Worker:
         running.ctx = JobContext(job, lease.attempts + 1, lease.token, _on_progress=report)
         if lease.token == "1" and job.created_ms:  # first delivery: not a retry/reclaim/revive
             self.metrics.job_started(running.queue, time.time() - job.created_ms / 1000)
+        if running.ctx.cancel_requested:  # cancelled between fetch and start: never run it
+            return Cancelled(), job.task
         if running.scope.cancel_called:  # stop_now() came before the job began
             return Abandoned(), job.task
         wait_s = await self._limiter.acquire(task, lease.id)
+        if running.ctx.cancel_requested:  # cancelled during the limit check
+            await self._limiter.release(task, lease.id)
+            return Cancelled(), job.task
         if wait_s is not None:
             return Deferred(wait_s), job.task
         try:

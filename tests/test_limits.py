@@ -11,7 +11,15 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from taskforge import ConfigurationError, JobPriority, JobStatus, Settings, Taskforge
+from taskforge import (
+    ConfigurationError,
+    JobFailedError,
+    JobPriority,
+    JobStatus,
+    Settings,
+    Taskforge,
+    Worker,
+)
 from taskforge.broker import AsyncBroker, NewJob, Ops, ScriptCall
 from taskforge.limiter import Limiter
 from taskforge.limits import RateLimit
@@ -144,3 +152,35 @@ def test_limit_and_progress_scripts_touch_one_hash_slot_each() -> None:
         assert {key_slot(k.encode()) for k in request.keys} == {key_slot(tag.encode())}, (
             request.name
         )
+
+
+@pytest.mark.anyio
+async def test_a_job_waiting_for_a_slot_can_be_cancelled_and_never_runs(
+    app_factory: AppFactory,
+) -> None:
+    app = app_factory()
+    ran: list[int] = []
+    release = anyio.Event()
+
+    @app.task(concurrency=1)
+    async def exclusive(n: int) -> None:
+        ran.append(n)
+        await release.wait()
+
+    first = await exclusive.adelay(1)
+    waiting = await exclusive.adelay(2)
+    worker = Worker(app.settings, app.registry, concurrency=4, burst=True, block_s=0.2)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.run)
+        with anyio.fail_after(10):
+            while ran != [1] or (await waiting.ainfo()).deliveries < 2:
+                await anyio.sleep(0.02)  # bounded by fail_after: until it waited for the slot
+
+        await waiting.acancel()
+        release.set()
+
+        await first.aresult(timeout=10)
+        with pytest.raises(JobFailedError) as failed:
+            await waiting.aresult(timeout=10)
+    assert failed.value.status == "cancelled"
+    assert ran == [1]
