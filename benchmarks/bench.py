@@ -181,6 +181,11 @@ class Runner:
                 return json.loads(line[len("RESULT ") :])  # type: ignore[no-any-return]
         raise RuntimeError(f"runner {proc.args} exited {proc.returncode} without a RESULT")
 
+    def redis_cpu_s(self) -> float:
+        """CPU time the Redis server has used (INFO cpu: user + system), s."""
+        info = self.redis.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
     def commandstats(self) -> dict[str, int]:
         """Calls per command so far (INFO commandstats)."""
         info = self.redis.info("commandstats")
@@ -201,18 +206,19 @@ class Runner:
         argv.append("--count-round-trips")
         if opts.get("uvloop"):
             argv.append("--uvloop")
-        before = self.commandstats()
+        before, redis_cpu = self.commandstats(), self.redis_cpu_s()
         proc = self.start(system, prefix, argv)
         rss = RssSampler(proc.pid)
         result = self.finish(proc)
         rss.stop()
-        after = self.commandstats()
+        redis_cpu, after = self.redis_cpu_s() - redis_cpu, self.commandstats()
         if "unsupported" in result:
             return result
         jobs = max(1, int(result["jobs"]))
         calls = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         calls["info"] = calls.get("info", 0) - 1  # our own INFO commandstats
         result["commands_per_job"] = sum(calls.values()) / jobs
+        result["redis_cpu_us_per_job"] = redis_cpu * 1e6 / jobs
         result["script_calls_per_job"] = (calls.get("evalsha", 0) + calls.get("eval", 0)) / jobs
         if result.get("round_trips") is not None:
             result["round_trips_per_job"] = result["round_trips"] / jobs
@@ -331,8 +337,9 @@ def _measure(args: argparse.Namespace, runner: Runner, m: Measure, system: str) 
 
 
 NUMERIC = (
-    "jobs_per_s", "seconds", "cpu_us_per_job", "p50_ms", "p99_ms", "max_ms", "peak_rss_mib",
-    "commands_per_job", "script_calls_per_job", "round_trips_per_job", "samples",
+    "jobs_per_s", "seconds", "cpu_us_per_job", "redis_cpu_us_per_job", "p50_ms", "p99_ms",
+    "max_ms", "peak_rss_mib", "commands_per_job", "script_calls_per_job", "round_trips_per_job",
+    "samples",
 )  # fmt: skip
 
 
@@ -381,7 +388,10 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("drain_sync_c50", "jobs_per_s", "jobs/s", ""),
     ("drain_async_big", "jobs_per_s", "jobs/s", ""),
     ("drain_async_c50", "cpu_us_per_job", "worker CPU us/job", ""),
+    ("drain_async_big", "cpu_us_per_job", "worker CPU us/job", ""),
     ("drain_sync_c50", "cpu_us_per_job", "worker CPU us/job", ""),
+    ("drain_async_c50", "redis_cpu_us_per_job", "Redis CPU us/job", ""),
+    ("drain_async_big", "redis_cpu_us_per_job", "Redis CPU us/job", ""),
     ("latency", "p50_ms", "p50 ms", "<= 1"),
     ("latency", "p99_ms", "p99 ms", "<= 2"),
     ("drain_async_c50", "round_trips_per_job", "round trips/job", ""),
@@ -472,7 +482,7 @@ def machine(runner: Runner, peer_python: str | None) -> dict[str, Any]:
         "hiredis": HIREDIS_AVAILABLE,
         "peer_python": peer_python,
         "peer_versions": _peer_versions(peer_python),
-        "load_avg_at_start": os.getloadavg(),
+        "load_avg_at_end": os.getloadavg(),
     }
 
 
