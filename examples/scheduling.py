@@ -120,15 +120,18 @@ async def produce() -> None:
 async def main() -> None:
     worker = Worker(app.settings, app.registry, concurrency=8, block_s=1, grace_s=1)
     async with anyio.create_task_group() as tg:
+
+        async def run_worker() -> None:
+            await worker.run()
+            tg.cancel_scope.cancel()  # the worker stopped: stop watching progress too
+
         ready = anyio.Event()
         tg.start_soon(watch_progress, ready)
         await ready.wait()
-        tg.start_soon(worker.run)
+        tg.start_soon(run_worker)
         await produce()
-        await anyio.sleep(max(0.0, 6.5 - (time.monotonic() - started)))  # a few cron ticks
+        await anyio.sleep(max(0.0, 4.5 - (time.monotonic() - started)))  # a few cron ticks
         worker.stop()
-        await anyio.sleep(1.5)
-        tg.cancel_scope.cancel()
 
 
 if __name__ == "__main__":
