@@ -13,7 +13,7 @@ import anyio
 import pytest
 import redis
 
-from taskforge import ConfigurationError, EnqueueError, JobStatus, Taskforge
+from taskforge import ConfigurationError, EnqueueError, JobStatus, Taskforge, Worker
 from taskforge.broker import AsyncBroker
 from taskforge.client import Client
 from taskforge.cron import CatchUp, CronSchedule, due_ticks
@@ -254,3 +254,31 @@ def test_scheduling_example_runs_against_real_redis(redis_url: str, prefix: str)
         "cron tick -> job cron:demo.heartbeat:",
     ):
         assert line in out.stdout, out.stdout
+
+
+@pytest.mark.anyio
+async def test_burst_worker_claims_due_ticks_of_its_queues_only(app_factory: AppFactory) -> None:
+    app = app_factory()
+    ran: list[str] = []
+
+    @app.task(name="job.mine", cron="* * * * * *", catch_up="once")
+    def mine() -> None:
+        ran.append("mine")
+
+    @app.task(name="job.other", queue="other", cron="* * * * * *")
+    def other() -> None:
+        ran.append("other")
+
+    broker = AsyncBroker(app.settings)
+    now_ms = await broker.run(broker.ops.server_time_ms())
+    marker = broker.ops.keys("default").cron("job.mine")
+    redis.Redis.from_url(app.settings.redis_url).set(marker, now_ms - 10_000)  # ten missed ticks
+
+    worker = Worker(app.settings, app.registry, queues=["default"], burst=True, block_s=0.5)
+    with anyio.fail_after(10):
+        await worker.run()
+
+    others = await broker.run(broker.ops.cron_markers("other", ["job.other"]))
+    assert ran == ["mine"]  # catch_up="once": one job for ten missed ticks
+    assert others == {"job.other": None}  # no worker serves "other": never scheduled
+    await broker.aclose()
