@@ -19,10 +19,14 @@ from taskforge import (
     Settings,
     Taskforge,
     Worker,
+    current_job,
 )
 from taskforge.broker import AsyncBroker, NewJob, Ops, ScriptCall
+from taskforge.client import Client
 from taskforge.limiter import Limiter
 from taskforge.limits import RateLimit
+from taskforge.scheduler import Scheduler
+from tests.cluster import LocalCluster
 from tests.timetasks import QUIET, key, wait_until
 
 AppFactory = Callable[..., Taskforge]
@@ -184,3 +188,43 @@ async def test_a_job_waiting_for_a_slot_can_be_cancelled_and_never_runs(
             await waiting.aresult(timeout=10)
     assert failed.value.status == "cancelled"
     assert ran == [1]
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_cron_limits_and_progress_run_on_redis_cluster() -> None:
+    try:
+        cluster = LocalCluster(primaries=3).start()
+    except (RuntimeError, FileNotFoundError) as exc:
+        pytest.skip(f"cannot start a local Redis Cluster: {exc}")
+    try:
+        app = Taskforge(Settings(redis_url=cluster.url, prefix="tf-cluster-limits"))
+
+        @app.task(name="c.tick", cron="* * * * * *", catch_up="once")
+        def tick() -> None: ...
+
+        @app.task(name="c.limited", concurrency=1, rate_limit="5/s")
+        async def limited() -> None:
+            current_job().set_progress(1.0, "done")
+            await anyio.sleep(0.2)  # progress is kept while the job runs
+
+        broker = AsyncBroker(app.settings)
+        schedulers = [
+            Scheduler(broker, app.registry.periodics(), encode=Client(app.settings).encode)
+            for _ in range(3)
+        ]
+        for s in schedulers:
+            await s.run_once()  # first sight
+        await anyio.sleep(1.1)  # let one tick pass
+        claimed = [await s.run_once() for s in schedulers]
+        handles = [await limited.adelay() for _ in range(3)]
+        worker = Worker(app.settings, app.registry, concurrency=4, burst=True, block_s=0.5)
+        with anyio.fail_after(20):
+            stats = await worker.run()
+
+        assert sorted(claimed) == [0, 0, 1]
+        assert stats.succeeded == 4 and stats.deferred >= 1
+        assert [(await h.ainfo()).progress for h in handles] == [1.0, 1.0, 1.0]
+        await broker.aclose()
+    finally:
+        cluster.cleanup()
