@@ -1,8 +1,8 @@
 """taskforge's side of the benchmark: no-op tasks and the runner workloads (see ``runner.py``).
 
 Run by ``bench.py`` as ``python benchmarks/taskforge_tasks.py <workload> ...``. The worker is an
-in-process :class:`~taskforge.worker.Worker` in this (its own) process, logging at WARNING: the
-CLI's default INFO logging writes one line per job, which costs more than the job itself here.
+in-process :class:`~taskforge.worker.Worker` in this (its own) process, as ``taskforge worker``
+builds it, with logging at ERROR (the CLI logs one INFO line per job).
 """
 
 from __future__ import annotations
