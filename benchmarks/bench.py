@@ -458,6 +458,19 @@ def table(summary: dict[str, dict[str, dict[str, Any]]], systems: tuple[str, ...
     return "\n".join(text)
 
 
+def idle_ping_ms(runner: Runner, samples: int = 200, gap_s: float = 0.015) -> dict[str, float]:
+    """One PING after the same idle gap as the latency samples: the floor a pickup (three
+    sequential wake-ups: producer -> Redis -> worker -> Redis -> worker) is built from."""
+    gaps: list[float] = []
+    for _ in range(samples):
+        time.sleep(gap_s)
+        sent = time.monotonic()
+        runner.redis.ping()
+        gaps.append((time.monotonic() - sent) * 1000)
+    gaps.sort()
+    return {"p50": gaps[len(gaps) // 2], "p99": gaps[int(len(gaps) * 0.99) - 1]}
+
+
 def machine(runner: Runner, peer_python: str | None) -> dict[str, Any]:
     """What the figures were measured on."""
     info = runner.redis.info("server")
@@ -483,6 +496,7 @@ def machine(runner: Runner, peer_python: str | None) -> dict[str, Any]:
         "peer_python": peer_python,
         "peer_versions": _peer_versions(peer_python),
         "load_avg_at_end": os.getloadavg(),
+        "idle_ping_ms": idle_ping_ms(runner),
     }
 
 
@@ -575,6 +589,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(table(summary, systems))
     for name, value in doc["derived"].items():
         print(f"{name}: {value:.2f}")
+    ping = doc["machine"]["idle_ping_ms"]
+    print(f"Redis PING after 15 ms idle: p50 {ping['p50']:.2f} ms, p99 {ping['p99']:.2f} ms")
     path = args.json or RESULTS / time.strftime("bench-%Y%m%d-%H%M%S.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1))
