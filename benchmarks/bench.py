@@ -179,7 +179,7 @@ class Runner:
         for line in out.splitlines():
             if line.startswith("RESULT "):
                 return json.loads(line[len("RESULT ") :])  # type: ignore[no-any-return]
-        raise RuntimeError(f"runner {proc.args} exited {proc.returncode} without a RESULT")
+        raise RuntimeError(f"runner {proc.args!r} exited {proc.returncode} without a RESULT")
 
     def redis_cpu_s(self) -> float:
         """CPU time the Redis server has used (INFO cpu: user + system), s."""
@@ -509,7 +509,8 @@ def _peer_versions(peer_python: str | None) -> dict[str, str]:
         out = subprocess.run(
             [peer_python or sys.executable, "-c", code], capture_output=True, text=True, timeout=30
         )
-        return json.loads(out.stdout) if out.returncode == 0 else {}  # type: ignore[no-any-return]
+        versions: dict[str, str] = json.loads(out.stdout) if out.returncode == 0 else {}
+        return versions
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return {}
 
@@ -576,7 +577,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         started = time.time()
         raw = run_all(args, runner, systems)
         summary = summarise(raw)
-        doc = {
+        doc: dict[str, Any] = {
             "started": started,
             "wall_s": round(time.time() - started, 1),
             "machine": machine(runner, peer_python),

@@ -101,7 +101,7 @@ def count_round_trips() -> Callable[[], int]:
 
     def counted_sync(self: Any, command: Any, check_health: bool = True) -> None:
         count[0] += 1
-        sync_send(self, command, check_health)
+        sync_send(self, command, check_health)  # type: ignore[no-untyped-call]
 
     async def counted_async(self: Any, command: Any, check_health: bool = True) -> None:
         count[0] += 1
