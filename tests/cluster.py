@@ -11,6 +11,7 @@ Each server has its own temporary directory and is stopped by ``cleanup()``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -109,8 +110,10 @@ class LocalSentinel:
 
     def start(self, timeout_s: float = 20.0) -> LocalSentinel:
         """Start primary, replica (in sync) and Sentinels (all seeing both servers)."""
-        self.primary = RedisServer().start()
-        self.replica = RedisServer(args=["--replicaof", "127.0.0.1", str(self.primary.port)])
+        # No diskless-sync delay: the replica syncs at once instead of after 5 s.
+        fast = ["--repl-diskless-sync-delay", "0"]
+        self.primary = RedisServer(args=fast).start()
+        self.replica = RedisServer(args=[*fast, "--replicaof", "127.0.0.1", str(self.primary.port)])
         self.replica.start()
         replica = self.replica
         _poll(
@@ -118,26 +121,37 @@ class LocalSentinel:
             timeout_s,
             "the replica to sync",
         )
+        # Each Sentinel is told the replica and the others up front: discovering them (hello
+        # messages, INFO every 10 s) would add seconds to every deployment.
+        ids = [os.urandom(20).hex() for _ in range(self.sentinels)]
+        self.sentinel_ports = [free_port() for _ in range(self.sentinels)]
         for i in range(self.sentinels):
-            self._start_sentinel(i)
+            self._start_sentinel(i, ids)
         _poll(self._sentinels_ready, timeout_s, "the sentinels to see the replica and each other")
         return self
 
-    def _start_sentinel(self, i: int) -> None:
-        assert self.primary is not None
-        port = free_port()
+    def _start_sentinel(self, i: int, ids: list[str]) -> None:
+        assert self.primary is not None and self.replica is not None
+        port = self.sentinel_ports[i]
         conf = self.dir / f"sentinel-{i}.conf"
-        conf.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {self.dir}\n"
-            f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2\n"
-            f"sentinel down-after-milliseconds {SERVICE} {self.down_after_ms}\n"
-            f"sentinel failover-timeout {SERVICE} 10000\n"
-            f"sentinel parallel-syncs {SERVICE} 1\n"
-        )
+        lines = [
+            f"port {port}",
+            "bind 127.0.0.1",
+            f"dir {self.dir}",
+            f"sentinel myid {ids[i]}",
+            f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2",
+            f"sentinel down-after-milliseconds {SERVICE} {self.down_after_ms}",
+            f"sentinel failover-timeout {SERVICE} 10000",
+            f"sentinel parallel-syncs {SERVICE} 1",
+            f"sentinel known-replica {SERVICE} 127.0.0.1 {self.replica.port}",
+        ]
+        for j, other in enumerate(self.sentinel_ports):
+            if j != i:
+                lines.append(f"sentinel known-sentinel {SERVICE} 127.0.0.1 {other} {ids[j]}")
+        conf.write_text("\n".join(lines) + "\n")
         cmd = [shutil.which("redis-server") or "redis-server", str(conf), "--sentinel"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.sentinel_servers.append(proc)
-        self.sentinel_ports.append(port)
 
     def sentinel_client(self, i: int = 0) -> redis.Redis:
         """A plain client on Sentinel ``i``."""
@@ -177,6 +191,23 @@ class LocalSentinel:
             "the promoted replica to become a primary",
         )
         return self.primary_port()
+
+    def rejoin_old_primary(self, timeout_s: float = 30.0) -> None:
+        """Restart the crashed primary as a replica of the promoted one (as an operator would;
+        the Sentinels would do it too, but only after their next INFO round, up to 10 s).
+
+        Returns once the new primary has a replica in sync again.
+        """
+        assert self.primary is not None and self.replica is not None
+        replica = self.replica
+        old = self.primary
+        old.args = [*old.args, "--replicaof", "127.0.0.1", str(replica.port)]
+        old.start()
+        _poll(
+            lambda: int(replica.client().info("replication").get("connected_slaves", 0)) >= 1,
+            timeout_s,
+            "the old primary to rejoin as a replica",
+        )
 
     def cleanup(self) -> None:
         """Stop sentinels and servers, remove their directories."""
