@@ -152,9 +152,9 @@ class Runner:
         self._seq += 1
         return f"tfb{os.getpid()}x{self._seq}"
 
-    def _cmd(self, system: str, argv: list[str]) -> list[str]:
+    def _cmd(self, system: str, argv: list[str], wrap: tuple[str, ...] = ()) -> list[str]:
         python = sys.executable if system == "taskforge" else (self.peer_python or sys.executable)
-        return [python, str(HERE / SCRIPTS[system]), *argv]
+        return [python, *wrap, str(HERE / SCRIPTS[system]), *argv]
 
     def _env(self, prefix: str) -> dict[str, str]:
         env = {**os.environ, "REDIS_URL": self.url, "BENCH_PREFIX": prefix}
@@ -162,11 +162,20 @@ class Runner:
         env.pop("TASKFORGE_SIGNING_KEY", None)
         return env
 
-    def start(self, system: str, prefix: str, argv: list[str]) -> subprocess.Popen[str]:
-        """Start a runner; its stdout is piped, stderr goes to ours."""
-        return subprocess.Popen(
-            self._cmd(system, argv), env=self._env(prefix), stdout=subprocess.PIPE, text=True
-        )
+    def start(
+        self, system: str, prefix: str, argv: list[str], wrap: tuple[str, ...] = ()
+    ) -> subprocess.Popen[str]:
+        """Start a runner (``wrap``: arguments before the script, e.g. a profiler module)."""
+        cmd = self._cmd(system, argv, wrap)
+        return subprocess.Popen(cmd, env=self._env(prefix), stdout=subprocess.PIPE, text=True)
+
+    def profile_drain(self, n: int, out: Path) -> dict[str, Any]:
+        """A taskforge drain (async, c=50) under pyinstrument, its text report written to ``out``."""
+        prefix = self.fresh_prefix()
+        self.call("taskforge", prefix, ["fill", "--n", str(n)])
+        wrap = ("-m", "pyinstrument", "-r", "text", "-o", str(out))
+        argv = ["drain", "--n", str(n), "--concurrency", "50"]
+        return self.finish(self.start("taskforge", prefix, argv, wrap))
 
     def call(self, system: str, prefix: str, argv: list[str]) -> dict[str, Any]:
         """Run a runner to its end; its RESULT."""
@@ -550,6 +559,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--full", action="store_true", help=full_help)
     p.add_argument("--json", type=Path, help="write results here (default: results/<time>.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--profile", action="store_true", help="also profile a drain (pyinstrument)")
     args = p.parse_args(argv)
     if args.full:
         args.rounds = max(args.rounds, 5)
@@ -576,6 +586,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         runner = Runner(url, peer_python, args.rq_worker)
         started = time.time()
         raw = run_all(args, runner, systems)
+        if args.profile:
+            profile = RESULTS / time.strftime("profile-drain-%Y%m%d-%H%M%S.txt")
+            profile.parent.mkdir(parents=True, exist_ok=True)
+            runner.profile_drain(args.n, profile)
+            print(f"pyinstrument profile of a {args.n}-job drain: {profile}", file=sys.stderr)
         summary = summarise(raw)
         doc: dict[str, Any] = {
             "started": started,
