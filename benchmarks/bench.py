@@ -170,7 +170,7 @@ class Runner:
         return subprocess.Popen(cmd, env=self._env(prefix), stdout=subprocess.PIPE, text=True)
 
     def profile_drain(self, n: int, out: Path) -> dict[str, Any]:
-        """A taskforge drain (async, c=50) under pyinstrument, its text report written to ``out``."""
+        """A taskforge drain (async, c=50) under pyinstrument; its text report goes to ``out``."""
         prefix = self.fresh_prefix()
         self.call("taskforge", prefix, ["fill", "--n", str(n)])
         wrap = ("-m", "pyinstrument", "-r", "text", "-o", str(out))
