@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -115,12 +116,7 @@ class LocalSentinel:
         self.primary = RedisServer(args=fast).start()
         self.replica = RedisServer(args=[*fast, "--replicaof", "127.0.0.1", str(self.primary.port)])
         self.replica.start()
-        replica = self.replica
-        _poll(
-            lambda: replica.client().info("replication").get("master_link_status") == "up",
-            timeout_s,
-            "the replica to sync",
-        )
+        _poll(self._replica_acks, timeout_s, "the replica to sync and acknowledge writes")
         # Each Sentinel is told the replica and the others up front: discovering them (hello
         # messages, INFO every 10 s) would add seconds to every deployment.
         ids = [os.urandom(20).hex() for _ in range(self.sentinels)]
@@ -129,6 +125,14 @@ class LocalSentinel:
             self._start_sentinel(i, ids)
         _poll(self._sentinels_ready, timeout_s, "the sentinels to see the replica and each other")
         return self
+
+    def _replica_acks(self) -> bool:
+        # A replica counts for WAIT only once it acknowledged an offset (about a second after
+        # its sync); until then a durable enqueue would time out.
+        assert self.primary is not None
+        client = self.primary.client()
+        client.set("tf:replication-check", "1")
+        return int(client.execute_command("WAIT", 1, 100)) >= 1
 
     def _start_sentinel(self, i: int, ids: list[str]) -> None:
         assert self.primary is not None and self.replica is not None
@@ -191,6 +195,16 @@ class LocalSentinel:
             "the promoted replica to become a primary",
         )
         return self.primary_port()
+
+    def pause_replica(self) -> None:
+        """SIGSTOP the replica: it stops taking the primary's writes (a lagging replica)."""
+        assert self.replica is not None and self.replica.proc is not None
+        self.replica.proc.send_signal(signal.SIGSTOP)
+
+    def resume_replica(self) -> None:
+        """SIGCONT the replica."""
+        assert self.replica is not None and self.replica.proc is not None
+        self.replica.proc.send_signal(signal.SIGCONT)
 
     def rejoin_old_primary(self, timeout_s: float = 30.0) -> None:
         """Restart the crashed primary as a replica of the promoted one (as an operator would;
