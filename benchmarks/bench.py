@@ -363,6 +363,7 @@ def summarise(raw: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]
             ok = [r for r in runs if "error" not in r and "unsupported" not in r]
             if not ok:
                 summary["note"] = runs[0].get("unsupported") or runs[0].get("error", "")
+                summary["failed"] = "error" in runs[0]
                 continue
             summary["rounds"] = len(ok)
             for name in NUMERIC:
@@ -435,6 +436,14 @@ def _fmt(value: Any) -> str:
     return f"{value:.2f}"
 
 
+def _cell(summary: dict[str, Any] | None, name: str) -> str:
+    if not summary:
+        return "-"
+    if "note" in summary:  # the JSON keeps the whole message
+        return "ERROR" if summary.get("failed") else "n/a"
+    return _fmt(summary.get(name))
+
+
 def _ratio(tf: float | None, peer: float | None) -> str:
     if not tf or not peer:
         return "-"
@@ -455,7 +464,7 @@ def table(summary: dict[str, dict[str, dict[str, Any]]], systems: tuple[str, ...
         row = [f"{key} {unit}"]
         for s in systems:
             c = cells.get(s)
-            row.append(_fmt(c.get(name, c.get("note")) if c else None))
+            row.append(_cell(c, name))
         for p in peers:
             pv = cells.get(p, {}).get(name)
             row.append(_ratio(tf, pv))
