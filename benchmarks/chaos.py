@@ -112,6 +112,8 @@ class Chaos:
         self.prefix = "chaos"
         self.keys = QueueKeys(self.prefix, QUEUE)
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.log_paths: dict[int, Path] = {}  # worker pid -> its log file
+        self.respawn_concurrency = 4
         self.started_workers = 0
         self.ids: list[str] = []
         self._ledger_pos = 0
@@ -168,7 +170,7 @@ class Chaos:
         cmd += ["-c", str(concurrency), "--grace", "5"]
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        proc.log_path = log_path  # type: ignore[attr-defined]
+        self.log_paths[proc.pid] = log_path
         self.workers.append(proc)
         if wait:
             wait_until(lambda: b" up: " in log_path.read_bytes(), 30, f"worker {proc.pid} up")
@@ -180,11 +182,11 @@ class Chaos:
 
     def up(self) -> list[subprocess.Popen[bytes]]:
         """Worker processes running that said they are up (they may hold jobs)."""
-        return [p for p in self.alive() if b" up: " in p.log_path.read_bytes()]  # type: ignore[attr-defined]
+        return [p for p in self.alive() if b" up: " in self.log_paths[p.pid].read_bytes()]
 
     def logs(self) -> str:
         """Everything the workers printed."""
-        return "\n".join(p.log_path.read_text(errors="replace") for p in self.workers)  # type: ignore[attr-defined]
+        return "\n".join(path.read_text(errors="replace") for path in self.log_paths.values())
 
     def kill_worker(self, proc: subprocess.Popen[bytes]) -> dict[str, int]:
         """SIGKILL a worker; returns the jobs it held in flight (id -> delivery number)."""
@@ -194,11 +196,11 @@ class Chaos:
 
     def held_by(self, pid: int) -> dict[str, int]:
         """Jobs in flight whose lease belongs to a worker process ``pid``."""
-        ids = self.ctl.zrange(self.keys.inflight, 0, -1)
+        ids: list[str] = self.ctl.zrange(self.keys.inflight, 0, -1)  # type: ignore[assignment]
         pipe = self.ctl.pipeline(transaction=False)
         for job_id in ids:
             pipe.hmget(self.keys.job(job_id), "worker", "deliveries")
-        held = {}
+        held: dict[str, int] = {}
         for job_id, (worker, deliveries) in zip(ids, pipe.execute(), strict=True):
             if worker and f":{pid}:" in worker:
                 held[job_id] = int(deliveries or 0)
@@ -303,7 +305,7 @@ class Chaos:
         pipe.zcard(self.keys.inflight)
         pipe.zcard(self.keys.dead)
         *depths, dead = pipe.execute()
-        return sum(depths) == 0 and len(ran) + dead >= len(self.ids)
+        return bool(sum(depths) == 0 and len(ran) + dead >= len(self.ids))
 
     def check(self, report: Report, *, expect_dead: Sequence[str] = ()) -> Report:
         """Fill in lost/duplicated from the ledger and the records."""
@@ -372,8 +374,6 @@ class Chaos:
                 return
             time.sleep(0.05)
 
-    respawn_concurrency = 4
-
 
 class Orphans:
     """Jobs whose worker was killed: when did each get delivered again (or finish)?"""
@@ -389,7 +389,13 @@ class Orphans:
         for job_id, delivery in held.items():
             self.waiting[job_id] = (delivery, killed_at)
 
+    def all_recovered(self) -> bool:
+        """Poll once; True when every orphan was delivered again or finished."""
+        self.poll()
+        return not self.waiting
+
     def poll(self) -> None:
+        """Note the orphans that were delivered again (or finished) since the last poll."""
         if not self.waiting:
             return
         ids = list(self.waiting)
@@ -463,7 +469,7 @@ def kill_workers(
                 next_kill[0] = t + kill_every_s * rnd.uniform(0.7, 1.3)
 
         chaos.drive(60 + jobs * max_ms / 1000 / concurrency, tick, respawn=workers)
-        wait_until(lambda: (orphans.poll(), not orphans.waiting)[1], 30, "orphans recovered")
+        wait_until(orphans.all_recovered, 30, "orphans recovered")
         chaos.check(report)
         report.in_flight_at_kills = orphans.total
         report.max_recovery_s = max(orphans.recovery_s, default=0.0)
