@@ -562,6 +562,39 @@ def paused_worker(
     return report
 
 
+def redis_paused(jobs: int = 1500, pause_s: float = 8.0, lease_s: float = 5.0) -> Report:
+    """SIGSTOP Redis ``pause_s`` under load (a hung server, not a dead one), then SIGCONT it."""
+    report = Report("redis_paused")
+    t0 = time.monotonic()
+    with Chaos(lease_s=lease_s) as chaos:
+        for _ in range(2):
+            chaos.start_worker(4)
+        chaos.produce_in_background(chaos.calls(jobs, ms=20), batch=50, every_s=0.1)
+        paused = [False]
+
+        def tick(t: float) -> None:
+            if paused[0] or t < 1.5 or chaos.server.proc is None:
+                return
+            paused[0] = True
+            report.in_flight_at_kills = chaos.ctl.zcard(chaos.keys.inflight)
+            chaos.server.proc.send_signal(signal.SIGSTOP)
+            time.sleep(pause_s)
+            chaos.server.proc.send_signal(signal.SIGCONT)
+            back = time.time()
+            before = len(chaos.read_ledger())
+            wait_until(lambda: len(chaos.read_ledger()) > before, 60, "jobs after the pause")
+            report.max_recovery_s = time.time() - back
+
+        chaos.drive(120, tick)
+        chaos.check(report)
+        report.notes["pause"] = f"{pause_s:.0f}s"
+        report.notes["lease"] = f"{lease_s:.0f}s"
+        report.notes["reclaimed_leases"] = chaos.reclaimed()
+        chaos.stop_workers()
+    report.wall_s = time.monotonic() - t0
+    return report
+
+
 def client_kills(
     jobs: int = 600, workers: int = 2, concurrency: int = 4, every_s: float = 1.0,
     lease_s: float = 3.0,
@@ -754,6 +787,7 @@ LONG: dict[str, Callable[[], Report]] = {
     "redis_restarts": lambda: redis_restarts(jobs=5000, workers=3, concurrency=8),
     "client_kill": lambda: client_kills(jobs=5000, workers=3, concurrency=8),
     "paused_worker": lambda: paused_worker(jobs=1000, concurrency=8, pause_s=5.0),
+    "redis_paused": redis_paused,
     "idle_outage": lambda: idle_outage(down_s=10.0),
     "long_jobs_cpu": lambda: long_jobs(jobs=8, workers=2, lease_s=1.0, job_s=5.0),
     "poison": lambda: poison(jobs=200, max_deliveries=5),
