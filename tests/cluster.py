@@ -42,9 +42,10 @@ def _poll(predicate: object, timeout_s: float, what: str) -> None:
 
 @dataclass
 class LocalCluster:
-    """A Redis Cluster of ``primaries`` masters (no replicas) on 127.0.0.1."""
+    """A Redis Cluster of ``primaries`` masters, each with ``replicas`` replicas, on 127.0.0.1."""
 
     primaries: int = 3
+    replicas: int = 0
     servers: list[RedisServer] = field(default_factory=list)
 
     @property
@@ -59,16 +60,18 @@ class LocalCluster:
 
     def start(self, timeout_s: float = 20.0) -> LocalCluster:
         """Start the servers, create the cluster, and wait until every node says ``ok``."""
-        for _ in range(self.primaries):
+        for _ in range(self.primaries * (1 + self.replicas)):
             args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
             args += ["--cluster-port", str(free_port()), "--cluster-node-timeout", "2000"]
+            args += ["--repl-diskless-sync-delay", "0"]
             self.servers.append(RedisServer(args=args).start())
         binary = shutil.which("redis-cli")
         if binary is None:
             raise RuntimeError("redis-cli is not installed (apt-get install -y redis-tools)")
         addrs = [f"127.0.0.1:{s.port}" for s in self.servers]
+        replicas = ["--cluster-replicas", str(self.replicas)]
         subprocess.run(
-            [binary, "--cluster", "create", *addrs, "--cluster-yes"],
+            [binary, "--cluster", "create", *addrs, *replicas, "--cluster-yes"],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -76,7 +79,27 @@ class LocalCluster:
         )
         for server in self.servers:
             _poll(lambda s=server: _cluster_ok(s), timeout_s, f"cluster state ok on {server.port}")
+        if self.replicas:
+            _poll(self._replicas_ack, timeout_s, "every replica to sync and acknowledge writes")
         return self
+
+    def _replicas_ack(self) -> bool:
+        # A replica counts for WAIT once it acknowledged an offset: write a key each primary
+        # owns (others answer MOVED) and WAIT on the same connection.
+        for server in self.servers:
+            client = server.client()
+            if client.info("replication").get("role") != "master":
+                continue
+            for i in range(1000):
+                pipe = client.pipeline(transaction=False)
+                pipe.set(f"tf:replication-check:{i}", "1")
+                pipe.execute_command("WAIT", self.replicas, 100)
+                written, acked = pipe.execute(raise_on_error=False)
+                if written is True:
+                    break
+            if int(acked) < self.replicas:
+                return False
+        return True
 
     def cleanup(self) -> None:
         """Stop every node and remove its directory."""

@@ -9,7 +9,9 @@ re-run here against the cluster through the module's ``redis_url``.
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -46,6 +48,17 @@ def cluster() -> Iterator[LocalCluster]:
     """A 3-primary cluster for this module."""
     try:
         deployment = LocalCluster(primaries=3).start()
+    except (RuntimeError, FileNotFoundError) as exc:
+        pytest.skip(f"cannot start a local Redis Cluster: {exc}")
+    yield deployment
+    deployment.cleanup()
+
+
+@pytest.fixture(scope="module")
+def replicated_cluster() -> Iterator[LocalCluster]:
+    """3 primaries with one replica each, for durable enqueues."""
+    try:
+        deployment = LocalCluster(primaries=3, replicas=1).start()
     except (RuntimeError, FileNotFoundError) as exc:
         pytest.skip(f"cannot start a local Redis Cluster: {exc}")
     yield deployment
@@ -213,6 +226,44 @@ def test_durable_enqueue_without_replicas_says_so_and_keeps_the_job(
     assert counts.ready_total == 1
     broker.close()
     app.client.close()
+
+
+def test_durable_enqueue_on_a_cluster_waits_for_the_queues_own_replica(
+    replicated_cluster: LocalCluster, prefix: str
+) -> None:
+    settings = Settings(
+        redis_url=replicated_cluster.url, prefix=prefix, durable_enqueue=True, durable_timeout_s=0.3
+    )
+    app = Taskforge(settings)
+    first = app.submit([app.call("d.x")])  # warm up: connected, script loaded
+    # A queue away from the client's default node, where a keyless WAIT would otherwise go.
+    default = app.client.broker.client.get_default_node().name  # type: ignore[union-attr]
+    queue = next(q for q in (f"orders{i}" for i in range(50)) if node_of(app, q) != default)
+    replica = _replica_of(replicated_cluster, node_of(app, queue))
+    call = app.call("d.x")
+    orders = [replace(call, options=replace(call.options, queue=queue))]
+    app.submit(orders)
+    replica.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+    try:
+        with pytest.raises(NotReplicatedError):
+            app.submit(orders)
+        with pytest.raises(NotReplicatedError):
+            anyio.run(app.asubmit, orders)
+    finally:
+        replica.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+
+    assert first[0].status() is JobStatus.QUEUED
+    app.client.close()
+
+
+def _replica_of(cluster: LocalCluster, primary: str) -> Any:
+    """The RedisServer replicating the primary at ``host:port``."""
+    port = int(primary.rsplit(":", 1)[1])
+    for server in cluster.servers:
+        info = server.client().info("replication")
+        if info.get("role") == "slave" and int(info["master_port"]) == port:
+            return server
+    raise AssertionError(f"no replica of {primary}")
 
 
 # ------------------------------------------------------------------ events, CLI, cache
