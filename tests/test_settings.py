@@ -135,7 +135,7 @@ def test_settings_are_frozen() -> None:
     settings = Settings.from_env({})
 
     with pytest.raises(ValueError):
-        settings.redis_url = "redis://elsewhere"  # type: ignore[misc]
+        settings.redis_url = "redis://elsewhere"
 
 
 @pytest.mark.parametrize(
@@ -156,6 +156,13 @@ def test_masked_url_hides_only_the_password(url: str, masked: str) -> None:
 def test_memory_url_is_flagged_as_embedded() -> None:
     assert Settings.from_env({"REDIS_URL": "memory://"}).is_memory
     assert not Settings.from_env({"REDIS_URL": "redis://localhost"}).is_memory
+
+
+def pool_of(settings: Settings) -> redis.ConnectionPool:
+    """The connection pool of the client built for ``settings`` (a single-node URL)."""
+    client = sync_client(settings)
+    assert isinstance(client, redis.Redis)
+    return client.connection_pool
 
 
 @pytest.fixture
@@ -179,8 +186,8 @@ def test_redis_ssl_switches_the_connection_to_tls() -> None:
     plain = Settings.from_env({"REDIS_URL": "redis://h:6379/0"})
     tls = Settings.from_env({"REDIS_URL": "redis://h:6379/0", "REDIS_SSL": "true"})
 
-    assert sync_client(plain).connection_pool.connection_class is redis.Connection
-    assert sync_client(tls).connection_pool.connection_class is redis.SSLConnection
+    assert pool_of(plain).connection_class is redis.Connection
+    assert pool_of(tls).connection_class is redis.SSLConnection
 
 
 def test_pool_size_and_timeouts_reach_the_client() -> None:
@@ -191,7 +198,7 @@ def test_pool_size_and_timeouts_reach_the_client() -> None:
         "REDIS_SOCKET_CONNECT_TIMEOUT": "1.5",
     }
 
-    pool = sync_client(Settings.from_env(env)).connection_pool
+    pool = pool_of(Settings.from_env(env))
 
     assert pool.max_connections == 9
     assert pool.connection_kwargs["socket_timeout"] == 2.5

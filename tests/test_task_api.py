@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis
@@ -149,7 +150,9 @@ def test_registering_the_same_function_again_is_allowed(app_factory: AppFactory)
         {"unique_until": "forever"},
     ],
 )
-def test_invalid_options_are_refused_at_options(app_factory: AppFactory, options: dict) -> None:
+def test_invalid_options_are_refused_at_options(
+    app_factory: AppFactory, options: dict[str, Any]
+) -> None:
     app = app_factory()
 
     @app.task
@@ -163,7 +166,9 @@ def test_invalid_options_are_refused_at_options(app_factory: AppFactory, options
     "options",
     [{"timeout": -1}, {"priority": "urgent"}, {"max_retries": -2}, {"name": "has space"}],
 )
-def test_invalid_decorator_options_are_refused(app_factory: AppFactory, options: dict) -> None:
+def test_invalid_decorator_options_are_refused(
+    app_factory: AppFactory, options: dict[str, Any]
+) -> None:
     app = app_factory()
 
     with pytest.raises(ConfigurationError):
@@ -241,7 +246,7 @@ def test_payload_under_the_limit_is_accepted(app_factory: AppFactory) -> None:
     [((), {}), ((1, 2, 3), {}), ((1,), {"nope": 2}), ((1,), {"a": 1})],
 )
 def test_arguments_that_do_not_fit_raise_enqueue_error(
-    app_factory: AppFactory, args: tuple, kwargs: dict
+    app_factory: AppFactory, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> None:
     app = app_factory()
 
