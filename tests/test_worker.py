@@ -448,3 +448,115 @@ async def test_cancelling_a_running_job_stops_it(app_factory: AppFactory) -> Non
     assert info.status is JobStatus.CANCELLED
     with pytest.raises(JobFailedError):
         await handle.aresult(timeout=1)
+
+
+# ------------------------------------------------------------------ leases, idling, stopping
+
+
+async def test_a_job_longer_than_its_lease_is_renewed_not_run_twice(
+    app_factory: AppFactory,
+) -> None:
+    app = app_factory(lease_s=0.6)
+    runs: list[int] = []
+
+    @app.task
+    async def long_async() -> None:
+        runs.append(1)
+        await anyio.sleep(1.5)
+
+    @app.task
+    def long_sync() -> None:
+        runs.append(2)
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:  # holds the GIL most of the time
+            pass
+
+    a, b = await long_async.adelay(), await long_sync.adelay()
+
+    await drain(app, concurrency=4)
+
+    assert sorted(runs) == [1, 2]
+    for handle in (a, b):
+        info = await handle.ainfo()
+        assert info.status is JobStatus.SUCCEEDED
+        assert info.deliveries == 1
+
+
+async def test_idle_worker_wakes_on_enqueue_without_polling(app_factory: AppFactory) -> None:
+    app = app_factory()
+
+    @app.task
+    async def ping() -> str:
+        return "pong"
+
+    worker = Worker(app.settings, app.registry, concurrency=1, block_s=5.0)
+    client = raw_redis(app)
+
+    def script_calls() -> int:
+        stats = client.info("commandstats")
+        return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
+
+    with anyio.fail_after(15):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            # Measure a quiet window: an idle worker blocks on the wake marker, it does not fetch.
+            await anyio.sleep(0.3)
+            before = script_calls()
+            await anyio.sleep(0.6)
+            idle_calls = script_calls() - before
+            started = time.monotonic()
+            handle = await ping.adelay()
+            assert await handle.aresult(timeout=4) == "pong"
+            latency_s = time.monotonic() - started
+            worker.stop()
+
+    assert idle_calls <= 1, idle_calls
+    assert latency_s < 1.0  # far below block_s: the enqueue woke it
+
+
+async def test_stop_lets_a_running_job_finish_within_the_grace(app_factory: AppFactory) -> None:
+    app = app_factory()
+    started = anyio.Event()
+
+    @app.task
+    async def short() -> str:
+        started.set()
+        await anyio.sleep(0.3)
+        return "done"
+
+    handle = await short.adelay()
+    worker = Worker(app.settings, app.registry, concurrency=1, grace_s=5.0, block_s=0.5)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            await started.wait()
+            worker.stop()
+
+    info = await handle.ainfo()
+    assert info.status is JobStatus.SUCCEEDED
+    assert info.result == "done"
+
+
+async def test_stop_hands_back_a_job_that_outlives_the_grace(app_factory: AppFactory) -> None:
+    app = app_factory()
+    started = anyio.Event()
+
+    @app.task
+    async def endless() -> None:
+        started.set()
+        await anyio.sleep(60)
+
+    handle = await endless.adelay()
+    worker = Worker(app.settings, app.registry, concurrency=1, grace_s=0.2, block_s=0.5)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            await started.wait()
+            worker.stop()
+
+    info = await handle.ainfo()
+    assert info.status is JobStatus.QUEUED
+    assert info.attempts == 0
+    assert worker.stats.handed_back == 1
