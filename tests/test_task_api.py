@@ -394,3 +394,19 @@ def test_enqueue_many_with_one_bad_call_writes_nothing(app_factory: AppFactory) 
         app.enqueue_many([job.s(1), job.s(object()), job.s(3)])
 
     assert keys_under(app.settings.redis_url, app.settings.prefix) == []
+
+
+def test_same_job_id_twice_gives_the_existing_job(app_factory: AppFactory) -> None:
+    app = app_factory()
+
+    @app.task
+    def job(n: int) -> int:
+        return n
+
+    first = job.options(job_id="nightly-2026-11-25").delay(1)
+    again = job.options(job_id="nightly-2026-11-25").delay(2)
+
+    assert first.created and not again.created
+    assert again.id == first.id
+    info = again.info()
+    assert info.job is not None and info.job.args == [1]

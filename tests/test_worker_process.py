@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import selectors
 import signal
 import subprocess
 import time
@@ -39,6 +41,23 @@ def wait_started(r: redis.Redis, timeout_s: float = 20.0) -> str:
     got = r.blpop([tasks_e2e.log_key("started")], timeout=timeout_s)
     assert got is not None, f"no task started within {timeout_s}s"
     return str(got[1])
+
+
+def read_until(proc: subprocess.Popen[bytes], text: str, timeout_s: float = 20.0) -> str:
+    """Read the worker's output until ``text`` appears (bounded); returns what was read."""
+    assert proc.stdout is not None
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while text.encode() not in seen:
+            left_s = deadline - time.monotonic()
+            assert left_s > 0, f"{text!r} not in worker output within {timeout_s}s: {seen!r}"
+            if selector.select(left_s):
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                assert chunk, f"worker exited before {text!r}: {seen!r}"
+                seen += chunk
+    return seen.decode(errors="replace")
 
 
 def output_of(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> str:
@@ -125,3 +144,39 @@ def test_worker_against_unreachable_redis_exits_with_one_masked_line(
     assert "***" in errors[0]
     assert "secret" not in out
     assert "Traceback" not in out
+
+
+def test_second_sigterm_hands_the_job_back_at_once(
+    e2e: Taskforge, worker_process: StartWorker, r: redis.Redis
+) -> None:
+    handle = tasks_e2e.block.delay(60)
+    proc = worker_process(APP, "--grace", "60")
+    assert wait_started(r) == handle.id
+    proc.send_signal(signal.SIGTERM)
+    # Signals sent back to back coalesce; a second one must come after the first was handled.
+    seen = read_until(proc, "stopping gracefully")
+    started = time.monotonic()
+
+    proc.send_signal(signal.SIGTERM)
+
+    out = seen + output_of(proc)
+    assert proc.returncode == 0, out
+    assert time.monotonic() - started < 10  # not the 60 s grace
+    assert "handed back" in out
+    info = handle.info()
+    assert info.status is JobStatus.QUEUED
+    assert info.attempts == 0
+
+
+def test_sigint_stops_a_worker_like_sigterm(
+    e2e: Taskforge, worker_process: StartWorker, r: redis.Redis
+) -> None:
+    handle = tasks_e2e.block.delay(60)
+    proc = worker_process(APP, "--grace", "0.2")
+    assert wait_started(r) == handle.id
+
+    proc.send_signal(signal.SIGINT)
+
+    out = output_of(proc)
+    assert proc.returncode == 0, out
+    assert handle.status() is JobStatus.QUEUED
