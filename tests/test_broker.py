@@ -64,6 +64,13 @@ class Harness:
         (lease,) = self.fetch(1)
         return lease
 
+    def running(self, priority: JobPriority = NORMAL) -> Leased:
+        """Enqueue a job and lease it (the queue must hold nothing more urgent)."""
+        job_id = self.put(priority)
+        lease = self.fetch_one()
+        assert lease.id == job_id
+        return lease
+
     def finish(self, lease: Leased, status: JobStatus = JobStatus.SUCCEEDED, **kw: Any) -> bool:
         outcome = Outcome(lease.id, lease.token, status, **kw)
         return self.broker.run(self.ops.finish(Q, [outcome]))[0]
@@ -212,7 +219,7 @@ def test_fetch_on_empty_queue_leases_nothing(h: Harness) -> None:
 
 def test_finish_records_the_result_and_expires_the_record(make: Callable[..., Harness]) -> None:
     h = make(result_ttl_s=120)
-    lease = (h.put(), h.fetch_one())[1]
+    lease = h.running()
 
     assert h.finish(lease, result_json='{"sum": 5}')
 
@@ -225,7 +232,7 @@ def test_finish_records_the_result_and_expires_the_record(make: Callable[..., Ha
 
 
 def test_repeated_finish_is_a_no_op(h: Harness) -> None:
-    lease = (h.put(), h.fetch_one())[1]
+    lease = h.running()
     assert h.finish(lease, result_json="1")
     before = h.record(lease.id)
 
@@ -240,7 +247,7 @@ def test_repeated_finish_is_a_no_op(h: Harness) -> None:
 
 
 def test_dead_job_is_kept_in_the_dead_set_with_its_error(h: Harness) -> None:
-    lease = (h.put(), h.fetch_one())[1]
+    lease = h.running()
 
     ok = h.finish(
         lease, JobStatus.DEAD, error_type="ValueError", error="bad input", traceback="Traceback..."
@@ -258,7 +265,7 @@ def test_dead_job_is_kept_in_the_dead_set_with_its_error(h: Harness) -> None:
 
 
 def test_retry_schedules_the_next_attempt_after_the_backoff(h: Harness) -> None:
-    lease = (h.put(), h.fetch_one())[1]
+    lease = h.running()
     now_ms = h.broker.run(h.ops.server_time_ms())
 
     ok = h.broker.run(h.ops.retry(Q, lease.id, lease.token, 60_000, ("IOError", "flaky", "tb")))
@@ -275,7 +282,7 @@ def test_retry_schedules_the_next_attempt_after_the_backoff(h: Harness) -> None:
 
 
 def test_retry_without_delay_is_fetched_again_with_its_attempt_counted(h: Harness) -> None:
-    lease = (h.put(), h.fetch_one())[1]
+    lease = h.running()
 
     h.broker.run(h.ops.retry(Q, lease.id, lease.token, 0, ("E", "m", "")))
     again = h.fetch_one()
@@ -302,7 +309,7 @@ def test_requeue_hands_the_job_back_to_the_front_unrun(h: Harness) -> None:
 
 
 def test_requeue_with_delay_schedules_the_job(h: Harness) -> None:
-    lease = (h.put(), h.fetch_one())[1]
+    lease = h.running()
 
     (ok,) = h.broker.run(h.ops.requeue(Q, [(lease.id, lease.token)], delay_ms=60_000))
 
@@ -315,7 +322,7 @@ def test_requeue_with_delay_schedules_the_job(h: Harness) -> None:
 def test_extend_renews_the_lease_of_its_holder_only(make: Callable[..., Harness]) -> None:
     short = make(lease_s=1.0)
     long = make(lease_s=60.0)
-    lease = (short.put(), short.fetch_one())[1]
+    lease = short.running()
     first_deadline = short.redis.zscore(short.keys.inflight, lease.id)
 
     lost, cancel = long.broker.run(long.ops.extend(Q, [(lease.id, lease.token)]))
@@ -327,7 +334,7 @@ def test_extend_renews_the_lease_of_its_holder_only(make: Callable[..., Harness]
 
 
 def test_extend_reports_cancel_requests(h: Harness) -> None:
-    lease = (h.put(), h.fetch_one())[1]
+    lease = h.running()
     h.broker.run(h.ops.cancel(Q, lease.id, "ctl"))
 
     _, cancel = h.broker.run(h.ops.extend(Q, [(lease.id, lease.token)]))
@@ -456,8 +463,8 @@ def test_cancel_removes_a_waiting_job(h: Harness) -> None:
 
 
 def test_cancel_of_running_final_and_missing_jobs(h: Harness) -> None:
-    running = (h.put(), h.fetch_one())[1]
-    done = (h.put(), h.fetch_one())[1]
+    running = h.running()
+    done = h.running()
     h.finish(done)
 
     assert h.broker.run(h.ops.cancel(Q, running.id, "ctl")) == ("requested", "active")
@@ -467,7 +474,7 @@ def test_cancel_of_running_final_and_missing_jobs(h: Harness) -> None:
 
 
 def test_revive_moves_dead_jobs_back_with_a_fresh_budget(h: Harness) -> None:
-    lease = (h.put(HIGH), h.fetch_one())[1]
+    lease = h.running(HIGH)
     h.finish(lease, JobStatus.DEAD, error_type="E", error="boom")
 
     moved = h.broker.run(h.ops.revive(Q, [lease.id, "not-dead"]))
@@ -481,11 +488,12 @@ def test_revive_moves_dead_jobs_back_with_a_fresh_budget(h: Harness) -> None:
 
 
 def test_counts_see_every_place(h: Harness) -> None:
-    h.put(HIGH), h.put(LOW), h.put(LOW), h.put(NORMAL, delay_ms=60_000)
-    dead = (h.put(HIGH), h.fetch_one())[1]
+    dead = h.running(HIGH)
     h.finish(dead, JobStatus.DEAD, error_type="E", error="x")
-    h.put(HIGH)
-    h.fetch_one()
+    h.running(HIGH)
+    for priority in (HIGH, LOW, LOW):
+        h.put(priority)
+    h.put(NORMAL, delay_ms=60_000)
 
     counts = h.broker.run(h.ops.counts(Q))
 
@@ -498,10 +506,12 @@ def test_counts_see_every_place(h: Harness) -> None:
 
 def test_every_key_of_a_queue_is_in_one_hash_slot(h: Harness) -> None:
     # Drive every kind of key into existence, then look at what is really in Redis.
-    h.put(HIGH), h.put(LOW), h.put(delay_ms=60_000)
+    h.put(HIGH)
+    h.put(LOW)
+    h.put(delay_ms=60_000)
     failing = h.fetch_one()
     h.finish(failing, JobStatus.DEAD, error_type="E", error="x")
-    waited = (h.put(), h.fetch_one())[1]
+    waited = h.running()
     h.broker.run(h.ops.watch(Q, waited.id))
     h.finish(waited)
     h.enqueue(NewJob("u1", "t.echo", NORMAL, new_job(job_id="u1").envelope, unique_key="k1"))
