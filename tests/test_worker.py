@@ -456,18 +456,18 @@ async def test_cancelling_a_running_job_stops_it(app_factory: AppFactory) -> Non
 async def test_a_job_longer_than_its_lease_is_renewed_not_run_twice(
     app_factory: AppFactory,
 ) -> None:
-    app = app_factory(lease_s=0.6)
+    app = app_factory(lease_s=1.0)
     runs: list[int] = []
 
     @app.task
     async def long_async() -> None:
         runs.append(1)
-        await anyio.sleep(1.5)
+        await anyio.sleep(1.8)
 
     @app.task
     def long_sync() -> None:
         runs.append(2)
-        end = time.monotonic() + 1.5
+        end = time.monotonic() + 1.8
         while time.monotonic() < end:  # holds the GIL most of the time
             pass
 

@@ -119,11 +119,13 @@ def test_job_of_a_killed_worker_is_recovered_by_another(
     killed_at = time.monotonic()
     rescuer = worker_process(APP, env=short_lease)
 
-    assert handle.result(timeout=20) == "recovered on delivery 2"
+    # Delivery 2 unless a starved host let the doomed worker's own 1 s lease lapse first.
+    assert handle.result(timeout=20).startswith("recovered on delivery ")
     assert time.monotonic() - killed_at < 15
     info = handle.info()
     assert info.status is JobStatus.SUCCEEDED
-    assert (info.attempts, info.deliveries) == (1, 2)
+    assert info.attempts == 1
+    assert info.deliveries >= 2
     rescuer.send_signal(signal.SIGTERM)
     assert rescuer.wait(15) == 0
 
