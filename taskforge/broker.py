@@ -66,13 +66,16 @@ class Batch:
 
 @dataclass(frozen=True, slots=True)
 class Replicated:
-    """A script call, then ``WAIT replicas timeout_ms`` on the same connection.
+    """A script call, a write to ``marker``, then ``WAIT replicas timeout_ms``, on one connection.
 
-    The reply is the script's; the drivers raise :class:`NotReplicatedError` when fewer than
-    ``replicas`` replicas acknowledged its writes in time.
+    ``WAIT`` counts replicas that have this connection's last write; the marker write makes that
+    the current end of the stream even when the script wrote nothing (a duplicate id, written
+    earlier, maybe by another connection). The reply is the script's; the drivers raise
+    :class:`NotReplicatedError` when fewer than ``replicas`` replicas acknowledged in time.
     """
 
     call: ScriptCall
+    marker: str
     replicas: int
     timeout_ms: int
 
@@ -199,7 +202,8 @@ class Ops:
         keys = [*k.ready_lists, k.scheduled, k.wake, k.job_prefix, k.base + ":unique:"]
         call = ScriptCall("enqueue", keys, args)
         if self.settings.durable_enqueue:
-            raw = yield Replicated(call, 1, int(self.settings.durable_timeout_s * 1000))
+            timeout_ms = int(self.settings.durable_timeout_s * 1000)
+            raw = yield Replicated(call, k.durable, 1, timeout_ms)
         else:
             raw = yield call
         out = []
@@ -544,6 +548,9 @@ def parse_record(job_id: str, raw: dict[str, str]) -> JobRecord:
 # --------------------------------------------------------------------------- the drivers
 
 
+_MARKER_TTL_MS = 60_000
+
+
 def _sha(source: str) -> str:
     return hashlib.sha1(source.encode()).hexdigest()
 
@@ -616,10 +623,11 @@ class SyncBroker:
         for verb, first in (("EVALSHA", _sha(source)), ("EVAL", source)):
             pipe = self.client.pipeline(transaction=False)
             pipe.execute_command(verb, first, len(call.keys), *call.keys, *call.args)
+            pipe.execute_command("SET", request.marker, "1", "PX", _MARKER_TTL_MS)
             wait = ("WAIT", request.replicas, request.timeout_ms)
             pipe.execute_command(*wait, **same_node(self.client, call.keys[0]))
             try:
-                reply, acked = pipe.execute()
+                reply, _, acked = pipe.execute()
             except redis.exceptions.NoScriptError:
                 continue  # EVAL loads it; nothing was written
             return _check_replicas(reply, int(acked), request)
@@ -674,9 +682,10 @@ class AsyncBroker:
         for verb, first in (("EVALSHA", _sha(source)), ("EVAL", source)):
             pipe = self.client.pipeline(transaction=False)
             pipe.execute_command(verb, first, len(call.keys), *call.keys, *call.args)
+            pipe.execute_command("SET", request.marker, "1", "PX", _MARKER_TTL_MS)
             pipe.execute_command("WAIT", request.replicas, request.timeout_ms, **target)
             try:
-                reply, acked = await pipe.execute()
+                reply, _, acked = await pipe.execute()
             except redis.exceptions.NoScriptError:
                 continue  # EVAL loads it; nothing was written
             return _check_replicas(reply, int(acked), request)

@@ -90,6 +90,12 @@ class QueueKeys:
         return f"{self.base}:cron:{name}"
 
     @property
+    def durable(self) -> str:
+        """Written by every durable enqueue so its ``WAIT`` covers the job even when the
+        enqueue itself wrote nothing (a re-sent id); expires on its own."""
+        return f"{self.base}:durable"
+
+    @property
     def stats(self) -> str:
         """Hash of per-minute counters (processed/failed) for ``taskforge queues``."""
         return f"{self.base}:stats"

@@ -93,6 +93,31 @@ def test_durable_enqueue_returns_once_the_replica_has_the_job(
     app.client.close()
 
 
+def test_resending_an_unreplicated_job_is_acknowledged_only_once_the_replica_has_it(
+    sentinel: LocalSentinel, sentinel_settings: Callable[..., Settings]
+) -> None:
+    settings = sentinel_settings(durable_enqueue=True, durable_timeout_s=0.2)
+    first, second = Taskforge(settings), Taskforge(settings)
+    second.submit([_call(second, "warm-up")])  # its own connection, already used
+
+    sentinel.pause_replica()
+    try:
+        with pytest.raises(NotReplicatedError):
+            first.submit([_call(first, "job-1")])
+        # The re-send writes no job (the id exists) and goes out on another connection: its
+        # WAIT must still cover job-1, not only that connection's earlier writes.
+        with pytest.raises(NotReplicatedError):
+            second.submit([_call(second, "job-1")])
+    finally:
+        sentinel.resume_replica()
+    handle = second.submit([_call(second, "job-1")])[0]
+
+    assert not handle.created
+    assert handle.status() is JobStatus.QUEUED
+    first.client.close()
+    second.client.close()
+
+
 # ------------------------------------------------------------------ failover under load
 
 
