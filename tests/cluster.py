@@ -59,7 +59,17 @@ class LocalCluster:
         return ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
 
     def start(self, timeout_s: float = 20.0) -> LocalCluster:
-        """Start the servers, create the cluster, and wait until every node says ``ok``."""
+        """Start the servers, create the cluster, and wait until every node says ``ok``.
+
+        On failure every server started so far is stopped before the error propagates.
+        """
+        try:
+            return self._start(timeout_s)
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _start(self, timeout_s: float) -> LocalCluster:
         for _ in range(self.primaries * (1 + self.replicas)):
             args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
             args += ["--cluster-port", str(free_port()), "--cluster-node-timeout", "2000"]
@@ -133,7 +143,17 @@ class LocalSentinel:
         return f"redis+sentinel://{hosts}/{SERVICE}"
 
     def start(self, timeout_s: float = 20.0) -> LocalSentinel:
-        """Start primary, replica (in sync) and Sentinels (all seeing both servers)."""
+        """Start primary, replica (in sync) and Sentinels (all seeing both servers).
+
+        On failure every process started so far is stopped before the error propagates.
+        """
+        try:
+            return self._start(timeout_s)
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _start(self, timeout_s: float) -> LocalSentinel:
         # No diskless-sync delay: the replica syncs at once instead of after 5 s.
         fast = ["--repl-diskless-sync-delay", "0"]
         self.primary = RedisServer(args=fast).start()

@@ -211,11 +211,11 @@ async def test_worker_and_producer_keep_going_through_a_failover(
 ) -> None:
     settings = sentinel_settings(durable_enqueue=durable, lease_s=2.0)
 
-    report = await run_failover(sentinel, settings, jobs=600)
+    report = await run_failover(sentinel, settings, jobs=400)
 
     with capsys.disabled():
         print("\n" + report.line())
-    assert report.sent == 600
+    assert report.sent == 400
     assert report.failover_s > 0, "the primary was never replaced"
     if durable:
         # WAIT returned only once the replica had the job: the promoted replica has it all.
