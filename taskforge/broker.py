@@ -712,11 +712,13 @@ class AsyncBroker:
                         yield message["channel"], message["data"]
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("pub/sub connection lost (%s); resubscribing in %.1fs", exc, delay_s)
-                await anyio.sleep(delay_s)
-                delay_s = min(delay_s * 2, 2.0)
             finally:
+                # Close before backing off: redis-py may already have reconnected and
+                # resubscribed this connection, which would then swallow messages unread.
                 with anyio.CancelScope(shield=True):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await anyio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 2.0)
 
     async def aclose(self) -> None:
         """Release the connection pool."""

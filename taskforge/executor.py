@@ -150,8 +150,9 @@ class Executor:
                 return Cancelled() if ctx.cancel_requested else Abandoned()
         except JobCancelledError:
             return Cancelled()
-        # The job boundary: whatever the task raised becomes its outcome, never a worker crash.
-        except Exception as exc:
+        # The job boundary: whatever the task raised becomes its outcome, never a worker crash
+        # (sys.exit() in a task too: it would otherwise take the worker and its other jobs down).
+        except (Exception, SystemExit) as exc:
             if ctx.cancel_requested:
                 return Cancelled()
             return classify_failure(job, ctx.attempt - 1, exc)

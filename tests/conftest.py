@@ -60,7 +60,7 @@ def any_url(request: pytest.FixtureRequest, redis_url: str) -> str:
 
 @pytest.fixture
 def settings_factory(redis_url: str, prefix: str) -> Callable[..., Settings]:
-    """Build Settings for the test Redis with this test's prefix: ``settings_factory(lease_s=2)``."""
+    """Settings for the test Redis with this test's prefix: ``settings_factory(lease_s=2)``."""
 
     def make(**overrides: object) -> Settings:
         values: dict[str, object] = {"redis_url": redis_url, "prefix": prefix}

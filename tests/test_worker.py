@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -302,6 +303,32 @@ async def test_unserialisable_result_is_dead_not_a_crash(app_factory: AppFactory
     info = await handle.ainfo()
     assert info.status is JobStatus.DEAD
     assert info.error_type == "SerializationError"
+
+
+async def test_sys_exit_in_a_task_fails_the_job_not_the_worker(app_factory: AppFactory) -> None:
+    app = app_factory()
+
+    @app.task(max_retries=0)
+    def quits() -> None:
+        sys.exit(3)
+
+    @app.task(max_retries=0)
+    async def aquits() -> None:
+        raise SystemExit(4)
+
+    @app.task
+    def after() -> str:
+        return "still here"
+
+    bad, abad, good = await app.aenqueue_many([quits.s(), aquits.s(), after.s()])
+
+    await drain(app)
+
+    for handle in (bad, abad):
+        info = await handle.ainfo()
+        assert info.status is JobStatus.DEAD
+        assert info.error_type == "SystemExit"
+    assert await good.aresult(timeout=1) == "still here"
 
 
 # ------------------------------------------------------------------ events
