@@ -587,3 +587,37 @@ async def test_stop_hands_back_a_job_that_outlives_the_grace(app_factory: AppFac
     assert info.status is JobStatus.QUEUED
     assert info.attempts == 0
     assert worker.stats.handed_back == 1
+
+
+async def test_drain_costs_at_most_eight_redis_commands_per_job(app_factory: AppFactory) -> None:
+    """Counted inside Lua, as INFO commandstats does: the budget the fetch/finish scripts keep.
+
+    Per job: fetch's HMGET + HSET + PUBLISH, finish's HMGET + HSET + EXPIRE + PUBLISH; the
+    inflight ZADD/ZREM, the list pop and the housekeeping are one call per batch.
+    """
+    app = app_factory()
+
+    @app.task
+    async def noop(i: int) -> None:
+        return None
+
+    n = 400
+    await app.aenqueue_many([noop.s(i) for i in range(n)])
+    client = raw_redis(app)
+
+    def calls() -> dict[str, int]:
+        stats = client.info("commandstats")
+        return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+    before = calls()
+    stats = await drain(app, concurrency=50)
+    after = calls()
+    delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    delta.pop("info", None)
+
+    assert stats.succeeded == n
+    per_job = sum(delta.values()) / n
+    assert per_job <= 8, delta
+    # The per-job shape: two events, two record reads, two record writes, one EXPIRE.
+    assert delta["publish"] == 2 * n
+    assert delta["hmget"] <= 2 * n + 5

@@ -17,12 +17,29 @@ local function emit(channel, job_id, task, queue, status, attempt, now, err)
   redis.call('PUBLISH', channel, cjson.encode(ev))
 end
 
--- Wake result waiters, if any registered (watch.lua sets the flag).
+-- Wake the result waiters of a job whose record has the flag watch.lua sets.
+local function wake_waiters(job_key, status, ttl_s)
+  local done = job_key .. ':done'
+  redis.call('RPUSH', done, status)
+  redis.call('EXPIRE', done, ttl_s)
+end
+
+-- Wake result waiters, if any registered.
 local function notify(job_key, status, ttl_s)
-  if redis.call('HGET', job_key, 'waiters') == '1' then
-    local done = job_key .. ':done'
-    redis.call('RPUSH', done, status)
-    redis.call('EXPIRE', done, ttl_s)
+  if redis.call('HGET', job_key, 'waiters') == '1' then wake_waiters(job_key, status, ttl_s) end
+end
+
+-- ZADD (score, member pairs) and ZREM (members) for a whole batch, in chunks small enough for
+-- unpack() (Lua's stack holds about 8,000 values).
+local function zadd_all(key, pairs_list)
+  for i = 1, #pairs_list, 2000 do
+    redis.call('ZADD', key, unpack(pairs_list, i, math.min(i + 1999, #pairs_list)))
+  end
+end
+
+local function zrem_all(key, members)
+  for i = 1, #members, 2000 do
+    redis.call('ZREM', key, unpack(members, i, math.min(i + 1999, #members)))
   end
 end
 

@@ -15,6 +15,7 @@ local channel, queue = ARGV[1], ARGV[2]
 local now = now_ms()
 local out = {}
 local woke = false
+local ready = {{}, {}, {}}
 for a = 3, #ARGV, 9 do
   local id, task, prio, env = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local delay_ms, at_ms = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
@@ -41,7 +42,7 @@ for a = 3, #ARGV, 9 do
       status = 'scheduled'
       redis.call('ZADD', KEYS[4], run_at, id)
     else
-      redis.call('RPUSH', KEYS[PRIORITY_INDEX[prio]], id)
+      table.insert(ready[PRIORITY_INDEX[prio]], id)
     end
     redis.call('HSET', key, 'envelope', env, 'task', task, 'priority', prio, 'status', status,
       'attempts', 0, 'deliveries', 0, 'created_ms', now, 'enqueued_ms', now, 'run_at_ms', run_at)
@@ -57,6 +58,12 @@ for a = 3, #ARGV, 9 do
     emit(channel, id, task, queue, status, 1, now)
     table.insert(out, status)
     table.insert(out, 'new')
+  end
+end
+-- Ready ids go in with one RPUSH per priority, in the order they came.
+for p = 1, 3 do
+  for i = 1, #ready[p], 4000 do
+    redis.call('RPUSH', KEYS[p], unpack(ready[p], i, math.min(i + 3999, #ready[p])))
   end
 end
 if woke then redis.call('ZADD', KEYS[5], 0, 'w') end

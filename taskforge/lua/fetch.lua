@@ -66,15 +66,17 @@ for _, id in ipairs(expired) do
 end
 if #expired > 0 then redis.call('ZREM', KEYS[5], unpack(expired)) end
 
--- Lease ready jobs in strict priority order (LMPOP takes from the first non-empty list).
+-- Lease ready jobs in strict priority order (LMPOP takes from the first non-empty list). Per job:
+-- one HMGET, one HSET and the event; the inflight entries go in with one ZADD per batch.
 local out = {-1, -1}
 local remaining = want
 while remaining > 0 do
   local popped = redis.call('LMPOP', 3, KEYS[1], KEYS[2], KEYS[3], 'LEFT', 'COUNT', remaining)
   if not popped then break end
+  local leases = {}
   for _, id in ipairs(popped[2]) do
     local key = prefix .. id
-    local rec = redis.call('HMGET', key, 'envelope', 'task', 'attempts', 'unique_lock')
+    local rec = redis.call('HMGET', key, 'envelope', 'task', 'attempts', 'deliveries', 'unique_lock')
     if not rec[1] then
       -- An id without a record (foreign bytes pushed onto the list, or an evicted record)
       -- cannot run: bury it as poison so it is seen, never dropped.
@@ -84,10 +86,12 @@ while remaining > 0 do
       redis.call('ZADD', KEYS[7], now, id)
       emit(channel, id, '', queue, 'dead', 0, now, err)
     else
-      local token = redis.call('HINCRBY', key, 'deliveries', 1)
-      redis.call('HSET', key, 'status', 'active', 'started_ms', now, 'worker', worker)
-      redis.call('ZADD', KEYS[5], now + lease_ms, id)
-      if rec[4] then release_unique(key, id, 'queued') end
+      local token = (tonumber(rec[4]) or 0) + 1
+      redis.call('HSET', key, 'status', 'active', 'started_ms', now, 'worker', worker,
+        'deliveries', token)
+      table.insert(leases, now + lease_ms)
+      table.insert(leases, id)
+      if rec[5] then release_unique(key, id, 'queued') end
       emit(channel, id, rec[2], queue, 'active', tonumber(rec[3]) + 1, now)
       table.insert(out, id)
       table.insert(out, rec[1])
@@ -96,6 +100,7 @@ while remaining > 0 do
     end
     remaining = remaining - 1
   end
+  zadd_all(KEYS[5], leases)
 end
 
 -- More work left: re-arm the marker so another idle worker wakes.

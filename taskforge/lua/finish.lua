@@ -1,6 +1,8 @@
 -- finish: record final outcomes of leased jobs (succeeded, dead or cancelled), batched.
 -- Fenced: an outcome whose lease token is not the job's current one is refused, so a worker
 -- whose job was reclaimed cannot overwrite the new run; a repeated finish is a no-op.
+-- Per job it costs one HMGET, one HSET, one EXPIRE and the event; the inflight entries leave
+-- with one ZREM per call.
 -- KEYS[1]     inflight zset
 -- KEYS[2]     dead zset
 -- KEYS[3]     job key prefix
@@ -13,33 +15,42 @@
 local channel, queue, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
+local done = {}
 for a = 4, #ARGV, 7 do
   local id, token, status = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local key = KEYS[3] .. id
-  local rec = redis.call('HMGET', key, 'deliveries', 'status', 'task')
+  local rec = redis.call('HMGET', key, 'deliveries', 'status', 'task', 'attempts', 'waiters',
+    'unique_lock')
   if rec[1] ~= token or rec[2] ~= 'active' then
     table.insert(out, 0)
   else
-    local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-    redis.call('HSET', key, 'status', status, 'finished_ms', now)
-    if ARGV[a + 3] ~= '' then redis.call('HSET', key, 'result', ARGV[a + 3]) end
+    local attempt = tonumber(rec[4]) + 1
     local err = ARGV[a + 5]
-    if err ~= '' then
-      redis.call('HSET', key, 'error_type', ARGV[a + 4], 'error', err, 'traceback', ARGV[a + 6])
+    local fields = {'status', status, 'finished_ms', now, 'attempts', attempt}
+    if ARGV[a + 3] ~= '' then
+      table.insert(fields, 'result')
+      table.insert(fields, ARGV[a + 3])
     end
-    redis.call('ZREM', KEYS[1], id)
+    if err ~= '' then
+      for _, v in ipairs({'error_type', ARGV[a + 4], 'error', err, 'traceback', ARGV[a + 6]}) do
+        table.insert(fields, v)
+      end
+    end
+    redis.call('HSET', key, unpack(fields))
+    table.insert(done, id)
     if status == 'dead' then
       redis.call('ZADD', KEYS[2], now, id)
-      release_unique(key, id, 'any')
+      if rec[6] then release_unique(key, id, 'any') end
     else
       redis.call('EXPIRE', key, ttl)
-      release_unique(key, id, status == 'succeeded' and 'running' or 'any')
+      if rec[6] then release_unique(key, id, status == 'succeeded' and 'running' or 'any') end
     end
-    notify(key, status, ttl)
+    if rec[5] == '1' then wake_waiters(key, status, ttl) end
     local shown = ''
     if err ~= '' then shown = ARGV[a + 4] .. ': ' .. err end
     emit(channel, id, rec[3], queue, status, attempt, now, shown)
     table.insert(out, 1)
   end
 end
+zrem_all(KEYS[1], done)
 return out
