@@ -26,6 +26,7 @@ from taskforge.connection import (
     SyncRedis,
     async_client,
     async_same_node,
+    is_cluster,
     routable,
     same_node,
     sync_client,
@@ -80,7 +81,22 @@ class Replicated:
     timeout_ms: int
 
 
-Request = ScriptCall | Command | Batch | Replicated
+@dataclass(frozen=True, slots=True)
+class WakeThenCall:
+    """``BZPOPMIN wake_keys timeout``, then a script call, sent together on one connection.
+
+    Redis runs the script the moment the blocking pop returns (woken or timed out), so an idle
+    worker's fetch costs no round trip after the wake. The reply is ``(woken, script reply)``.
+    Where a blocking command cannot share a pipeline (a cluster client, the embedded server)
+    the drivers send the two one after the other.
+    """
+
+    wake_keys: Sequence[str]
+    timeout_s: float
+    call: ScriptCall
+
+
+Request = ScriptCall | Command | Batch | Replicated | WakeThenCall
 #: A queue operation: yields requests, receives their replies, returns its result.
 Op = Generator[Request, Any, T]
 
@@ -215,17 +231,33 @@ class Ops:
 
     def fetch(self, queue: str, count: int, worker_id: str, *, batch: int = 1000) -> Op[Fetched]:
         """Promote due jobs, reclaim expired leases, and lease up to ``count`` ready jobs."""
+        return _fetched((yield self._fetch_call(queue, count, worker_id, batch)))
+
+    def _fetch_call(self, queue: str, count: int, worker_id: str, batch: int) -> ScriptCall:
         k = self.keys(queue)
         s = self.settings
         keys = [*k.ready_lists, k.scheduled, k.inflight, k.wake, k.dead, k.job_prefix]
         args: list[Arg] = [count, int(s.lease_s * 1000), worker_id, s.events_channel, queue]
         args += [batch, s.max_deliveries]
-        raw = yield ScriptCall("fetch", keys, args)
-        jobs = [
-            Leased(raw[i], raw[i + 1], str(raw[i + 2]), int(raw[i + 3]))
-            for i in range(2, len(raw), 4)
-        ]
-        return Fetched(jobs, _ms(raw[0]), _ms(raw[1]))
+        return ScriptCall("fetch", keys, args)
+
+    def wait_then_fetch(
+        self, queue: str, count: int, worker_id: str, timeout_s: float, *, batch: int = 1000
+    ) -> Op[Fetched]:
+        """Block until a producer touches the wake marker (or the worker's own stop marker, or
+        the timeout), then :meth:`fetch` at once, without another round trip."""
+        k = self.keys(queue)
+        call = self._fetch_call(queue, count, worker_id, batch)
+        _, raw = yield WakeThenCall((k.wake, k.stop(worker_id)), max(0.001, timeout_s), call)
+        return _fetched(raw)
+
+    def unblock(self, queues: Sequence[str], worker_id: str) -> Op[None]:
+        """Wake the worker's own idle :meth:`wait_then_fetch` calls (its shutdown)."""
+        cmds = []
+        for queue in queues:
+            key = self.keys(queue).stop(worker_id)
+            cmds += [Command(("ZADD", key, 0, "stop")), Command(("PEXPIRE", key, 60_000))]
+        yield Batch(cmds)
 
     def finish(self, queue: str, outcomes: Sequence[Outcome]) -> Op[list[bool]]:
         """Record final outcomes; False for each one refused (stale lease token)."""
@@ -508,6 +540,13 @@ class Ops:
         return [i for i, score in zip(job_ids, raw, strict=True) if score is not None]
 
 
+def _fetched(raw: list[Any]) -> Fetched:
+    jobs = [
+        Leased(raw[i], raw[i + 1], str(raw[i + 2]), int(raw[i + 3])) for i in range(2, len(raw), 4)
+    ]
+    return Fetched(jobs, _ms(raw[0]), _ms(raw[1]))
+
+
 def _scored(raw: list[Any]) -> list[tuple[str, float]]:
     # redis-py 8 answers WITHSCORES as [member, score] pairs; older versions as a flat list.
     if raw and isinstance(raw[0], list | tuple):
@@ -612,10 +651,30 @@ class SyncBroker:
             return self.client.execute_command(*args)  # type: ignore[no-untyped-call]
         if isinstance(request, Replicated):
             return self._replicated(request)
+        if isinstance(request, WakeThenCall):
+            return self._wake_then_call(request)
         pipe = self.client.pipeline(transaction=False)
         for command in request.commands:
             pipe.execute_command(*command.args)
         return pipe.execute()
+
+    def _wake_then_call(self, request: WakeThenCall) -> tuple[bool, Any]:
+        call = request.call
+        pop: tuple[Arg, ...] = ("BZPOPMIN", *request.wake_keys, request.timeout_s)
+        if is_cluster(self.client) or self.settings.is_memory:
+            woken = self._send(Command(pop))
+            return woken is not None, self._send(call)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.execute_command(*pop)
+        pipe.execute_command(
+            "EVALSHA", _sha(SOURCES[call.name]), len(call.keys), *call.keys, *call.args
+        )
+        try:
+            woken, reply = pipe.execute()
+        except redis.exceptions.NoScriptError:
+            # The server lost its scripts (a restart): the pop happened, the script did not.
+            return True, self._send(call)
+        return woken is not None, reply
 
     def _replicated(self, request: Replicated) -> Any:
         # One pipeline: WAIT counts replicas holding *this connection's* writes.
@@ -670,10 +729,30 @@ class AsyncBroker:
             return await self.client.execute_command(*routable(self.client, request.args))
         if isinstance(request, Replicated):
             return await self._replicated(request)
+        if isinstance(request, WakeThenCall):
+            return await self._wake_then_call(request)
         pipe = self.client.pipeline(transaction=False)
         for command in request.commands:
             pipe.execute_command(*command.args)
         return await pipe.execute()
+
+    async def _wake_then_call(self, request: WakeThenCall) -> tuple[bool, Any]:
+        call = request.call
+        pop: tuple[Arg, ...] = ("BZPOPMIN", *request.wake_keys, request.timeout_s)
+        if is_cluster(self.client) or self.settings.is_memory:
+            woken = await self._send(Command(pop))
+            return woken is not None, await self._send(call)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.execute_command(*pop)
+        pipe.execute_command(
+            "EVALSHA", _sha(SOURCES[call.name]), len(call.keys), *call.keys, *call.args
+        )
+        try:
+            woken, reply = await pipe.execute()
+        except redis.exceptions.NoScriptError:
+            # The server lost its scripts (a restart): the pop happened, the script did not.
+            return True, await self._send(call)
+        return woken is not None, reply
 
     async def _replicated(self, request: Replicated) -> Any:
         # One pipeline: WAIT counts replicas holding *this connection's* writes.

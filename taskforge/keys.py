@@ -78,6 +78,10 @@ class QueueKeys:
         """Marker idle workers block on (BZPOPMIN)."""
         return f"{self.base}:wake"
 
+    def stop(self, worker_id: str) -> str:
+        """A worker's own marker, beside :attr:`wake`: its shutdown wakes its idle fetch."""
+        return f"{self.base}:stop:{worker_id}"
+
     def unique(self, unique_key: str) -> str:
         """Uniqueness lock: holds the id of the job that owns ``unique_key``."""
         return f"{self.base}:unique:{unique_key}"

@@ -9,6 +9,7 @@ queue. Promotion of scheduled jobs and reclaiming of expired leases happen insid
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -21,7 +22,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from taskforge.broker import AsyncBroker, Leased, Outcome
+from taskforge.broker import AsyncBroker, Fetched, Leased, Outcome
 from taskforge.client import Client, control_channel
 from taskforge.connection import async_client
 from taskforge.context import JobContext
@@ -143,6 +144,7 @@ class Worker:
         self._flush_wanted = anyio.Event()
         self._flushed = anyio.Event()
         self._stopping = False
+        self._idle_queues: set[str] = set()  # queues whose fetch is blocked on the wake marker
         # Made in run(): anyio >= 4.12 refuses a CancelScope outside an event loop, and the CLI
         # builds the worker before anyio.run.
         self._fetch_scope: anyio.CancelScope | None = None
@@ -317,23 +319,77 @@ class Worker:
             self._release_slots(want - len(fetched.jobs))
             for lease in fetched.jobs:
                 self._start(queue, lease)
-            if fetched.jobs:
-                continue
-            if self.burst:
-                if await self._burst_done(fetched.next_due_ms):
-                    return
-                continue
-            await self._idle(queue, fetched.next_due_ms, fetched.next_lease_ms)
+            while not fetched.jobs and not self._stopping:
+                if self.burst:
+                    if await self._burst_done(fetched.next_due_ms):
+                        return
+                    break
+                idle = await self._idle(queue, fetched)
+                if idle is None:
+                    break
+                fetched = idle
 
-    async def _idle(self, queue: str, next_due_ms: int | None, next_lease_ms: int | None) -> None:
+    async def _idle(self, queue: str, last: Fetched) -> Fetched | None:
+        """Block until work may be ready, then fetch in the same round trip (None: outage)."""
         timeout_s = self.block_s
-        for ms in (next_due_ms, next_lease_ms):
+        for ms in (last.next_due_ms, last.next_lease_ms):
             if ms is not None:
                 timeout_s = min(timeout_s, ms / 1000 + 0.001)
+        want = self._free
+        if want == 0:  # another queue's fetch took the slots: wait for one to free
+            return None
+        ops = self._blocker.ops
+        call = asyncio.ensure_future(
+            self._blocker.run(ops.wait_then_fetch(queue, want, self.id, timeout_s))
+        )
+        self._idle_queues.add(queue)
         try:
-            await self._blocker.run(self._blocker.ops.wait_wake(queue, timeout_s))
+            # asyncio's shield: a cancellation (stop(), or from outside) must not drop the reply,
+            # which may hold leased jobs. The worker's own stop marker ends the block at once;
+            # whatever the fetch leased by then goes back to the queue.
+            fetched = await asyncio.shield(call)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._unblock(queue, call)
+            raise
         except BrokerError as exc:
             await self._outage(exc)
+            return None
+        finally:
+            self._idle_queues.discard(queue)
+        self._recovered()
+        # The slots were not held while blocked: another queue's fetch may have taken some.
+        take = min(len(fetched.jobs), self._free)
+        self._free -= take
+        for lease in fetched.jobs[:take]:
+            self._start(queue, lease)
+        extra = fetched.jobs[take:]
+        if extra:
+            await self._hand_back(queue, extra)
+        if take:
+            # Let the jobs take their first step before this loop sends its next fetch: an idle
+            # worker's pickup latency is the job's start, not the next fetch's.
+            await asyncio.sleep(0)
+        return fetched
+
+    async def _unblock(self, queue: str, call: asyncio.Future[Fetched]) -> None:
+        if not call.done():
+            with contextlib.suppress(BrokerError):
+                await self.broker.run(self.broker.ops.unblock([queue], self.id))
+        try:
+            fetched = await call
+        except BrokerError:
+            return  # nothing came back: whatever it leased returns when the leases expire
+        if fetched.jobs:
+            await self._hand_back(queue, fetched.jobs)
+
+    async def _hand_back(self, queue: str, leases: list[Leased]) -> None:
+        pairs = [(lease.id, lease.token) for lease in leases]
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.broker.run(self.broker.ops.requeue(queue, pairs))
+        except BrokerError as exc:  # their leases expire and bring them back
+            log.warning("worker %s could not hand back %d jobs: %s", self.id, len(pairs), exc)
 
     async def _burst_done(self, next_due_ms: int | None) -> bool:
         if self._running:

@@ -621,3 +621,63 @@ async def test_drain_costs_at_most_eight_redis_commands_per_job(app_factory: App
     # The per-job shape: two events, two record reads, two record writes, one EXPIRE.
     assert delta["publish"] == 2 * n
     assert delta["hmget"] <= 2 * n + 5
+
+
+async def wait_idle(worker: Worker, queues: set[str], limit_s: float = 5) -> None:
+    """Poll (bounded) until ``worker`` is blocked on the wake marker of each of ``queues``."""
+    with anyio.fail_after(limit_s):
+        while worker._idle_queues != queues:
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("how", ["stop", "cancel"])
+async def test_stopping_or_cancelling_an_idle_worker_ends_it_at_once(
+    app_factory: AppFactory, how: str
+) -> None:
+    # The idle fetch is shielded (its reply holds leases), so only the worker's own stop marker
+    # can end it early: without it, run() would return after block_s = 30 s.
+    app = app_factory()
+    worker = Worker(app.settings, app.registry, concurrency=2, block_s=30)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            await wait_idle(worker, {"default"})
+            started = time.monotonic()
+            if how == "stop":
+                worker.stop()
+            else:
+                tg.cancel_scope.cancel()
+    assert time.monotonic() - started < 5
+
+
+async def test_idle_fetches_of_two_queues_never_exceed_the_concurrency(
+    app_factory: AppFactory,
+) -> None:
+    # Both idle fetches were sent with the one free slot; both lease a job when it arrives. The
+    # worker starts one and hands the other back (a second delivery), never running two.
+    app = app_factory()
+    running, peak = 0, 0
+
+    @app.task
+    async def hold(label: str) -> str:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.sleep(0.3)
+        running -= 1
+        return label
+
+    worker = Worker(app.settings, app.registry, queues=["qa", "qb"], concurrency=1, block_s=5)
+    with anyio.fail_after(15):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            await wait_idle(worker, {"qa", "qb"})
+            a = await hold.options(queue="qa").adelay("a")
+            b = await hold.options(queue="qb").adelay("b")
+            assert await a.aresult(timeout=10) == "a"
+            assert await b.aresult(timeout=10) == "b"
+            worker.stop()
+
+    assert peak == 1
+    infos = [await a.ainfo(), await b.ainfo()]
+    assert sorted(i.deliveries for i in infos) == [1, 2]
