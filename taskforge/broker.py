@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Generator, Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import redis
@@ -604,6 +605,101 @@ def _check_replicas(reply: Any, acked: int, request: Replicated) -> Any:
     return reply
 
 
+class _Overlapped(Generic[T]):
+    """:meth:`SyncBroker.run_overlapped`'s state: one connection, the calls sent but unread."""
+
+    def __init__(self, broker: SyncBroker):
+        self.broker = broker
+        self.pool: Any = broker.client.connection_pool  # type: ignore[union-attr]  # not a cluster
+        self.conn: Any = self.pool.get_connection()
+        self.in_flight: deque[tuple[Op[T], ScriptCall]] = deque()
+        self.results: list[T] = []
+
+    def add(self, op: Op[T]) -> None:
+        request = next(op)
+        if not isinstance(request, ScriptCall):
+            self.flush()
+            self.results.append(self.broker.finish(op, self.broker._send(request)))
+            return
+        self.in_flight.append((op, request))
+        if self.conn is None:
+            self.flush()
+            return
+        try:
+            self.conn.send_command(*_evalsha(request))
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._broken()
+            return
+        if len(self.in_flight) > 1:  # keep one call running in Redis while the next is built
+            self._receive()
+
+    def flush(self) -> None:
+        while self.in_flight:
+            if self.conn is None:  # its reply was lost with the connection: send it again
+                op, request = self.in_flight.popleft()
+                self.results.append(self.broker.finish(op, self.broker._send(request)))
+            else:
+                self._receive()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            if self.in_flight:  # unread replies: nobody else may read them
+                self.conn.disconnect()
+            self.pool.release(self.conn)
+            self.conn = None
+
+    def _receive(self) -> None:
+        op, _ = self.in_flight[0]
+        try:
+            reply = self.conn.read_response()
+        except redis.exceptions.NoScriptError:
+            self._reload()
+            return
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._broken()
+            return
+        self.in_flight.popleft()
+        self.results.append(self.broker.finish(op, reply))
+
+    def _reload(self) -> None:
+        # The server lost its scripts (a restart, SCRIPT FLUSH): the oldest call ran nothing,
+        # and neither did the ones behind it, unless another client loaded the script in the
+        # meantime. Read them all before sending any again, so the refused ones go in order.
+        replies: list[Any] = [_REFUSED]
+        broken = False
+        for _ in range(len(self.in_flight) - 1):
+            try:
+                replies.append(self.conn.read_response())
+            except redis.exceptions.NoScriptError:
+                replies.append(_REFUSED)
+            except (redis.ConnectionError, redis.TimeoutError):
+                broken = True  # the rest are sent again: enqueue is idempotent
+                break
+        if broken:
+            self._drop()
+        for reply in replies + [_REFUSED] * (len(self.in_flight) - len(replies)):
+            op, request = self.in_flight.popleft()
+            if reply is _REFUSED:
+                reply = self.broker._send(request)  # loads the script, then runs the call
+            self.results.append(self.broker.finish(op, reply))
+
+    def _broken(self) -> None:
+        self._drop()
+        self.flush()
+
+    def _drop(self) -> None:
+        self.conn.disconnect()
+        self.pool.release(self.conn)
+        self.conn = None
+
+
+_REFUSED = object()
+
+
+def _evalsha(call: ScriptCall) -> tuple[Arg, ...]:
+    return ("EVALSHA", _sha(SOURCES[call.name]), len(call.keys), *call.keys, *call.args)
+
+
 def _wrap(exc: redis.RedisError, settings: Settings) -> BrokerError:
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return BrokerConnectionError(
@@ -638,6 +734,41 @@ class SyncBroker:
         except redis.RedisError as exc:
             raise _wrap(exc, self.settings) from exc
 
+    def run_overlapped(self, ops: Iterable[Op[T]]) -> list[T]:
+        """Drive operations of one script call each, Python and Redis working at once.
+
+        Each operation's call is written to the socket as soon as ``ops`` yields it, and its
+        reply is read only after the next operation has been built and sent: the work ``ops``
+        does to build an operation (encoding a chunk of jobs) overlaps Redis running the
+        previous one. Results come back in order. An operation that starts with anything but a
+        script call, or a deployment where one connection cannot carry them all (a cluster, the
+        embedded server), runs one at a time. Calls whose replies a broken connection lost are
+        sent again, so the operations must be idempotent (enqueue is: an id is written once).
+        """
+        if is_cluster(self.client) or self.settings.is_memory:
+            return [self.run(op) for op in ops]
+        overlap: _Overlapped[T] | None = None
+        try:
+            overlap = _Overlapped(self)
+            for op in ops:
+                overlap.add(op)
+            overlap.flush()
+        except redis.RedisError as exc:
+            raise _wrap(exc, self.settings) from exc
+        finally:
+            if overlap is not None:
+                overlap.close()
+        return overlap.results
+
+    def finish(self, op: Op[T], reply: Any) -> T:
+        """Drive ``op``, whose first request was answered with ``reply``, to its result."""
+        try:
+            request = op.send(reply)
+            while True:
+                request = op.send(self._send(request))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
     def _send(self, request: Request) -> Any:
         if isinstance(request, ScriptCall):
             script = self._scripts.get(request.name)
@@ -666,9 +797,7 @@ class SyncBroker:
             return woken is not None, self._send(call)
         pipe = self.client.pipeline(transaction=False)
         pipe.execute_command(*pop)
-        pipe.execute_command(
-            "EVALSHA", _sha(SOURCES[call.name]), len(call.keys), *call.keys, *call.args
-        )
+        pipe.execute_command(*_evalsha(call))
         try:
             woken, reply = pipe.execute()
         except redis.exceptions.NoScriptError:
@@ -744,9 +873,7 @@ class AsyncBroker:
             return woken is not None, await self._send(call)
         pipe = self.client.pipeline(transaction=False)
         pipe.execute_command(*pop)
-        pipe.execute_command(
-            "EVALSHA", _sha(SOURCES[call.name]), len(call.keys), *call.keys, *call.args
-        )
+        pipe.execute_command(*_evalsha(call))
         try:
             woken, reply = await pipe.execute()
         except redis.exceptions.NoScriptError:

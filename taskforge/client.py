@@ -6,10 +6,10 @@ import asyncio
 import json
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from taskforge.broker import AsyncBroker, NewJob, SyncBroker
+from taskforge.broker import AsyncBroker, Enqueued, NewJob, Op, SyncBroker
 from taskforge.errors import (
     JobNotFoundError,
     PayloadTooLargeError,
@@ -29,6 +29,10 @@ def control_channel(settings: Settings) -> str:
     """Pub/sub channel carrying cancel requests to workers."""
     return f"{settings.prefix}:control"
 
+
+#: Jobs per enqueue script call in a sync bulk enqueue: enough to spread a call's cost, few
+#: enough that Redis writes one chunk while the next is sent.
+BULK_CHUNK = 250
 
 #: One encoder for every envelope: ``json.dumps`` with options builds a new one per call.
 _ENVELOPE_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
@@ -115,21 +119,39 @@ class Client:
         )
         return o.queue, new
 
-    def _grouped(self, calls: Sequence[Call]) -> dict[str, list[tuple[int, NewJob]]]:
+    def _grouped(
+        self, calls: Sequence[Call], first: int = 0
+    ) -> dict[str, list[tuple[int, NewJob]]]:
         groups: dict[str, list[tuple[int, NewJob]]] = {}
-        for i, call in enumerate(calls):
+        for i, call in enumerate(calls, first):
             queue, job = self.encode(call)
             groups.setdefault(queue, []).append((i, job))
         return groups
 
     def submit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]:
-        """Enqueue calls: one round trip per queue. Returns handles in call order."""
+        """Enqueue calls: one script call per queue and chunk. Returns handles in call order.
+
+        Every call is encoded (and so validated) before anything is sent: a bad call raises
+        with nothing written. The chunks then stream over one connection, each sent while Redis
+        runs the one before (see :meth:`SyncBroker.run_overlapped`).
+        """
+        groups = self._grouped(calls)
+        sent: list[tuple[str, list[tuple[int, NewJob]]]] = []
+        ops = self.broker.ops
+
+        def chunks() -> Iterator[Op[list[Enqueued]]]:
+            for queue, items in groups.items():
+                if queue not in self._announced:
+                    self.broker.run(ops.announce_queue(queue))
+                    self._announced.add(queue)
+                for start in range(0, len(items), BULK_CHUNK):
+                    chunk = items[start : start + BULK_CHUNK]
+                    sent.append((queue, chunk))
+                    yield ops.enqueue(queue, [j for _, j in chunk])
+
+        results = self.broker.run_overlapped(chunks())
         handles: list[JobHandle[Any] | None] = [None] * len(calls)
-        for queue, items in self._grouped(calls).items():
-            if queue not in self._announced:
-                self.broker.run(self.broker.ops.announce_queue(queue))
-                self._announced.add(queue)
-            done = self.broker.run(self.broker.ops.enqueue(queue, [j for _, j in items]))
+        for (queue, items), done in zip(sent, results, strict=True):
             for (i, _), res in zip(items, done, strict=True):
                 handles[i] = JobHandle(self, res.id, queue, created=res.created)
         return [h for h in handles if h is not None]

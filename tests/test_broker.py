@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+import redis
 from redis.crc import key_slot
 
 from taskforge import Job, JobPriority, JobStatus, Settings
@@ -526,3 +527,51 @@ def test_every_key_of_a_queue_is_in_one_hash_slot(h: Harness) -> None:
     assert any(":unique:" in k for k in keys)
     assert slots == {key_slot(f"{{{Q}}}".encode())}
     assert {key_slot(k.encode()) for k in declared} == slots
+
+
+# ------------------------------------------------------------------ overlapped bulk enqueue
+
+
+def _ready_ids(h: Harness) -> list[str]:
+    return list(h.redis.lrange(h.keys.ready(NORMAL), 0, -1))
+
+
+def test_overlapped_enqueue_writes_every_chunk_once_in_order(h: Harness) -> None:
+    jobs = [new_job() for _ in range(1000)]
+    chunks = [jobs[i : i + 100] for i in range(0, 1000, 100)]
+    results = h.broker.run_overlapped(h.ops.enqueue(Q, c) for c in chunks)
+    assert [r.id for chunk in results for r in chunk] == [j.id for j in jobs]
+    assert all(r.created for chunk in results for r in chunk)
+    assert _ready_ids(h) == [j.id for j in jobs]
+
+
+def test_overlapped_enqueue_survives_a_script_flush(h: Harness) -> None:
+    # NOSCRIPT writes nothing: the chunks it refused are sent again with their source.
+    h.put()
+    h.redis.script_flush()
+    jobs = [new_job() for _ in range(300)]
+    results = h.broker.run_overlapped(h.ops.enqueue(Q, jobs[i : i + 50]) for i in range(0, 300, 50))
+    assert all(r.created for chunk in results for r in chunk)
+    assert _ready_ids(h)[1:] == [j.id for j in jobs]
+
+
+def test_overlapped_enqueue_resends_what_a_killed_connection_lost(
+    redis_url: str, prefix: str
+) -> None:
+    # The producer's connection dies with calls in flight: they are sent again, and the job ids
+    # make the second send of an already-written chunk a no-op, so every job is there once.
+    h = Harness(SyncBroker(Settings(redis_url=redis_url, prefix=prefix)))
+    killer = redis.Redis.from_url(redis_url)
+    jobs = [new_job() for _ in range(600)]
+
+    def ops() -> Iterator[Any]:
+        for n, i in enumerate(range(0, 600, 50)):
+            if n == 4:
+                killer.client_kill_filter(_type="normal", skipme=True)
+            yield h.ops.enqueue(Q, jobs[i : i + 50])
+
+    results = h.broker.run_overlapped(ops())
+    assert [r.id for chunk in results for r in chunk] == [j.id for j in jobs]
+    assert sorted(_ready_ids(h)) == sorted(j.id for j in jobs)
+    killer.close()
+    h.broker.close()
