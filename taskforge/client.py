@@ -21,7 +21,7 @@ from taskforge.job import TERMINAL, JobRecord, JobStatus, new_job_id
 from taskforge.serializer import PICKLE, dump_args
 from taskforge.settings import Settings
 from taskforge.signing import sign, signing_key
-from taskforge.task import Call
+from taskforge.task import Call, TaskOptions
 
 
 #: Workers listen here for abort requests of running jobs (payload: job id).
@@ -48,6 +48,7 @@ class Client:
             weakref.WeakKeyDictionary()
         )
         self._announced: set[str] = set()
+        self._tails: dict[tuple[str, TaskOptions, str], str] = {}
 
     @property
     def broker(self) -> SyncBroker:
@@ -73,29 +74,21 @@ class Client:
         job_id = o.job_id or new_job_id()
         serializer = self.settings.serializer
         args, kwargs = dump_args(call.args, call.kwargs, serializer)
-        envelope: dict[str, Any] = {
-            "id": job_id,
-            "task": call.task,
-            "args": args,
-            "kwargs": kwargs,
-            "queue": o.queue,
-            "priority": o.priority.value,
-            "max_retries": o.max_retries,
-            "retry_backoff_s": o.retry_backoff,
-            "retry_backoff_cap_s": o.retry_backoff_cap,
-            "retry_jitter": o.retry_jitter,
-            "timeout_s": o.timeout,
-            "created_ms": int(time.time() * 1000),
-        }
-        if serializer == PICKLE:
-            envelope["serializer"] = serializer
         try:
-            text = _ENVELOPE_JSON.encode(envelope)
+            args_json = _ENVELOPE_JSON.encode(args) if args else "[]"
+            kwargs_json = _ENVELOPE_JSON.encode(kwargs) if kwargs else "{}"
+            tail = self._fixed_fields(call.task, o, serializer)
         except (TypeError, ValueError) as exc:
             raise SerializationError(
                 f"arguments of {call.task!r} cannot be sent as JSON: {exc}; pass plain data "
                 "(str, int, float, bool, None, list, dict) or ids the task can load"
             ) from exc
+        # The JSON object json.dumps would write (the worker decodes it with pydantic); the
+        # fields every job of one task and its options share are encoded once.
+        text = (
+            f'{{"id":{_ENVELOPE_JSON.encode(job_id)},"args":{args_json},"kwargs":{kwargs_json},'
+            f'"created_ms":{int(time.time() * 1000)}{tail}}}'
+        )
         key = signing_key(self.settings)
         if key is not None:
             text = sign(text, key)
@@ -118,6 +111,28 @@ class Client:
             unique_ttl_s=o.unique_ttl or 0.0,
         )
         return o.queue, new
+
+    def _fixed_fields(self, task: str, o: TaskOptions, serializer: str) -> str:
+        key = (task, o, serializer)
+        tail = self._tails.get(key)
+        if tail is None:
+            fields: dict[str, Any] = {
+                "task": task,
+                "queue": o.queue,
+                "priority": o.priority.value,
+                "max_retries": o.max_retries,
+                "retry_backoff_s": o.retry_backoff,
+                "retry_backoff_cap_s": o.retry_backoff_cap,
+                "retry_jitter": o.retry_jitter,
+                "timeout_s": o.timeout,
+            }
+            if serializer == PICKLE:
+                fields["serializer"] = serializer
+            tail = "," + _ENVELOPE_JSON.encode(fields)[1:-1]
+            if len(self._tails) >= 1024:  # options made per call (unique keys...): stay bounded
+                self._tails.clear()
+            self._tails[key] = tail
+        return tail
 
     def _grouped(
         self, calls: Sequence[Call], first: int = 0

@@ -142,6 +142,16 @@ def when_to_delay(when: datetime | timedelta | float) -> tuple[float, datetime |
     return delay_s, None
 
 
+def _plain_params(signature: inspect.Signature) -> tuple[dict[str, int], int] | None:
+    """``(position of each parameter, how many have no default)`` when every parameter is
+    positional-or-keyword (then the required ones come first); None otherwise."""
+    params = list(signature.parameters.values())
+    if any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params):
+        return None
+    required = sum(1 for p in params if p.default is inspect.Parameter.empty)
+    return {p.name: i for i, p in enumerate(params)}, required
+
+
 class Task(Generic[P, R]):
     """A registered function. Call it to run it here; ``.delay()`` to run it on a worker."""
 
@@ -152,6 +162,7 @@ class Task(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self._dispatcher = dispatcher
         self._signature = inspect.signature(fn)
+        self._plain = _plain_params(self._signature)
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", options.name)
         self.__wrapped__ = fn
@@ -226,15 +237,31 @@ class Task(Generic[P, R]):
         """Async :meth:`schedule`."""
         return (await self._dispatcher.asubmit([self._call(args, kwargs, when)]))[0]
 
+    def _fits(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """True when the arguments surely fit a function of plain parameters (no ``*args``,
+        keyword-only...); False sends them to ``Signature.bind``, which names what is wrong."""
+        if self._plain is None:
+            return False
+        index, required = self._plain
+        given = len(args)
+        if given > len(index):
+            return False
+        for name in kwargs:
+            at = index.get(name)
+            if at is None or at < given:
+                return False
+        return given + sum(1 for name in kwargs if index[name] < required) >= required
+
     def _call(
         self,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         when: datetime | timedelta | float | None = None,
     ) -> Call:
-        try:
-            self._signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise EnqueueError(f"bad arguments for task {self.name!r}: {exc}") from exc
+        if not self._fits(args, kwargs):
+            try:
+                self._signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise EnqueueError(f"bad arguments for task {self.name!r}: {exc}") from exc
         delay_s, run_at = (0.0, None) if when is None else when_to_delay(when)
         return Call(self.name, args, kwargs, self.opts, delay_s, run_at)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -10,6 +11,8 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 
 from taskforge import (
     BrokerConnectionError,
@@ -410,3 +413,28 @@ def test_same_job_id_twice_gives_the_existing_job(app_factory: AppFactory) -> No
     assert again.id == first.id
     info = again.info()
     assert info.job is not None and info.job.args == [1]
+
+
+def _plain(a: int, b: int, c: int = 1, d: int = 2) -> None:
+    return None
+
+
+@given(
+    n_args=st.integers(min_value=0, max_value=5),
+    names=st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), unique=True, max_size=5),
+)
+def test_the_fast_argument_check_agrees_with_signature_bind(n_args: int, names: list[str]) -> None:
+    # The shortcut may only accept what Signature.bind accepts, and for a function of plain
+    # parameters it must accept all of it (or every bulk enqueue pays for bind again).
+    app = Taskforge(Settings(redis_url="memory://fast-bind"))
+    task = app.task(_plain)
+    args, kwargs = tuple(range(n_args)), {name: 0 for name in names}
+    try:
+        inspect.signature(_plain).bind(*args, **kwargs)
+        fits = True
+    except TypeError:
+        fits = False
+    assert task._fits(args, kwargs) == fits
+    if not fits:
+        with pytest.raises(EnqueueError, match="bad arguments"):
+            task.s(*args, **kwargs)
