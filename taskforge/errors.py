@@ -17,6 +17,8 @@ Every error taskforge raises on purpose subclasses :class:`TaskforgeError`::
     └── JobCancelledError         raised inside a running task whose cancellation was requested
 
 ``Retry`` (in :mod:`taskforge.retry`) is not an error: tasks raise it to ask for another attempt.
+:class:`JobInterrupted` is not one either: it is a ``BaseException`` that stops a sync task's
+thread at its timeout or cancel, past any ``except Exception``.
 """
 
 from __future__ import annotations
@@ -84,3 +86,12 @@ class JobFailedError(TaskforgeError):
 
 class JobCancelledError(TaskforgeError):
     """Raised inside a running task when its cancellation was requested."""
+
+
+class JobInterrupted(BaseException):
+    """Raised into a sync task's thread when its job timed out or was cancelled.
+
+    A ``BaseException``, like ``KeyboardInterrupt``: an ``except Exception`` in the task does not
+    catch it, so the task cannot run on unseen after the worker has recorded its outcome.
+    ``finally`` blocks and context managers still run.
+    """

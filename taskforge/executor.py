@@ -17,7 +17,7 @@ import anyio
 from pydantic import ValidationError
 
 from taskforge.context import JobContext, bind
-from taskforge.errors import JobCancelledError, UnknownTaskError
+from taskforge.errors import JobCancelledError, JobInterrupted, UnknownTaskError
 from taskforge.job import Job
 from taskforge.registry import Registry
 from taskforge.retry import Retry, backoff_s
@@ -191,10 +191,10 @@ class Executor:
                     context.run, target, limiter=self.thread_limiter, abandon_on_cancel=True
                 )
         except TimeoutError as exc:
-            running.interrupt(JobTimeoutError)
+            running.interrupt(JobInterrupted)
             raise JobTimeoutError(f"timed out after {job.timeout_s}s") from exc
         except anyio.get_cancelled_exc_class():
-            running.interrupt(JobCancelledError)
+            running.interrupt(JobInterrupted)
             raise
 
 

@@ -212,7 +212,37 @@ async def test_sync_task_really_stops_at_its_timeout(app_factory: AppFactory) ->
     # The thread must stop now, long before its 3 s loop would end.
     assert await anyio.to_thread.run_sync(thread_done.wait, 2.0)
     assert side_effects == []
-    assert seen["exc"] == "JobTimeoutError"
+    assert seen["exc"] == "JobInterrupted"
+
+
+async def test_sync_task_that_catches_exception_still_stops_at_its_timeout(
+    app_factory: AppFactory,
+) -> None:
+    # The interrupt is a BaseException: a broad ``except Exception`` cannot keep the task going
+    # after the worker has recorded its timeout.
+    app = app_factory()
+    side_effects: list[str] = []
+    thread_done = threading.Event()
+
+    @app.task(timeout=0.3, max_retries=0)
+    def stubborn() -> None:
+        try:
+            end = time.monotonic() + 3.0
+            while time.monotonic() < end:
+                try:
+                    time.sleep(0.005)
+                except Exception:
+                    side_effects.append("swallowed the interrupt")
+            side_effects.append("wrote after its timeout")
+        finally:
+            thread_done.set()
+
+    handle = await stubborn.adelay()
+    await drain(app)
+
+    assert (await handle.ainfo()).error_type == "JobTimeoutError"
+    assert await anyio.to_thread.run_sync(thread_done.wait, 2.0)
+    assert side_effects == []
 
 
 # ------------------------------------------------------------------ dead letters

@@ -15,7 +15,7 @@ from typing import TypeVar
 import anyio
 import redis
 
-from taskforge import JobCancelledError, Taskforge, current_job
+from taskforge import JobCancelledError, JobInterrupted, Taskforge, current_job
 
 T = TypeVar("T")
 
@@ -102,7 +102,7 @@ def busy() -> None:
                 ledger().rpush(key("stopped"), "flag")
                 return
             time.sleep(0.01)
-    except JobCancelledError:
+    except (JobCancelledError, JobInterrupted):
         ledger().rpush(key("stopped"), "interrupted")
         raise
 
