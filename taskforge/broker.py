@@ -230,25 +230,50 @@ class Ops:
             out.append(Enqueued(holder, JobStatus(raw[i]), flag == "new"))
         return out
 
-    def fetch(self, queue: str, count: int, worker_id: str, *, batch: int = 1000) -> Op[Fetched]:
-        """Promote due jobs, reclaim expired leases, and lease up to ``count`` ready jobs."""
-        return _fetched((yield self._fetch_call(queue, count, worker_id, batch)))
+    def fetch(
+        self,
+        queue: str,
+        count: int,
+        worker_id: str,
+        *,
+        batch: int = 1000,
+        request_id: str = "",
+        answered_id: str = "",
+    ) -> Op[Fetched]:
+        """Promote due jobs, reclaim expired leases, and lease up to ``count`` ready jobs.
 
-    def _fetch_call(self, queue: str, count: int, worker_id: str, batch: int) -> ScriptCall:
+        ``request_id`` makes the call safe to send again: a second call with the id of one whose
+        reply was lost returns that call's leases (those it still holds) and leases nothing
+        new. ``answered_id`` names an earlier request whose reply arrived, to forget it.
+        """
+        call = self._fetch_call(queue, count, worker_id, batch, request_id, answered_id)
+        return _fetched((yield call))
+
+    def _fetch_call(
+        self, queue: str, count: int, worker_id: str, batch: int, request_id: str, answered_id: str
+    ) -> ScriptCall:
         k = self.keys(queue)
         s = self.settings
-        keys = [*k.ready_lists, k.scheduled, k.inflight, k.wake, k.dead, k.job_prefix]
+        keys = [*k.ready_lists, k.scheduled, k.inflight, k.wake, k.dead, k.job_prefix, k.fetched]
         args: list[Arg] = [count, int(s.lease_s * 1000), worker_id, s.events_channel, queue]
-        args += [batch, s.max_deliveries]
+        args += [batch, s.max_deliveries, request_id, answered_id]
         return ScriptCall("fetch", keys, args)
 
     def wait_then_fetch(
-        self, queue: str, count: int, worker_id: str, timeout_s: float, *, batch: int = 1000
+        self,
+        queue: str,
+        count: int,
+        worker_id: str,
+        timeout_s: float,
+        *,
+        batch: int = 1000,
+        request_id: str = "",
+        answered_id: str = "",
     ) -> Op[Fetched]:
         """Block until a producer touches the wake marker (or the worker's own stop marker, or
         the timeout), then :meth:`fetch` at once, without another round trip."""
         k = self.keys(queue)
-        call = self._fetch_call(queue, count, worker_id, batch)
+        call = self._fetch_call(queue, count, worker_id, batch, request_id, answered_id)
         _, raw = yield WakeThenCall((k.wake, k.stop(worker_id)), max(0.001, timeout_s), call)
         return _fetched(raw)
 

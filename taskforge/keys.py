@@ -78,6 +78,11 @@ class QueueKeys:
         """Marker idle workers block on (BZPOPMIN)."""
         return f"{self.base}:wake"
 
+    @property
+    def fetched(self) -> str:
+        """Prefix of fetch request records (the leases one fetch handed out, for a re-send)."""
+        return f"{self.base}:fetched:"
+
     def stop(self, worker_id: str) -> str:
         """A worker's own marker, beside :attr:`wake`: its shutdown wakes its idle fetch."""
         return f"{self.base}:stop:{worker_id}"

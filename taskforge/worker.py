@@ -145,6 +145,8 @@ class Worker:
         self._flushed = anyio.Event()
         self._stopping = False
         self._idle_queues: set[str] = set()  # queues whose fetch is blocked on the wake marker
+        self._unanswered: dict[str, tuple[str, str]] = {}  # per queue: a fetch to send again
+        self._answered: dict[str, str] = {}  # per queue: the last fetch that leased jobs
         # Made in run(): anyio >= 4.12 refuses a CancelScope outside an event loop, and the CLI
         # builds the worker before anyio.run.
         self._fetch_scope: anyio.CancelScope | None = None
@@ -306,19 +308,22 @@ class Worker:
                 continue
             want = self._free
             self._free -= want
+            request, answered = self._request_ids(queue)
             try:
                 # Shielded: a reply lost to cancellation would strand the leased jobs until
                 # their leases expire.
                 with anyio.CancelScope(shield=True):
-                    fetched = await self.broker.run(ops.fetch(queue, want, self.id))
+                    fetched = await self.broker.run(
+                        ops.fetch(queue, want, self.id, request_id=request, answered_id=answered)
+                    )
             except BrokerError as exc:
                 self._release_slots(want)
+                self._unanswered[queue] = (request, answered)
                 await self._outage(exc)
                 continue
             self._recovered()
-            self._release_slots(want - len(fetched.jobs))
-            for lease in fetched.jobs:
-                self._start(queue, lease)
+            self._free += want
+            await self._accept(queue, request, fetched)
             while not fetched.jobs and not self._stopping:
                 if self.burst:
                     if await self._burst_done(fetched.next_due_ms):
@@ -339,8 +344,13 @@ class Worker:
         if want == 0:  # another queue's fetch took the slots: wait for one to free
             return None
         ops = self._blocker.ops
+        request, answered = self._request_ids(queue)
         call = asyncio.ensure_future(
-            self._blocker.run(ops.wait_then_fetch(queue, want, self.id, timeout_s))
+            self._blocker.run(
+                ops.wait_then_fetch(
+                    queue, want, self.id, timeout_s, request_id=request, answered_id=answered
+                )
+            )
         )
         self._idle_queues.add(queue)
         try:
@@ -353,24 +363,42 @@ class Worker:
                 await self._unblock(queue, call)
             raise
         except BrokerError as exc:
+            self._unanswered[queue] = (request, answered)
             await self._outage(exc)
             return None
         finally:
             self._idle_queues.discard(queue)
         self._recovered()
         # The slots were not held while blocked: another queue's fetch may have taken some.
+        if await self._accept(queue, request, fetched):
+            # Let the jobs take their first step before this loop sends its next fetch: an idle
+            # worker's pickup latency is the job's start, not the next fetch's.
+            await asyncio.sleep(0)
+        return fetched
+
+    def _request_ids(self, queue: str) -> tuple[str, str]:
+        """``(id for this fetch, id of the last answered one)``. A fetch whose reply was lost
+        is sent again with its own id, so it returns the jobs it leased instead of new ones."""
+        unanswered = self._unanswered.pop(queue, None)
+        if unanswered is not None:
+            return unanswered
+        return os.urandom(8).hex(), self._answered.pop(queue, "")
+
+    async def _accept(self, queue: str, request: str, fetched: Fetched) -> int:
+        """Start as many fetched jobs as there are free slots, hand the rest back; returns how
+        many started. (A re-sent fetch returns the first one's leases, however many it asks.)"""
+        if fetched.jobs:
+            self._answered[queue] = request
         take = min(len(fetched.jobs), self._free)
         self._free -= take
+        if self._free > 0:
+            self._slot_freed.set()  # other queues' fetchers may be waiting for a slot
         for lease in fetched.jobs[:take]:
             self._start(queue, lease)
         extra = fetched.jobs[take:]
         if extra:
             await self._hand_back(queue, extra)
-        if take:
-            # Let the jobs take their first step before this loop sends its next fetch: an idle
-            # worker's pickup latency is the job's start, not the next fetch's.
-            await asyncio.sleep(0)
-        return fetched
+        return take
 
     async def _unblock(self, queue: str, call: asyncio.Future[Fetched]) -> None:
         if not call.done():

@@ -529,6 +529,37 @@ def test_every_key_of_a_queue_is_in_one_hash_slot(h: Harness) -> None:
     assert {key_slot(k.encode()) for k in declared} == slots
 
 
+# ------------------------------------------------------------------ re-sent fetch
+
+
+def test_a_resent_fetch_returns_its_own_leases_and_leases_nothing_new(h: Harness) -> None:
+    # A fetch whose reply was lost (a killed connection) is sent again with its request id: the
+    # worker gets the jobs that call leased, instead of leasing more and stranding those.
+    ids = [h.put() for _ in range(3)]
+
+    def fetch(request: str, answered: str = "", count: int = 2) -> list[Leased]:
+        op = h.ops.fetch(Q, count, "w-test", request_id=request, answered_id=answered)
+        return h.broker.run(op).jobs
+
+    first = fetch("r1")
+    assert [lease.id for lease in first] == ids[:2]
+    again = fetch("r1", count=5)
+    assert [(x.id, x.token, x.envelope) for x in again] == [
+        (x.id, x.token, x.envelope) for x in first
+    ]
+    assert h.ready() == ids[2:]  # nothing more was leased
+    assert len(h.zset(h.keys.inflight)) == 2
+
+    # A lease that is no longer the request's (finished here) is not handed out again.
+    assert h.finish(first[0])
+    assert [x.id for x in fetch("r1")] == [ids[1]]
+
+    # Once answered, the request is forgotten: the same id would lease afresh.
+    assert [x.id for x in fetch("r2", answered="r1", count=1)] == [ids[2]]
+    assert h.redis.exists(h.keys.fetched + "r1") == 0
+    assert fetch("r1") == []
+
+
 # ------------------------------------------------------------------ overlapped bulk enqueue
 
 

@@ -13,13 +13,21 @@
 -- ARGV[5]     queue name
 -- ARGV[6]     most jobs to promote or reclaim in this call
 -- ARGV[7]     deliveries lost to dead workers before a job is buried as poison
+-- ARGV[8]     request id ('' = none): a call re-sent with the id of one whose reply was lost
+--             gets that call's leases again (those still its own) instead of new ones
+-- ARGV[9]     request id whose reply arrived, so its record can go ('' = none)
+-- KEYS[9]     request record prefix (record = prefix .. request id: the leases it handed out)
 -- Returns     {ms until the next scheduled job is due (-1 = none), ms until the next lease
 --              expires (-1 = none), then per leased job: id, envelope json, lease token,
 --              attempts so far}
 local want, lease_ms, worker, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local queue, batch, max_lost = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local request, answered = ARGV[8], ARGV[9]
 local prefix = KEYS[8]
 local now = now_ms()
+if answered ~= '' then redis.call('DEL', KEYS[9] .. answered) end
+local replay = nil
+if request ~= '' then replay = redis.call('GET', KEYS[9] .. request) end
 
 -- Promote due scheduled and retrying jobs.
 local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, batch)
@@ -70,6 +78,21 @@ if #expired > 0 then redis.call('ZREM', KEYS[5], unpack(expired)) end
 -- one HMGET, one HSET and the event; the inflight entries go in with one ZADD per batch.
 local out = {-1, -1}
 local remaining = want
+if replay then
+  -- The same request again: its reply was lost. Return what it leased and still holds.
+  remaining = 0
+  for _, lease in ipairs(cjson.decode(replay)) do
+    local key = prefix .. lease[1]
+    local rec = redis.call('HMGET', key, 'envelope', 'deliveries', 'status', 'attempts')
+    if rec[1] and rec[2] == lease[2] and rec[3] == 'active' then
+      table.insert(out, lease[1])
+      table.insert(out, rec[1])
+      table.insert(out, tonumber(lease[2]))
+      table.insert(out, tonumber(rec[4]))
+    end
+  end
+end
+local granted = {}
 while remaining > 0 do
   local popped = redis.call('LMPOP', 3, KEYS[1], KEYS[2], KEYS[3], 'LEFT', 'COUNT', remaining)
   if not popped then break end
@@ -97,10 +120,14 @@ while remaining > 0 do
       table.insert(out, rec[1])
       table.insert(out, token)
       table.insert(out, tonumber(rec[3]))
+      table.insert(granted, {id, tostring(token)})
     end
     remaining = remaining - 1
   end
   zadd_all(KEYS[5], leases)
+end
+if request ~= '' and #granted > 0 then
+  redis.call('SET', KEYS[9] .. request, cjson.encode(granted), 'PX', lease_ms)
 end
 
 -- More work left: re-arm the marker so another idle worker wakes.
