@@ -286,7 +286,11 @@ class Ops:
         yield Batch(cmds)
 
     def finish(self, queue: str, outcomes: Sequence[Outcome]) -> Op[list[bool]]:
-        """Record final outcomes; False for each one refused (stale lease token)."""
+        """Record final outcomes; False for each one refused (stale lease token).
+
+        True also for an outcome this lease already recorded with the same status (a re-send
+        after a lost reply), which changes nothing.
+        """
         k = self.keys(queue)
         args: list[Arg] = [self.settings.events_channel, queue, self.settings.result_ttl_s]
         for o in outcomes:

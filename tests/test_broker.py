@@ -237,12 +237,16 @@ def test_repeated_finish_is_a_no_op(h: Harness) -> None:
     assert h.finish(lease, result_json="1")
     before = h.record(lease.id)
 
-    again = h.finish(lease, JobStatus.DEAD, error_type="X", error="late")
+    # The same outcome again (a re-send after a lost reply) is acknowledged; another is refused.
+    resent = h.finish(lease, result_json="1")
+    other = h.finish(lease, JobStatus.DEAD, error_type="X", error="late")
 
     after = h.record(lease.id)
-    assert again is False
+    assert resent is True
+    assert other is False
+    assert after == before
     assert after.status is JobStatus.SUCCEEDED
-    assert after.attempts == before.attempts == 1
+    assert after.attempts == 1
     assert after.error is None
     assert h.zset(h.keys.dead) == []
 

@@ -129,6 +129,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.attempts: Counter[str] = Counter()
         self.lost: Counter[str] = Counter()
         self.stale: list[tuple[str, str]] = []
+        self.resent: list[tuple[str, str]] = []  # leases that recorded a success
 
     def teardown(self) -> None:
         keys = list(self.redis.scan_iter(match=f"{self.settings.prefix}:*", count=1000))
@@ -233,6 +234,9 @@ class BrokerMachine(RuleBasedStateMachine):
             self.dead.add(job_id)
         else:
             self.finished[job_id] = status
+            # Not stale: sent again (a lost reply), the same outcome is accepted as a no-op.
+            self.stale.remove((job_id, token))
+            self.resent.append((job_id, token))
 
     @precondition(lambda self: self.inflight)
     @rule(data=st.data())
@@ -364,6 +368,20 @@ class BrokerMachine(RuleBasedStateMachine):
         assert not duplicated, f"in two places at once: {duplicated}"
         assert not set(places) & set(self.finished), "a finished job is still queued somewhere"
         assert set(places) | set(self.finished) == set(self.prio), "a job was lost"
+
+    @invariant()
+    def a_resent_success_is_accepted_and_changes_nothing(self) -> None:
+        if not self.resent:
+            return
+        ok = JobStatus.SUCCEEDED
+        outcomes = [Outcome(i, t, ok, result_json='"again"') for i, t in self.resent]
+        before = [self.broker.run(self.ops.record(Q, i)) for i, _ in self.resent]
+
+        accepted = self.broker.run(self.ops.finish(Q, outcomes))
+
+        assert all(accepted), f"a re-sent success was refused: {self.resent}"
+        after = [self.broker.run(self.ops.record(Q, i)) for i, _ in self.resent]
+        assert after == before
 
     @invariant()
     def stale_tokens_stay_refused(self) -> None:

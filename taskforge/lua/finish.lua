@@ -11,7 +11,9 @@
 -- ARGV[3]     retention of succeeded/cancelled records, s (dead records are kept)
 -- ARGV[4..]   per job, 7 values: id, lease token, status ('succeeded'|'dead'|'cancelled'),
 --             result json ('' = none), error type, error message, traceback
--- Returns     per job: 1 recorded, 0 refused (stale token or not active)
+-- Returns     per job: 1 recorded, 2 already recorded (the same lease sent the same final
+--             status before: a re-send after a lost reply; nothing changes), 0 refused (stale
+--             token, or not active)
 local channel, queue, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
@@ -21,7 +23,9 @@ for a = 4, #ARGV, 7 do
   local key = KEYS[3] .. id
   local rec = redis.call('HMGET', key, 'deliveries', 'status', 'task', 'attempts', 'waiters',
     'unique_lock')
-  if rec[1] ~= token or rec[2] ~= 'active' then
+  if rec[1] == token and rec[2] == status then
+    table.insert(out, 2)
+  elseif rec[1] ~= token or rec[2] ~= 'active' then
     table.insert(out, 0)
   else
     local attempt = tonumber(rec[4]) + 1
