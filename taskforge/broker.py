@@ -97,7 +97,15 @@ class WakeThenCall:
     call: ScriptCall
 
 
-Request = ScriptCall | Command | Batch | Replicated | WakeThenCall
+@dataclass(frozen=True, slots=True)
+class EveryPrimary:
+    """One command sent to every primary (a cluster's, or the one server); the reply is
+    ``{node: reply}`` (the node is ``host:port`` on a cluster, ``""`` otherwise)."""
+
+    command: Command
+
+
+Request = ScriptCall | Command | Batch | Replicated | WakeThenCall | EveryPrimary
 #: A queue operation: yields requests, receives their replies, returns its result.
 Op = Generator[Request, Any, T]
 
@@ -417,12 +425,15 @@ class Ops:
         raw = yield Command(("INFO",))
         return dict(raw)
 
-    def config_get(self, name: str) -> Op[str | None]:
-        """One ``CONFIG GET`` value (None when refused or unknown)."""
-        raw = yield Command(("CONFIG", "GET", name))
-        if isinstance(raw, dict):
-            return raw.get(name)
-        return None
+    def node_infos(self) -> Op[dict[str, dict[str, Any]]]:
+        """``INFO`` of every primary: ``{node: info}`` (one entry, ``""``, off a cluster)."""
+        raw = yield EveryPrimary(Command(("INFO",)))
+        return {node: dict(info) for node, info in raw.items()}
+
+    def node_configs(self, name: str) -> Op[dict[str, str | None]]:
+        """One ``CONFIG GET`` value of every primary (None where unknown)."""
+        raw = yield EveryPrimary(Command(("CONFIG", "GET", name)))
+        return {node: _config_value(reply, name) for node, reply in raw.items()}
 
     def announce_queue(self, queue: str) -> Op[None]:
         """Remember a queue name so the CLI can list queues without scanning."""
@@ -568,6 +579,10 @@ class Ops:
             return []
         raw = yield Command(("ZMSCORE", self.keys(queue).dead, *job_ids))
         return [i for i, score in zip(job_ids, raw, strict=True) if score is not None]
+
+
+def _config_value(reply: Any, name: str) -> str | None:
+    return reply.get(name) if isinstance(reply, dict) else None
 
 
 def _fetched(raw: list[Any]) -> Fetched:
@@ -813,6 +828,14 @@ class SyncBroker:
             return self._replicated(request)
         if isinstance(request, WakeThenCall):
             return self._wake_then_call(request)
+        if isinstance(request, EveryPrimary):
+            args = routable(self.client, request.command.args)
+            if not isinstance(self.client, redis.cluster.RedisCluster):
+                return {"": self.client.execute_command(*args)}  # type: ignore[no-untyped-call]
+            return {
+                node.name: self.client.execute_command(*args, target_nodes=node)  # type: ignore[no-untyped-call]
+                for node in self.client.get_primaries()  # type: ignore[no-untyped-call]
+            }
         pipe = self.client.pipeline(transaction=False)
         for command in request.commands:
             pipe.execute_command(*command.args)
@@ -889,6 +912,15 @@ class AsyncBroker:
             return await self._replicated(request)
         if isinstance(request, WakeThenCall):
             return await self._wake_then_call(request)
+        if isinstance(request, EveryPrimary):
+            args = routable(self.client, request.command.args)
+            if not isinstance(self.client, redis.asyncio.cluster.RedisCluster):
+                return {"": await self.client.execute_command(*args)}  # type: ignore[no-untyped-call]
+            await self.client.initialize()  # the slot map is read lazily: it may not be yet
+            return {
+                node.name: await self.client.execute_command(*args, target_nodes=node)
+                for node in self.client.get_primaries()
+            }
         pipe = self.client.pipeline(transaction=False)
         for command in request.commands:
             pipe.execute_command(*command.args)

@@ -254,12 +254,8 @@ class Worker:
         if self.settings.is_memory:  # the embedded server has no INFO; nothing to warn about
             await self.broker.run(self.broker.ops.known_queues())
             return
-        info = await self.broker.run(self.broker.ops.server_info())
-        try:
-            save = await self.broker.run(self.broker.ops.config_get("save"))
-        except BrokerError:  # CONFIG may be renamed away, as the seed's checklist advises
-            save = None
-        for warning in server_warnings(info, save):
+        infos, saves = await read_nodes(self.broker)
+        for warning in node_warnings(infos, saves):
             log.warning("%s", warning)
 
     async def _drain(self) -> None:
@@ -764,6 +760,27 @@ def server_warnings(info: dict[str, Any], save_config: str | None = None) -> lis
     if not int(info.get("aof_enabled", 0)) and save_config is not None and not save_config.strip():
         warnings.append("persistence is off: a Redis restart loses every queued job")
     return warnings
+
+
+async def read_nodes(
+    broker: AsyncBroker,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
+    """``INFO`` and ``CONFIG GET save`` of every primary (a cluster's, or the one server)."""
+    infos = await broker.run(broker.ops.node_infos())
+    try:
+        saves = await broker.run(broker.ops.node_configs("save"))
+    except BrokerError:  # CONFIG may be renamed away, as the seed's checklist advises
+        saves = {}
+    return infos, saves
+
+
+def node_warnings(infos: dict[str, dict[str, Any]], saves: dict[str, str | None]) -> list[str]:
+    """:func:`server_warnings` of every primary, each led by its node's address on a cluster."""
+    return [
+        f"{node}: {warning}" if node else warning
+        for node, info in infos.items()
+        for warning in server_warnings(info, saves.get(node))
+    ]
 
 
 __all__ = ["BrokerConnectionError", "Worker", "WorkerStats", "server_warnings"]

@@ -27,6 +27,7 @@ from taskforge.cache import CacheService
 from taskforge.cli import cli
 from taskforge.connection import primaries, sync_client, topology
 from taskforge.errors import ConfigurationError, NotReplicatedError
+from taskforge.health import health_check
 from taskforge.keys import QueueKeys
 from taskforge.partition import Partitioned
 from tests.cluster import LocalCluster
@@ -343,3 +344,23 @@ async def test_cache_pattern_invalidation_gathers_keys_from_every_primary(
     assert removed == 30
     assert await cache.get("workflow:7") is None
     await cache.aclose()
+
+
+async def test_health_and_startup_checks_read_every_primary(app_factory: AppFactory) -> None:
+    # One primary evicting keys is enough to lose jobs: the checks must look at each of them.
+    app = app_factory()
+    client: Any = sync_client(app.settings)
+    node = client.get_primaries()[1]
+    bad = client.get_redis_connection(node)
+    bad.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        report = await health_check(AsyncBroker(app.settings), queues=["default"])
+    finally:
+        bad.config_set("maxmemory-policy", "noeviction")
+
+    assert report["connected"] is True
+    assert len(report["nodes"]) == 3
+    evicting = [w for w in report["warnings"] if "maxmemory-policy" in w]
+    assert len(evicting) == 1
+    assert evicting[0].startswith(f"{node.name}: ")
+    assert report["status"] == "degraded"
