@@ -670,7 +670,8 @@ class _Overlapped(Generic[T]):
             self.flush()
             return
         try:
-            self.conn.send_command(*_evalsha(request))
+            # redis-py's health check reads a reply: only with none pending, or it takes ours.
+            self.conn.send_command(*_evalsha(request), check_health=len(self.in_flight) == 1)
         except (redis.ConnectionError, redis.TimeoutError):
             self._broken()
             return

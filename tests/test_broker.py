@@ -610,3 +610,51 @@ def test_overlapped_enqueue_resends_what_a_killed_connection_lost(
     assert sorted(_ready_ids(h)) == sorted(j.id for j in jobs)
     killer.close()
     h.broker.close()
+
+
+def test_requeue_of_several_jobs_keeps_their_order_at_the_front(h: Harness) -> None:
+    waiting = h.put()
+    leases = h.fetch(0)
+    ids = [h.put() for _ in range(3)]
+    leases = h.fetch(4)
+    assert [x.id for x in leases] == [waiting, *ids]
+
+    handed = h.broker.run(h.ops.requeue(Q, [(x.id, x.token) for x in leases[1:]]))
+
+    assert handed == [True, True, True]
+    assert h.ready() == ids
+
+
+def test_a_replayed_fetch_renews_the_leases_it_returns(h: Harness) -> None:
+    h.put()
+    op = h.ops.fetch(Q, 1, "w-test", request_id="r-renew")
+    (lease,) = h.broker.run(op).jobs
+    h.redis.zadd(h.keys.inflight, {lease.id: 2**52}, xx=True)  # a deadline no renewal would set
+    before = h.redis.zscore(h.keys.inflight, lease.id)
+
+    (again,) = h.broker.run(h.ops.fetch(Q, 1, "w-test", request_id="r-renew")).jobs
+
+    assert again.id == lease.id
+    assert h.redis.zscore(h.keys.inflight, lease.id) < before  # a fresh lease from now
+
+
+def test_a_replay_skips_a_lease_that_already_expired(h: Harness) -> None:
+    h.put()
+    (lease,) = h.broker.run(h.ops.fetch(Q, 1, "w-test", request_id="r-late")).jobs
+    h.redis.zadd(h.keys.inflight, {lease.id: 1}, xx=True)  # expired, not yet reclaimed
+
+    replay = h.broker.run(h.ops.fetch(Q, 0, "w-test", request_id="r-late", batch=0)).jobs
+
+    assert replay == []
+
+
+def test_a_late_finish_matching_what_the_reaper_recorded_is_still_refused(h: Harness) -> None:
+    # The reaper ended this delivery (cancelled while its worker was gone): the worker's late
+    # "cancelled" is not a re-send of its own finish, so it is refused, not acknowledged.
+    lease = h.running()
+    h.broker.run(h.ops.cancel(Q, lease.id, "control"))
+    h.redis.zadd(h.keys.inflight, {lease.id: 1}, xx=True)
+    h.fetch(0)
+    assert h.record(lease.id).status is JobStatus.CANCELLED
+
+    assert h.finish(lease, JobStatus.CANCELLED) is False

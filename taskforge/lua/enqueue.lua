@@ -49,7 +49,7 @@ for a = 3, #ARGV, 9 do
     if ukey ~= '' then
       redis.call('HSET', key, 'unique_lock', lock, 'unique_until', upolicy)
       if uttl > 0 then
-        redis.call('SET', lock, id, 'PX', math.floor(uttl * 1000))
+        redis.call('SET', lock, id, 'PX', math.max(1, math.floor(uttl * 1000)))
       else
         redis.call('SET', lock, id)
       end

@@ -81,16 +81,23 @@ local remaining = want
 if replay then
   -- The same request again: its reply was lost. Return what it leased and still holds.
   remaining = 0
+  local renewed = {}
   for _, lease in ipairs(cjson.decode(replay)) do
     local key = prefix .. lease[1]
     local rec = redis.call('HMGET', key, 'envelope', 'deliveries', 'status', 'attempts')
-    if rec[1] and rec[2] == lease[2] and rec[3] == 'active' then
+    local deadline = tonumber(redis.call('ZSCORE', KEYS[5], lease[1]))
+    if rec[1] and rec[2] == lease[2] and rec[3] == 'active' and deadline and deadline > now then
+      -- A full lease again: the worker that lost the reply may have been away a while.
+      table.insert(renewed, now + lease_ms)
+      table.insert(renewed, lease[1])
       table.insert(out, lease[1])
       table.insert(out, rec[1])
       table.insert(out, tonumber(lease[2]))
-      table.insert(out, tonumber(rec[4]))
+      table.insert(out, tonumber(rec[4]) or 0)
     end
   end
+  zadd_all(KEYS[5], renewed)
+  if #renewed > 0 then redis.call('PEXPIRE', KEYS[9] .. request, lease_ms) end
 end
 local granted = {}
 while remaining > 0 do
@@ -115,11 +122,12 @@ while remaining > 0 do
       table.insert(leases, now + lease_ms)
       table.insert(leases, id)
       if rec[5] then release_unique(key, id, 'queued') end
-      emit(channel, id, rec[2], queue, 'active', tonumber(rec[3]) + 1, now)
+      local attempts = tonumber(rec[3]) or 0
+      emit(channel, id, rec[2], queue, 'active', attempts + 1, now)
       table.insert(out, id)
       table.insert(out, rec[1])
       table.insert(out, token)
-      table.insert(out, tonumber(rec[3]))
+      table.insert(out, attempts)
       table.insert(granted, {id, tostring(token)})
     end
     remaining = remaining - 1

@@ -11,9 +11,9 @@
 -- ARGV[3]     retention of succeeded/cancelled records, s (dead records are kept)
 -- ARGV[4..]   per job, 7 values: id, lease token, status ('succeeded'|'dead'|'cancelled'),
 --             result json ('' = none), error type, error message, traceback
--- Returns     per job: 1 recorded, 2 already recorded (the same lease sent the same final
---             status before: a re-send after a lost reply; nothing changes), 0 refused (stale
---             token, or not active)
+-- Returns     per job: 1 recorded, 2 already recorded (this lease's finish wrote this status
+--             before: a re-send after a lost reply; nothing changes), 0 refused (stale token,
+--             or not active)
 local channel, queue, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
@@ -22,15 +22,15 @@ for a = 4, #ARGV, 7 do
   local id, token, status = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local key = KEYS[3] .. id
   local rec = redis.call('HMGET', key, 'deliveries', 'status', 'task', 'attempts', 'waiters',
-    'unique_lock')
-  if rec[1] == token and rec[2] == status then
+    'unique_lock', 'finished_by')
+  if rec[7] == token and rec[2] == status then
     table.insert(out, 2)
   elseif rec[1] ~= token or rec[2] ~= 'active' then
     table.insert(out, 0)
   else
-    local attempt = tonumber(rec[4]) + 1
+    local attempt = (tonumber(rec[4]) or 0) + 1
     local err = ARGV[a + 5]
-    local fields = {'status', status, 'finished_ms', now, 'attempts', attempt}
+    local fields = {'status', status, 'finished_ms', now, 'attempts', attempt, 'finished_by', token}
     if ARGV[a + 3] ~= '' then
       table.insert(fields, 'result')
       table.insert(fields, ARGV[a + 3])

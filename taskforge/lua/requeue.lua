@@ -13,13 +13,15 @@
 local channel, queue, delay_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
-for a = 4, #ARGV, 2 do
+-- Last to first: each LPUSH goes in front of the one before, so the jobs keep their order.
+local n = (#ARGV - 3) / 2
+for j = n, 1, -1 do
+  local a = 4 + (j - 1) * 2
   local id = ARGV[a]
   local key = KEYS[7] .. id
   local rec = redis.call('HMGET', key, 'deliveries', 'status', 'task', 'priority', 'attempts')
-  if rec[1] ~= ARGV[a + 1] or rec[2] ~= 'active' then
-    table.insert(out, 0)
-  else
+  out[j] = 0
+  if rec[1] == ARGV[a + 1] and rec[2] == 'active' then
     redis.call('ZREM', KEYS[4], id)
     if delay_ms > 0 then
       redis.call('ZADD', KEYS[5], now + delay_ms, id)
@@ -30,7 +32,7 @@ for a = 4, #ARGV, 2 do
       redis.call('HSET', key, 'status', 'queued', 'enqueued_ms', now)
       emit(channel, id, rec[3], queue, 'queued', tonumber(rec[5]) + 1, now)
     end
-    table.insert(out, 1)
+    out[j] = 1
   end
 end
 redis.call('ZADD', KEYS[6], 0, 'w')
