@@ -658,6 +658,7 @@ class _Overlapped(Generic[T]):
         self.conn: Any = self.pool.get_connection()
         self.in_flight: deque[tuple[Op[T], ScriptCall]] = deque()
         self.results: list[T] = []
+        self.loaded: set[str] = set()
 
     def add(self, op: Op[T]) -> None:
         request = next(op)
@@ -670,6 +671,12 @@ class _Overlapped(Generic[T]):
             self.flush()
             return
         try:
+            if len(self.in_flight) == 1 and request.name not in self.loaded:
+                # Loaded up front, so no call after the first can find it missing while an
+                # earlier one is sent again (which would put a later chunk first).
+                self.conn.send_command("SCRIPT", "LOAD", SOURCES[request.name])
+                self.conn.read_response()
+                self.loaded.add(request.name)
             # redis-py's health check reads a reply: only with none pending, or it takes ours.
             self.conn.send_command(*_evalsha(request), check_health=len(self.in_flight) == 1)
         except (redis.ConnectionError, redis.TimeoutError):

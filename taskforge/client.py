@@ -154,17 +154,21 @@ class Client:
         sent: list[tuple[str, list[tuple[int, NewJob]]]] = []
         ops = self.broker.ops
 
-        def chunks() -> Iterator[Op[list[Enqueued]]]:
-            for queue, items in groups.items():
-                if queue not in self._announced:
-                    self.broker.run(ops.announce_queue(queue))
-                    self._announced.add(queue)
-                for start in range(0, len(items), BULK_CHUNK):
-                    chunk = items[start : start + BULK_CHUNK]
-                    sent.append((queue, chunk))
-                    yield ops.enqueue(queue, [j for _, j in chunk])
+        for queue in groups:
+            if queue not in self._announced:
+                self.broker.run(ops.announce_queue(queue))
+                self._announced.add(queue)
+        for queue, items in groups.items():
+            sent += [(queue, items[i : i + BULK_CHUNK]) for i in range(0, len(items), BULK_CHUNK)]
 
-        results = self.broker.run_overlapped(chunks())
+        def chunks() -> Iterator[Op[list[Enqueued]]]:
+            for queue, chunk in sent:
+                yield ops.enqueue(queue, [j for _, j in chunk])
+
+        if len(sent) == 1:  # one call (a .delay()): no stream to set up
+            results = [self.broker.run(next(chunks()))]
+        else:
+            results = self.broker.run_overlapped(chunks())
         handles: list[JobHandle[Any] | None] = [None] * len(calls)
         for (queue, items), done in zip(sent, results, strict=True):
             for (i, _), res in zip(items, done, strict=True):

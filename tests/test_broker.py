@@ -580,12 +580,20 @@ def test_overlapped_enqueue_writes_every_chunk_once_in_order(h: Harness) -> None
     assert _ready_ids(h) == [j.id for j in jobs]
 
 
-def test_overlapped_enqueue_survives_a_script_flush(h: Harness) -> None:
-    # NOSCRIPT writes nothing: the chunks it refused are sent again with their source.
+@pytest.mark.parametrize("flush_before", [0, 3])
+def test_overlapped_enqueue_survives_a_script_flush(h: Harness, flush_before: int) -> None:
+    # Before the stream (it loads the script first) or in the middle of it (NOSCRIPT wrote
+    # nothing: the refused chunks are sent again, in order, once the script is back).
     h.put()
-    h.redis.script_flush()
     jobs = [new_job() for _ in range(300)]
-    results = h.broker.run_overlapped(h.ops.enqueue(Q, jobs[i : i + 50]) for i in range(0, 300, 50))
+
+    def ops() -> Iterator[Any]:
+        for n, i in enumerate(range(0, 300, 50)):
+            if n == flush_before:
+                h.redis.script_flush()
+            yield h.ops.enqueue(Q, jobs[i : i + 50])
+
+    results = h.broker.run_overlapped(ops())
     assert all(r.created for chunk in results for r in chunk)
     assert _ready_ids(h)[1:] == [j.id for j in jobs]
 
