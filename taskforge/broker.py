@@ -748,8 +748,34 @@ class _Overlapped(Generic[T]):
 _REFUSED = object()
 
 
-def _evalsha(call: ScriptCall) -> tuple[Arg, ...]:
-    return ("EVALSHA", _sha(SOURCES[call.name]), len(call.keys), *call.keys, *call.args)
+def _evalsha(call: ScriptCall) -> tuple[Arg | bytes, ...]:
+    return (
+        "EVALSHA",
+        _sha(SOURCES[call.name]),
+        len(call.keys),
+        *_wire(call.keys),
+        *_wire(call.args),
+    )
+
+
+def _wire(args: Sequence[Arg]) -> list[Arg | bytes]:
+    """``args`` for the wire: a string holding bytes that were not UTF-8 when Redis sent them
+    (decoded with ``surrogateescape``) goes back as those bytes. redis-py's own encoder would
+    manage, but hiredis's packer refuses lone surrogates. Envelopes are ASCII: the check is
+    ``isascii()`` for nearly every argument."""
+    return [_raw(a) if isinstance(a, str) and not a.isascii() else a for a in args]
+
+
+def _wire_keys(keys: Sequence[str]) -> list[str | bytes]:
+    return [_raw(k) if not k.isascii() else k for k in keys]
+
+
+def _raw(text: str) -> str | bytes:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+    return text
 
 
 def _wrap(exc: redis.RedisError, settings: Settings) -> BrokerError:
@@ -828,9 +854,9 @@ class SyncBroker:
                 script = self._scripts[request.name] = self.client.register_script(
                     SOURCES[request.name]
                 )
-            return script(keys=list(request.keys), args=list(request.args))
+            return script(keys=_wire_keys(request.keys), args=_wire(request.args))
         if isinstance(request, Command):
-            args = routable(self.client, request.args)
+            args = routable(self.client, tuple(_wire(request.args)))
             return self.client.execute_command(*args)  # type: ignore[no-untyped-call]
         if isinstance(request, Replicated):
             return self._replicated(request)
@@ -846,7 +872,7 @@ class SyncBroker:
             }
         pipe = self.client.pipeline(transaction=False)
         for command in request.commands:
-            pipe.execute_command(*command.args)
+            pipe.execute_command(*_wire(command.args))
         return pipe.execute()
 
     def _wake_then_call(self, request: WakeThenCall) -> tuple[bool, Any]:
@@ -913,9 +939,10 @@ class AsyncBroker:
                 script = self._scripts[request.name] = self.client.register_script(
                     SOURCES[request.name]
                 )
-            return await script(keys=list(request.keys), args=list(request.args))
+            return await script(keys=_wire_keys(request.keys), args=_wire(request.args))
         if isinstance(request, Command):
-            return await self.client.execute_command(*routable(self.client, request.args))
+            args = routable(self.client, tuple(_wire(request.args)))
+            return await self.client.execute_command(*args)
         if isinstance(request, Replicated):
             return await self._replicated(request)
         if isinstance(request, WakeThenCall):
@@ -931,7 +958,7 @@ class AsyncBroker:
             }
         pipe = self.client.pipeline(transaction=False)
         for command in request.commands:
-            pipe.execute_command(*command.args)
+            pipe.execute_command(*_wire(command.args))
         return await pipe.execute()
 
     async def _wake_then_call(self, request: WakeThenCall) -> tuple[bool, Any]:

@@ -13,11 +13,12 @@ from typing import Any
 
 import anyio
 import pytest
+import redis
 from typer.testing import CliRunner, Result
 
-from taskforge import Settings, Taskforge, Worker
+from taskforge import JobPriority, Settings, Taskforge, Worker
 from taskforge import cli as cli_module
-from taskforge.broker import Ops
+from taskforge.broker import Ops, SyncBroker
 from taskforge.cli import cli, parse_duration
 from taskforge.worker import server_warnings
 from tests.redis_server import RedisServer, free_port
@@ -383,6 +384,25 @@ def test_dead_purge_yes_skips_the_question(
 
     assert out["purged"] == 5 and out["queues"] == {"default": 5}
     assert as_json(run("dead", "list", "--json")) == []
+
+
+def test_dead_list_and_purge_handle_an_id_that_is_not_utf8(
+    run: Callable[..., Result], redis_url: str, prefix: str
+) -> None:
+    # Foreign bytes pushed onto a ready list are buried as poison; the CLI must list them and
+    # send them back to Redis byte for byte (hiredis's packer refuses the decoded surrogates).
+    broker = SyncBroker(Settings(redis_url=redis_url, prefix=prefix))
+    ops = broker.ops
+    raw = redis.Redis.from_url(redis_url)
+    raw.rpush(ops.keys("default").ready(JobPriority.NORMAL), b"\xff\xfe-foreign")
+    broker.run(ops.fetch("default", 1, "w-test"))
+
+    listed = as_json(run("dead", "list", "--json"))
+    assert [row["error_type"] for row in listed] == ["PoisonJob"]
+    out = as_json(run("dead", "purge", "--all", "--yes", "--json"))
+    assert out["purged"] == 1
+    assert raw.zcard(ops.keys("default").dead) == 0
+    broker.close()
 
 
 # --------------------------------------------------------------------------- events
