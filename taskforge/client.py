@@ -176,16 +176,19 @@ class Client:
         return [h for h in handles if h is not None]
 
     async def asubmit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]:
-        """Async :meth:`submit`."""
+        """Async :meth:`submit`: every call encoded first, then one script call per queue and
+        chunk of :data:`BULK_CHUNK` (one at a time, so Redis never runs one huge script)."""
         broker = self.abroker
         handles: list[JobHandle[Any] | None] = [None] * len(calls)
         for queue, items in self._grouped(calls).items():
             if queue not in self._announced:
                 await broker.run(broker.ops.announce_queue(queue))
                 self._announced.add(queue)
-            done = await broker.run(broker.ops.enqueue(queue, [j for _, j in items]))
-            for (i, _), res in zip(items, done, strict=True):
-                handles[i] = JobHandle(self, res.id, queue, created=res.created)
+            for start in range(0, len(items), BULK_CHUNK):
+                chunk = items[start : start + BULK_CHUNK]
+                done = await broker.run(broker.ops.enqueue(queue, [j for _, j in chunk]))
+                for (i, _), res in zip(chunk, done, strict=True):
+                    handles[i] = JobHandle(self, res.id, queue, created=res.created)
         return [h for h in handles if h is not None]
 
     # ---------------------------------------------------------------- reading and waiting

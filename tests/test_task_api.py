@@ -25,6 +25,8 @@ from taskforge import (
     Settings,
     Taskforge,
 )
+from taskforge.client import BULK_CHUNK
+from taskforge.keys import QueueKeys
 from tests.redis_server import free_port
 
 AppFactory = Callable[..., Taskforge]
@@ -438,3 +440,20 @@ def test_the_fast_argument_check_agrees_with_signature_bind(n_args: int, names: 
     if not fits:
         with pytest.raises(EnqueueError, match="bad arguments"):
             task.s(*args, **kwargs)
+
+
+@pytest.mark.anyio
+async def test_async_bulk_enqueue_in_chunks_keeps_call_order(app_factory: AppFactory) -> None:
+    app = app_factory()
+
+    @app.task
+    async def job(i: int) -> None:
+        return None
+
+    n = 2 * BULK_CHUNK + 7
+    handles = await app.aenqueue_many([job.s(i) for i in range(n)])
+
+    raw = redis.Redis.from_url(app.settings.redis_url, decode_responses=True)
+    ready = raw.lrange(QueueKeys(app.settings.prefix, "default").ready(JobPriority.NORMAL), 0, -1)
+    assert ready == [h.id for h in handles]
+    assert all(h.created for h in handles)
