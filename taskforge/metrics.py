@@ -246,6 +246,14 @@ def render_redis(out: Exposition, info: dict[str, Any] | None) -> None:
     out.sample("taskforge_redis_keyspace_hit_ratio", hits / (hits + misses) if hits + misses else 0)
 
 
+def _summed(infos: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One server's ``INFO``, or a cluster's: its primaries' figures added up."""
+    if len(infos) == 1:
+        return next(iter(infos.values()))
+    fields = [f for f, *_ in _INFO_GAUGES] + ["keyspace_hits", "keyspace_misses"]
+    return {f: sum(int(info.get(f, 0)) for info in infos.values()) for f in fields}
+
+
 # --------------------------------------------------------------------------- the exporter
 
 
@@ -334,7 +342,7 @@ class MetricsExporter:
         broker = self._broker
         try:
             counts = [broker.run(broker.ops.counts(q)) for q in self.queues]
-            info = None if self.settings.is_memory else broker.run(broker.ops.server_info())
+            info = None if self.settings.is_memory else _summed(broker.run(broker.ops.node_infos()))
         except BrokerError as exc:
             log.warning("metrics scrape could not read Redis: %s", exc)
             return [], None

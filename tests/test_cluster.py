@@ -29,6 +29,7 @@ from taskforge.connection import primaries, sync_client, topology
 from taskforge.errors import ConfigurationError, NotReplicatedError
 from taskforge.health import health_check
 from taskforge.keys import QueueKeys
+from taskforge.metrics import MetricsExporter, WorkerMetrics
 from taskforge.partition import Partitioned
 from tests.cluster import LocalCluster
 
@@ -364,3 +365,21 @@ async def test_health_and_startup_checks_read_every_primary(app_factory: AppFact
     assert len(evicting) == 1
     assert evicting[0].startswith(f"{node.name}: ")
     assert report["status"] == "degraded"
+
+
+def test_metrics_add_up_the_redis_figures_of_every_primary(app_factory: AppFactory) -> None:
+    app = app_factory()
+    client: Any = sync_client(app.settings)
+    nodes = [client.get_redis_connection(n) for n in client.get_primaries()]
+    for node, mib in zip(nodes, (100, 200, 0), strict=True):
+        node.config_set("maxmemory", f"{mib}mb")
+    exporter = MetricsExporter(app.settings, WorkerMetrics(), ["default"], port=0).start()
+    try:
+        text = exporter.scrape()
+    finally:
+        exporter.stop()
+        for node in nodes:
+            node.config_set("maxmemory", "0")
+
+    line = next(x for x in text.splitlines() if x.startswith("taskforge_redis_maxmemory_bytes "))
+    assert float(line.split()[1]) == 300 * 2**20
