@@ -87,7 +87,7 @@ class WakeThenCall:
     """``BZPOPMIN wake_keys timeout``, then a script call, sent together on one connection.
 
     Redis runs the script the moment the blocking pop returns (woken or timed out), so an idle
-    worker's fetch costs no round trip after the wake. The reply is ``(woken, script reply)``.
+    worker's fetch costs no round trip after the wake. The reply is the script's.
     Where a blocking command cannot share a pipeline (a cluster client, the embedded server)
     the drivers send the two one after the other.
     """
@@ -282,8 +282,9 @@ class Ops:
         the timeout), then :meth:`fetch` at once, without another round trip."""
         k = self.keys(queue)
         call = self._fetch_call(queue, count, worker_id, batch, request_id, answered_id)
-        _, raw = yield WakeThenCall((k.wake, k.stop(worker_id)), max(0.001, timeout_s), call)
-        return _fetched(raw)
+        return _fetched(
+            (yield WakeThenCall((k.wake, k.stop(worker_id)), max(0.001, timeout_s), call))
+        )
 
     def unblock(self, queues: Sequence[str], worker_id: str) -> Op[None]:
         """Wake the worker's own idle :meth:`wait_then_fetch` calls (its shutdown)."""
@@ -384,11 +385,6 @@ class Ops:
         ready = dict(zip(PRIORITY_ORDER, (int(x) for x in raw[:3]), strict=True))
         return QueueCounts(queue, ready, int(raw[3]), int(raw[4]), int(raw[5]))
 
-    def wait_wake(self, queue: str, timeout_s: float) -> Op[bool]:
-        """Block until work may be ready (a producer touched the wake marker) or the timeout."""
-        raw = yield Command(("BZPOPMIN", self.keys(queue).wake, max(0.001, timeout_s)))
-        return raw is not None
-
     def heartbeat(self, worker_id: str, info: dict[str, Any], ttl_s: int) -> Op[None]:
         """Publish a worker's liveness and stats; the per-worker key expires after ``ttl_s``."""
         g = self.globals
@@ -419,11 +415,6 @@ class Ops:
         if dead:
             yield Command(("HDEL", g.workers, *dead))
         return [json.loads(entries[w]) for w, ok in zip(ids, alive, strict=True) if ok]
-
-    def server_info(self) -> Op[dict[str, Any]]:
-        """Redis ``INFO`` (all default sections) as a dict."""
-        raw = yield Command(("INFO",))
-        return dict(raw)
 
     def node_infos(self) -> Op[dict[str, dict[str, Any]]]:
         """``INFO`` of every primary: ``{node: info}`` (one entry, ``""``, off a cluster)."""
@@ -748,6 +739,12 @@ class _Overlapped(Generic[T]):
 _REFUSED = object()
 
 
+def _one_connection(client: SyncRedis | AsyncRedis, settings: Settings) -> bool:
+    """Whether requests pipelined on one connection all reach the one server that holds the
+    keys (not a cluster's several; not the embedded server, whose pipelines never block)."""
+    return not (is_cluster(client) or settings.is_memory)
+
+
 def _evalsha(call: ScriptCall) -> tuple[Arg | bytes, ...]:
     return (
         "EVALSHA",
@@ -823,7 +820,7 @@ class SyncBroker:
         embedded server), runs one at a time. Calls whose replies a broken connection lost are
         sent again, so the operations must be idempotent (enqueue is: an id is written once).
         """
-        if is_cluster(self.client) or self.settings.is_memory:
+        if not _one_connection(self.client, self.settings):
             return [self.run(op) for op in ops]
         overlap: _Overlapped[T] | None = None
         try:
@@ -875,21 +872,21 @@ class SyncBroker:
             pipe.execute_command(*_wire(command.args))
         return pipe.execute()
 
-    def _wake_then_call(self, request: WakeThenCall) -> tuple[bool, Any]:
+    def _wake_then_call(self, request: WakeThenCall) -> Any:
         call = request.call
         pop: tuple[Arg, ...] = ("BZPOPMIN", *request.wake_keys, request.timeout_s)
-        if is_cluster(self.client) or self.settings.is_memory:
-            woken = self._send(Command(pop))
-            return woken is not None, self._send(call)
+        if not _one_connection(self.client, self.settings):
+            self._send(Command(pop))
+            return self._send(call)
         pipe = self.client.pipeline(transaction=False)
         pipe.execute_command(*pop)
         pipe.execute_command(*_evalsha(call))
         try:
-            woken, reply = pipe.execute()
+            _, reply = pipe.execute()
         except redis.exceptions.NoScriptError:
             # The server lost its scripts (a restart): the pop happened, the script did not.
-            return True, self._send(call)
-        return woken is not None, reply
+            return self._send(call)
+        return reply
 
     def _replicated(self, request: Replicated) -> Any:
         # One pipeline: WAIT counts replicas holding *this connection's* writes.
@@ -961,21 +958,21 @@ class AsyncBroker:
             pipe.execute_command(*_wire(command.args))
         return await pipe.execute()
 
-    async def _wake_then_call(self, request: WakeThenCall) -> tuple[bool, Any]:
+    async def _wake_then_call(self, request: WakeThenCall) -> Any:
         call = request.call
         pop: tuple[Arg, ...] = ("BZPOPMIN", *request.wake_keys, request.timeout_s)
-        if is_cluster(self.client) or self.settings.is_memory:
-            woken = await self._send(Command(pop))
-            return woken is not None, await self._send(call)
+        if not _one_connection(self.client, self.settings):
+            await self._send(Command(pop))
+            return await self._send(call)
         pipe = self.client.pipeline(transaction=False)
         pipe.execute_command(*pop)
         pipe.execute_command(*_evalsha(call))
         try:
-            woken, reply = await pipe.execute()
+            _, reply = await pipe.execute()
         except redis.exceptions.NoScriptError:
             # The server lost its scripts (a restart): the pop happened, the script did not.
-            return True, await self._send(call)
-        return woken is not None, reply
+            return await self._send(call)
+        return reply
 
     async def _replicated(self, request: Replicated) -> Any:
         # One pipeline: WAIT counts replicas holding *this connection's* writes.

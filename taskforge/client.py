@@ -6,10 +6,10 @@ import asyncio
 import json
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from taskforge.broker import AsyncBroker, Enqueued, NewJob, Op, SyncBroker
+from taskforge.broker import AsyncBroker, NewJob, SyncBroker
 from taskforge.errors import (
     JobNotFoundError,
     PayloadTooLargeError,
@@ -161,14 +161,11 @@ class Client:
         for queue, items in groups.items():
             sent += [(queue, items[i : i + BULK_CHUNK]) for i in range(0, len(items), BULK_CHUNK)]
 
-        def chunks() -> Iterator[Op[list[Enqueued]]]:
-            for queue, chunk in sent:
-                yield ops.enqueue(queue, [j for _, j in chunk])
-
+        chunks = (ops.enqueue(queue, [j for _, j in chunk]) for queue, chunk in sent)
         if len(sent) == 1:  # one call (a .delay()): no stream to set up
-            results = [self.broker.run(next(chunks()))]
+            results = [self.broker.run(next(chunks))]
         else:
-            results = self.broker.run_overlapped(chunks())
+            results = self.broker.run_overlapped(chunks)
         handles: list[JobHandle[Any] | None] = [None] * len(calls)
         for (queue, items), done in zip(sent, results, strict=True):
             for (i, _), res in zip(items, done, strict=True):

@@ -564,6 +564,19 @@ def test_a_resent_fetch_returns_its_own_leases_and_leases_nothing_new(h: Harness
     assert fetch("r1") == []
 
 
+def test_wait_then_fetch_leases_at_once_what_is_ready_and_times_out_when_empty(
+    h: Harness,
+) -> None:
+    # The blocking pop and the fetch in one request (driven here by the sync driver).
+    job_id = h.put()
+    (lease,) = h.broker.run(h.ops.wait_then_fetch(Q, 5, "w-test", 5.0)).jobs
+    assert lease.id == job_id
+
+    started = time.monotonic()
+    assert h.broker.run(h.ops.wait_then_fetch(Q, 5, "w-test", 0.05)).jobs == []
+    assert time.monotonic() - started < 4  # its own timeout, not a hang
+
+
 # ------------------------------------------------------------------ overlapped bulk enqueue
 
 

@@ -450,10 +450,19 @@ async def test_async_bulk_enqueue_in_chunks_keeps_call_order(app_factory: AppFac
     async def job(i: int) -> None:
         return None
 
+    raw = redis.Redis.from_url(app.settings.redis_url, decode_responses=True)
+
+    def script_calls() -> int:
+        stats = raw.info("commandstats")
+        return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
+
+    first = await job.adelay(-1)  # loads the script and announces the queue
     n = 2 * BULK_CHUNK + 7
+    before = script_calls()
     handles = await app.aenqueue_many([job.s(i) for i in range(n)])
 
-    raw = redis.Redis.from_url(app.settings.redis_url, decode_responses=True)
+    assert script_calls() - before == 3  # two full chunks and the rest
+    handles = [first, *handles]
     ready = raw.lrange(QueueKeys(app.settings.prefix, "default").ready(JobPriority.NORMAL), 0, -1)
     assert ready == [h.id for h in handles]
     assert all(h.created for h in handles)
