@@ -19,9 +19,11 @@ from taskforge.errors import (
     SerializationError,
     TaskforgeError,
     UnknownTaskError,
+    WorkerLostError,
 )
 from taskforge.handle import JobHandle
 from taskforge.job import Job, JobPriority, JobRecord, JobStatus
+from taskforge.middleware import Enqueueing, Middleware, RunOutcome
 from taskforge.pubsub import RedisClient, get_redis_client
 from taskforge.queue import JobQueue, JobWorker
 from taskforge.registry import Registry
@@ -38,6 +40,7 @@ __all__ = [
     "CatchUp",
     "ConfigurationError",
     "EnqueueError",
+    "Enqueueing",
     "Job",
     "JobCancelledError",
     "JobContext",
@@ -50,12 +53,14 @@ __all__ = [
     "JobRecord",
     "JobStatus",
     "JobWorker",
+    "Middleware",
     "NotReplicatedError",
     "PayloadTooLargeError",
     "RedisClient",
     "Registry",
     "ResultTimeoutError",
     "Retry",
+    "RunOutcome",
     "SerializationError",
     "Settings",
     "SyncCacheService",
@@ -64,6 +69,7 @@ __all__ = [
     "TaskforgeError",
     "UnknownTaskError",
     "Worker",
+    "WorkerLostError",
     "cached",
     "current_job",
     "default_app",

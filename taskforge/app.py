@@ -7,8 +7,10 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from taskforge.client import Client
 from taskforge.cron import CatchUp, CronSchedule, coerce_catch_up
+from taskforge.errors import ConfigurationError
 from taskforge.handle import JobHandle
 from taskforge.job import JobPriority
+from taskforge.middleware import Middleware
 from taskforge.registry import Registry
 from taskforge.settings import Settings
 from taskforge.task import Call, Periodic, Task, TaskOptions, coerce_priority
@@ -28,6 +30,21 @@ class Taskforge:
         self._settings = settings
         self.registry = registry if registry is not None else Registry()
         self._client: Client | None = None
+        #: Registered middleware, in order (see :meth:`add_middleware`).
+        self.middleware: list[Middleware] = []
+
+    def add_middleware(self, middleware: Middleware) -> Middleware:
+        """Register ``middleware`` for this app's producers and workers; returns it.
+
+        Raises:
+            ConfigurationError: it is not a :class:`~taskforge.middleware.Middleware`.
+        """
+        if not isinstance(middleware, Middleware):
+            raise ConfigurationError(
+                f"{middleware!r} is not a taskforge Middleware; subclass taskforge.Middleware"
+            )
+        self.middleware.append(middleware)
+        return middleware
 
     @property
     def settings(self) -> Settings:
@@ -49,7 +66,7 @@ class Taskforge:
     def client(self) -> Client:
         """The producer client (created on first use)."""
         if self._client is None:
-            self._client = Client(self.settings)
+            self._client = Client(self.settings, middleware=self.middleware)
         return self._client
 
     # The dispatcher protocol for tasks: resolve the client only when a job is sent.

@@ -181,6 +181,7 @@ class Outcome:
     error_type: str = ""
     error: str = ""
     traceback: str = ""
+    duration_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,17 +305,26 @@ class Ops:
         args: list[Arg] = [self.settings.events_channel, queue, self.settings.result_ttl_s]
         for o in outcomes:
             args += [o.id, o.token, o.status.value, o.result_json, o.error_type, o.error]
-            args.append(o.traceback)
+            args += [o.traceback, o.duration_ms]
         raw = yield ScriptCall("finish", [k.inflight, k.dead, k.job_prefix], args)
         return [bool(x) for x in raw]
 
     def retry(
-        self, queue: str, job_id: str, token: str, delay_ms: int, error: tuple[str, str, str]
+        self,
+        queue: str,
+        job_id: str,
+        token: str,
+        delay_ms: int,
+        error: tuple[str, str, str],
+        duration_ms: int = 0,
     ) -> Op[bool]:
-        """Schedule a failed job's next attempt after ``delay_ms``; ``error`` = (type, msg, tb)."""
+        """Schedule a failed job's next attempt after ``delay_ms``; ``error`` = (type, msg, tb).
+
+        ``duration_ms`` (the failed run's) goes into the ``retrying`` event."""
         k = self.keys(queue)
         keys = [k.inflight, k.scheduled, k.wake, k.job(job_id)]
         args: list[Arg] = [self.settings.events_channel, queue, job_id, token, delay_ms, *error]
+        args.append(duration_ms)
         return bool((yield ScriptCall("retry", keys, args)))
 
     def requeue(

@@ -37,6 +37,7 @@ from taskforge.errors import (
 )
 from taskforge.health import health_check
 from taskforge.job import PRIORITY_ORDER, JobRecord, JobStatus
+from taskforge.outcome_log import JsonLines
 from taskforge.scheduler import cron_status
 from taskforge.settings import Settings
 from taskforge.task import Call, TaskOptions, coerce_priority
@@ -130,6 +131,9 @@ def worker(
             "--metrics-port", min=0, max=65535, help="serve Prometheus /metrics on this port"
         ),
     ] = None,
+    json_outcomes: Annotated[
+        bool, typer.Option("--json", help="print one JSON line per job outcome on stdout")
+    ] = False,
 ) -> None:
     """Run a worker: fetch jobs in strict priority order and run them."""
     setup_logging(log_level, log_format)
@@ -144,6 +148,8 @@ def worker(
             burst=burst,
             grace_s=grace,
             metrics_port=metrics_port,
+            middleware=app.middleware,
+            outcome_log=JsonLines() if json_outcomes else None,
         )
     except ValueError as exc:  # a bad queue name or Redis URL (ConfigurationError included)
         raise fail(f"cannot start worker on {settings.masked_url()}: {exc}", 2) from None

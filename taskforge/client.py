@@ -18,6 +18,7 @@ from taskforge.errors import (
 )
 from taskforge.handle import JobHandle
 from taskforge.job import TERMINAL, JobRecord, JobStatus, new_job_id
+from taskforge.middleware import Enqueueing, Hooks, Middleware
 from taskforge.serializer import PICKLE, dump_args
 from taskforge.settings import Settings
 from taskforge.signing import sign, signing_key
@@ -41,8 +42,9 @@ _ENVELOPE_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 class Client:
     """Producer API over one Redis, sync and async. Connects lazily, on first use."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, middleware: Sequence[Middleware] = ()):
         self.settings = settings
+        self._hooks = Hooks(middleware)
         self._sync: SyncBroker | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncBroker] = (
             weakref.WeakKeyDictionary()
@@ -87,7 +89,7 @@ class Client:
         # fields every job of one task and its options share are encoded once.
         text = (
             f'{{"id":{_ENVELOPE_JSON.encode(job_id)},"args":{args_json},"kwargs":{kwargs_json},'
-            f'"created_ms":{int(time.time() * 1000)}{tail}}}'
+            f'"created_ms":{int(time.time() * 1000)}{tail}{self._headers(job_id, call)}}}'
         )
         key = signing_key(self.settings)
         if key is not None:
@@ -111,6 +113,13 @@ class Client:
             unique_ttl_s=o.unique_ttl or 0.0,
         )
         return o.queue, new
+
+    def _headers(self, job_id: str, call: Call) -> str:
+        """The ``"headers"`` member the middleware's ``on_enqueue`` hooks write ('' if none)."""
+        if not self._hooks:
+            return ""
+        headers = self._hooks.enqueue(Enqueueing(job_id, call.task, call.options.queue))
+        return f',"headers":{_ENVELOPE_JSON.encode(headers)}' if headers else ""
 
     def _fixed_fields(self, task: str, o: TaskOptions, serializer: str) -> str:
         key = (task, o, serializer)

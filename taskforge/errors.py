@@ -14,7 +14,8 @@ Every error taskforge raises on purpose subclasses :class:`TaskforgeError`::
     ├── JobNotFoundError          no record for a job id (never existed, or expired)
     ├── ResultTimeoutError        the job did not finish within the wait
     ├── JobFailedError            the job ended dead or cancelled; carries the remote error
-    └── JobCancelledError         raised inside a running task whose cancellation was requested
+    ├── JobCancelledError         raised inside a running task whose cancellation was requested
+    └── WorkerLostError           the pool process running the attempt died (SIGKILL, OOM killer)
 
 ``Retry`` (in :mod:`taskforge.retry`) is not an error: tasks raise it to ask for another attempt.
 :class:`JobInterrupted` is not one either: it is a ``BaseException`` that stops a sync task's
@@ -95,3 +96,8 @@ class JobInterrupted(BaseException):
     catch it, so the task cannot run on unseen after the worker has recorded its outcome.
     ``finally`` blocks and context managers still run.
     """
+
+
+class WorkerLostError(TaskforgeError):
+    """The pool process running an attempt died before it answered (SIGKILL, the OOM killer, a
+    crash in C code). The attempt counts as failed and the job follows its retry policy."""

@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import copy_context
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -40,6 +40,8 @@ class Failure:
     type: str
     message: str
     traceback: str = ""
+    #: The live exception, when it was raised in this process (middleware reporters use it).
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, exc: BaseException) -> Failure:
@@ -47,7 +49,7 @@ class Failure:
         tb = "".join(traceback.format_exception(exc))
         if len(tb) > TRACEBACK_LIMIT:
             tb = "...\n" + tb[-TRACEBACK_LIMIT:]
-        return cls(type(exc).__name__, str(exc) or repr(exc), tb)
+        return cls(type(exc).__name__, str(exc) or repr(exc), tb, exc)
 
 
 @dataclass(frozen=True, slots=True)

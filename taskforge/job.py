@@ -68,6 +68,8 @@ class Job(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0)
     created_ms: int = 0
     serializer: str = "json"
+    #: Middleware data (trace context, tenant, request id): str -> str, signed with the rest.
+    headers: dict[str, str] = Field(default_factory=dict)
     sig: str = ""  # HMAC of the rest, when producers sign (see taskforge.signing)
 
 

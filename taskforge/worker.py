@@ -15,7 +15,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,7 @@ from taskforge.executor import (
     Result,
     RetryLater,
     Succeeded,
+    classify_failure,
     decode,
     describe_bad_envelope,
     describe_unknown,
@@ -51,12 +52,15 @@ from taskforge.job import Job, JobStatus
 from taskforge.keys import check_queue_name
 from taskforge.limiter import Limiter
 from taskforge.metrics import MetricsExporter, WorkerMetrics
+from taskforge.middleware import Hooks, Middleware, outcome_of
+from taskforge.outcome_log import outcome_line
 from taskforge.progress import ProgressWriter
 from taskforge.registry import Registry
 from taskforge.scheduler import Scheduler
 from taskforge.serializer import SerializerRefusedError, load_job
 from taskforge.settings import Settings
 from taskforge.signing import SignatureError, signing_key, verify
+from taskforge.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,7 @@ class _Running:
     scope: anyio.CancelScope
     ctx: JobContext | None = None
     started: float = field(default_factory=time.monotonic)
+    ran: bool = False  # reached the middleware's before_run
 
 
 @dataclass(slots=True)
@@ -120,6 +125,8 @@ class Worker:
         block_s: float = 5.0,
         worker_id: str | None = None,
         metrics_port: int | None = None,
+        middleware: Sequence[Middleware] = (),
+        outcome_log: Callable[[dict[str, Any]], None] | None = None,
     ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -161,6 +168,8 @@ class Worker:
         self._signing_key = signing_key(settings)
         self._limiter = Limiter(self.broker)
         self._progress = ProgressWriter(self.broker)
+        self._hooks = Hooks(middleware)
+        self._outcome_log = outcome_log  # gets one dict per recorded outcome (--json)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -184,6 +193,7 @@ class Worker:
     async def run(self) -> WorkerStats:
         """Run until stopped (or, in burst mode, until the queues are drained)."""
         await self.check_server()
+        await self._hooks.worker_start(self)
         exporter = self._start_metrics()
         log.info(
             "worker %s up: queues=%s concurrency=%d redis=%s",
@@ -215,6 +225,7 @@ class Worker:
                 exporter.stop()
             with anyio.CancelScope(shield=True):
                 await self._cancel_jobs()
+                await self._hooks.worker_stop(self)
                 await self._close()
         if self._job_error is not None:
             raise self._job_error
@@ -489,6 +500,11 @@ class Worker:
         duration_s = time.monotonic() - running.started
         self._pending.append(_Pending(running.queue, lease, result, task_name, attempt, duration_s))
         self._flush_wanted.set()
+        if (
+            self._hooks and running.ctx is not None
+        ):  # the outcome is decided: hooks cannot change it
+            outcome = outcome_of(result, duration_s)
+            await self._hooks.after_run(running.ctx, outcome, ran=running.ran)
 
     async def _execute(self, running: _Running) -> tuple[Result, str]:
         lease = running.lease
@@ -517,9 +533,19 @@ class Worker:
         if wait_s is not None:
             return Deferred(wait_s), job.task
         try:
-            return await self._executor.run(task, running.ctx, running.scope), job.task
+            return await self._attempt(task, running, running.ctx), job.task
         finally:
             await self._limiter.release(task, lease.id)
+
+    async def _attempt(self, task: Task[Any, Any], running: _Running, ctx: JobContext) -> Result:
+        if self._hooks:
+            running.ran = True
+            try:
+                await self._hooks.before_run(ctx)
+            # A middleware boundary: its error fails this attempt, as the task's own would.
+            except Exception as exc:
+                return classify_failure(ctx.job, ctx.attempt - 1, exc)
+        return await self._executor.run(task, ctx, running.scope)
 
     def _open(self, lease: Leased) -> Job:
         """Check the signature (when signing is on), decode, and unpack the arguments."""
@@ -592,7 +618,7 @@ class Worker:
                     f = p.result.failure
                     delay_ms = int(p.result.delay_s * 1000)
                     ok = await self.broker.run(
-                        ops.retry(queue, p.lease.id, p.lease.token, delay_ms, _triple(f))
+                        ops.retry(queue, p.lease.id, p.lease.token, delay_ms, _triple(f), _ms(p))
                     )
                     self._log(p, ok)
         await self._write_minute_counts()
@@ -619,6 +645,8 @@ class Worker:
             )  # fmt: skip
             return
         ms = p.duration_s * 1000
+        if self._outcome_log is not None:
+            self._log_outcome(p)
         self.stats.processed += not isinstance(r, Abandoned | Deferred)
         self.metrics.job_finished(p.queue, _OUTCOME_NAMES[type(r)], p.duration_s)
         if isinstance(r, Succeeded):
@@ -645,6 +673,15 @@ class Worker:
         else:
             self.stats.handed_back += 1
             log.info("job %s %s handed back to queue %s", p.lease.id, p.task, p.queue)
+
+    def _log_outcome(self, p: _Pending) -> None:
+        assert self._outcome_log is not None
+        outcome = outcome_of(p.result, p.duration_s)
+        line = outcome_line(
+            job_id=p.lease.id, task=p.task, queue=p.queue, attempt=p.attempt, outcome=outcome,
+            worker=self.id,
+        )  # fmt: skip
+        self._outcome_log(line)
 
     # ------------------------------------------------------------------ background services
 
@@ -731,14 +768,26 @@ def _triple(f: Failure) -> tuple[str, str, str]:
     return f.type, f.message, f.traceback
 
 
+def _ms(p: _Pending) -> int:
+    return round(p.duration_s * 1000)
+
+
 def _outcome(p: _Pending) -> Outcome:
     lease, r = p.lease, p.result
     if isinstance(r, Succeeded):
-        return Outcome(lease.id, lease.token, JobStatus.SUCCEEDED, result_json=r.result_json)
+        return Outcome(
+            lease.id,
+            lease.token,
+            JobStatus.SUCCEEDED,
+            result_json=r.result_json,
+            duration_ms=_ms(p),
+        )
     if isinstance(r, Dead):
         f = r.failure
-        return Outcome(lease.id, lease.token, JobStatus.DEAD, "", *_triple(f))
-    return Outcome(lease.id, lease.token, JobStatus.CANCELLED, "", "Cancelled", "cancelled")
+        return Outcome(lease.id, lease.token, JobStatus.DEAD, "", *_triple(f), duration_ms=_ms(p))
+    return Outcome(
+        lease.id, lease.token, JobStatus.CANCELLED, "", "Cancelled", "cancelled", "", _ms(p)
+    )
 
 
 def server_warnings(info: dict[str, Any], save_config: str | None = None) -> list[str]:
