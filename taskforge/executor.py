@@ -11,7 +11,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import copy_context
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from pydantic import ValidationError
@@ -22,6 +22,9 @@ from taskforge.job import Job
 from taskforge.registry import Registry
 from taskforge.retry import Retry, backoff_s
 from taskforge.task import Task
+
+if TYPE_CHECKING:  # the pool (and multiprocessing) load only when a worker asks for one
+    from taskforge.pool import ProcessPool
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +141,16 @@ def encode_result(value: Any) -> str:
 class Executor:
     """Runs jobs of one registry. Async tasks run on the loop; sync tasks in worker threads."""
 
-    def __init__(self, registry: Registry, *, thread_limiter: anyio.CapacityLimiter):
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        thread_limiter: anyio.CapacityLimiter,
+        pool: ProcessPool | None = None,
+    ):
         self.registry = registry
         self.thread_limiter = thread_limiter
+        self.pool = pool  # when set, sync tasks run in its child processes, not in threads
 
     async def run(self, task: Task[Any, Any], ctx: JobContext, scope: anyio.CancelScope) -> Result:
         """Run one attempt inside ``scope`` (the worker cancels it to abort) and classify it."""
@@ -172,7 +182,17 @@ class Executor:
                     return await task.fn(*job.args, **job.kwargs)
             except TimeoutError as exc:
                 raise JobTimeoutError(f"timed out after {job.timeout_s}s") from exc
+        if self.pool is not None:
+            return await self._call_in_pool(self.pool, ctx)
         return await self._call_sync(task.fn, ctx)
+
+    async def _call_in_pool(self, pool: ProcessPool, ctx: JobContext) -> Any:
+        timeout_s = ctx.job.timeout_s
+        try:
+            with _deadline(timeout_s):
+                return await pool.call(ctx)  # a timeout or cancel kills the child
+        except TimeoutError as exc:
+            raise JobTimeoutError(f"timed out after {timeout_s}s") from exc
 
     async def _call_sync(self, fn: Callable[..., Any], ctx: JobContext) -> Any:
         job = ctx.job

@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -61,6 +61,9 @@ from taskforge.serializer import SerializerRefusedError, load_job
 from taskforge.settings import Settings
 from taskforge.signing import SignatureError, signing_key, verify
 from taskforge.task import Task
+
+if TYPE_CHECKING:  # the CLI builds the pool; importing it here would load multiprocessing
+    from taskforge.pool import ProcessPool
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +130,7 @@ class Worker:
         metrics_port: int | None = None,
         middleware: Sequence[Middleware] = (),
         outcome_log: Callable[[dict[str, Any]], None] | None = None,
+        pool: ProcessPool | None = None,
     ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -142,7 +146,9 @@ class Worker:
         self.stats = WorkerStats()
         self.broker = AsyncBroker(settings)
         self._blocker = AsyncBroker(settings, async_client(settings, blocking_s=block_s))
-        self._executor = Executor(registry, thread_limiter=anyio.CapacityLimiter(concurrency))
+        self.pool = pool  # sync tasks run in its processes (started and stopped by run())
+        limiter = anyio.CapacityLimiter(concurrency)
+        self._executor = Executor(registry, thread_limiter=limiter, pool=pool)
         self._free = concurrency
         self._slot_freed = anyio.Event()
         self._running: dict[str, _Running] = {}
@@ -200,6 +206,8 @@ class Worker:
             self.id, ",".join(self.queues), self.concurrency, self.settings.masked_url(),
         )  # fmt: skip
         try:
+            if self.pool is not None:
+                await self.pool.start()
             async with anyio.create_task_group() as services:
                 services.start_soon(self._flush_loop)
                 services.start_soon(self._lease_loop)
@@ -226,6 +234,8 @@ class Worker:
             with anyio.CancelScope(shield=True):
                 await self._cancel_jobs()
                 await self._hooks.worker_stop(self)
+                if self.pool is not None:
+                    await self.pool.aclose()
                 await self._close()
         if self._job_error is not None:
             raise self._job_error

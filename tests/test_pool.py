@@ -1,0 +1,159 @@
+"""The process pool, in real ``taskforge worker --pool process`` subprocesses on a real Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from taskforge import JobStatus, Taskforge
+from taskforge.job import JobRecord
+from tests import pool_tasks
+
+StartWorker = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def app(redis_url: str, prefix: str) -> Iterator[Taskforge]:
+    """``tests.pool_tasks.app`` pointed at the test Redis and prefix the workers use."""
+    pool_tasks.app.configure(redis_url=redis_url, prefix=prefix)
+    yield pool_tasks.app
+    pool_tasks.app.client.close()
+
+
+def burst(start: StartWorker, *options: str) -> tuple[int, list[dict[str, Any]], str]:
+    """Run a process-pool worker until the queue is drained: (its pid, JSON lines, output)."""
+    proc = start("tests.pool_tasks:app", "--pool", "process", "--burst", "--json", *options)
+    out, _ = proc.communicate(timeout=90)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    return proc.pid, lines, text
+
+
+def record(app: Taskforge, job_id: str) -> JobRecord:
+    return app.client.record("default", job_id)
+
+
+def test_sync_tasks_run_in_child_processes_and_async_ones_on_the_loop(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    syncs = [pool_tasks.pid.delay() for _ in range(6)]
+    on_loop = pool_tasks.apid.delay()
+
+    worker_pid, lines, _ = burst(worker_process, "-c", "2")
+
+    child_pids = {h.result(timeout=5) for h in syncs}
+    assert worker_pid not in child_pids
+    assert 1 <= len(child_pids) <= 2  # -c 2: two children, reused
+    assert on_loop.result(timeout=5) == worker_pid
+    assert len(lines) == 7 and {line["status"] for line in lines} == {"succeeded"}
+
+
+def test_a_child_killed_mid_job_fails_that_attempt_and_the_job_retries(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    victim = pool_tasks.die_once.delay()
+    bystanders = [pool_tasks.pid.delay() for _ in range(3)]
+
+    _, lines, _ = burst(worker_process, "-c", "2")
+
+    rec = record(app, victim.id)
+    assert rec.status == JobStatus.SUCCEEDED and rec.attempts == 2
+    (lost,) = [line for line in lines if line["status"] == "retrying"]
+    assert lost["job_id"] == victim.id
+    assert lost["error"].startswith("WorkerLostError: pool process")
+    assert "killed by SIGKILL" in lost["error"]
+    assert all(record(app, h.id).status == JobStatus.SUCCEEDED for h in bystanders)
+
+
+def test_a_timed_out_task_is_interrupted_its_finally_runs_and_the_next_job_gets_a_fresh_child(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    slow = pool_tasks.hang.delay()
+    after = pool_tasks.pid.delay()
+
+    burst(worker_process, "-c", "1")
+
+    rec = record(app, slow.id)
+    assert rec.status == JobStatus.DEAD
+    assert rec.error_type == "JobTimeoutError"
+    client = app.client.broker.client
+    assert client.lrange(pool_tasks.log_key("cleaned"), 0, -1) == [slow.id]
+    assert record(app, after.id).status == JobStatus.SUCCEEDED
+
+
+def test_a_task_that_ignores_sigterm_is_killed_after_the_grace(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    stuck = pool_tasks.stubborn.delay()
+
+    started = time.monotonic()
+    burst(worker_process, "-c", "1")
+
+    assert record(app, stuck.id).error_type == "JobTimeoutError"
+    (pid,) = app.client.broker.client.lrange(pool_tasks.log_key("stubborn"), 0, -1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid), 0)  # SIGKILLed and reaped
+    assert time.monotonic() - started < 60
+
+
+def test_children_are_replaced_after_max_tasks_per_child(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    handles = [pool_tasks.pid.delay() for _ in range(6)]
+
+    burst(worker_process, "-c", "1", "--max-tasks-per-child", "2")
+
+    pids = [h.result(timeout=5) for h in handles]
+    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4] == pids[5]
+    assert len(set(pids)) == 3
+
+
+def test_a_child_past_its_memory_limit_is_replaced(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    first, second = pool_tasks.pid.delay(), pool_tasks.pid.delay()
+    hog = pool_tasks.hog.delay(200)
+    after = pool_tasks.pid.delay()
+
+    burst(worker_process, "-c", "1", "--max-memory-per-child-mb", "150")
+
+    assert first.result(timeout=5) == second.result(timeout=5)  # small: kept
+    assert hog.result(timeout=5) == first.result(timeout=5)
+    assert after.result(timeout=5) != hog.result(timeout=5)  # grew past 150 MiB: replaced
+
+
+def test_the_childs_traceback_is_kept_on_the_record(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    handle = pool_tasks.fail.delay("bad input")
+
+    burst(worker_process, "-c", "1")
+
+    rec = record(app, handle.id)
+    assert (rec.error_type, rec.error) == ("ValueError", "bad input")
+    assert "(in the pool process)" in (rec.traceback or "")
+    assert "pool_tasks.py" in (rec.traceback or "")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--pool", "fork"], "--pool must be one of thread, process"),
+        (["--max-tasks-per-child", "5"], "need --pool process"),
+    ],
+)
+def test_bad_pool_options_are_refused_with_what_to_write(
+    worker_process: StartWorker, options: list[str], message: str
+) -> None:
+    proc = worker_process("tests.pool_tasks:app", "--burst", *options)
+    out, _ = proc.communicate(timeout=60)
+
+    assert proc.returncode == 2
+    assert message in out.decode()
