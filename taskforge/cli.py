@@ -198,7 +198,7 @@ def _pool(
         size=size,
         max_tasks_per_child=max_tasks,
         max_memory_per_child_mb=max_memory_mb,
-        preload=[spec.partition(":")[0] for spec in modules],
+        preload=["taskforge.cli", *(spec.partition(":")[0] for spec in modules)],
     )
 
 

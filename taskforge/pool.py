@@ -123,10 +123,8 @@ class ProcessPool:
         Raises:
             ConfigurationError: a child could not load the app (the message has its error).
         """
-        children = []
-        for _ in range(self.size):
-            children.append(await self._spawn())
-        self._idle.extend(children)
+        while len(self._idle) < self.size:  # a second start() finds them running
+            self._idle.append(await self._spawn())
 
     async def aclose(self) -> None:
         """Stop idle children (they finish nothing: no job is running once the worker stops)."""

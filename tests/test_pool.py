@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -157,3 +158,18 @@ def test_bad_pool_options_are_refused_with_what_to_write(
 
     assert proc.returncode == 2
     assert message in out.decode()
+
+
+def test_pool_benchmark_prints_its_table(redis_url: str) -> None:
+    from tests.test_benchmarks import ROOT
+
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "pool_bench.py"), "--redis-url", redis_url]
+    cmd += ["--rounds", "1", "--cpu-n", "4", "--noop-n", "20", "--ipc-n", "20"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figures = [line.split("  ")[0] for line in proc.stdout.splitlines()[2:-1]]
+    assert figures == [
+        "CPU 50 ms jobs/s, -c 2", "no-op µs per job, -c 2", "no-op µs per job, -c 8",
+        "IPC round trip µs (one child)", "start a replacement child, ms",
+    ]  # fmt: skip
