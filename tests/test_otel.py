@@ -137,3 +137,18 @@ def test_plain_import_of_taskforge_does_not_load_the_otel_module() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
     assert out.stdout.strip() == "False"
+
+
+def test_otel_example_prints_one_trace_with_an_attempt_per_retry() -> None:
+    from tests.test_examples import ROOT, run_example
+
+    out = run_example(ROOT / "examples" / "otel_trace.py")
+
+    lines = out.splitlines()
+    assert lines[0] == "result: charged 500"
+    assert lines[1].startswith("trace ")
+    assert lines[2] == "create default  [producer]  task=shop.charge"
+    assert lines[3].startswith("├── process default  [consumer]  attempt=1 outcome=retrying  ERROR")
+    assert lines[4].startswith("│   └── call payment API")
+    assert lines[5] == "└── process default  [consumer]  attempt=2 outcome=succeeded"
+    assert lines[6] == "    └── call payment API  [internal]"
