@@ -89,3 +89,10 @@ def hog(mib: int) -> int:
     """Keep ``mib`` MiB alive in this child; returns its pid."""
     _hoard.append(b"x" * (mib * 1024 * 1024))  # written, so resident (calloc'd pages are not)
     return os.getpid()
+
+
+@app.task(name="pool.sleepy")
+def sleepy() -> None:
+    """Say it started, then sleep for a minute (until cancelled)."""
+    report("sleepy", str(os.getpid()))
+    time.sleep(60)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from taskforge import JobStatus, Taskforge
+from taskforge import JobFailedError, JobStatus, Taskforge
 from taskforge.job import JobRecord
 from tests import pool_tasks
 
@@ -173,3 +173,33 @@ def test_pool_benchmark_prints_its_table(redis_url: str) -> None:
         "CPU 50 ms jobs/s, -c 2", "no-op µs per job, -c 2", "no-op µs per job, -c 8",
         "IPC round trip µs (one child)", "start a replacement child, ms",
     ]  # fmt: skip
+
+
+def test_cancelling_a_running_pool_job_stops_its_child(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    handle = pool_tasks.sleepy.delay()
+    proc = worker_process("tests.pool_tasks:app", "--pool", "process", "-c", "1")
+    client = app.client.broker.client
+    started = client.blpop([pool_tasks.log_key("sleepy")], timeout=60)
+    assert started is not None, "the job never started"
+
+    handle.cancel()
+
+    with pytest.raises(JobFailedError, match="cancelled"):
+        handle.result(timeout=30)
+    child_pid = int(started[1])
+    deadline = time.monotonic() + 10
+    while _alive(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child_pid)
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
