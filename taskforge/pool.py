@@ -29,10 +29,9 @@ import pickle
 import resource
 import signal
 import sys
-import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
@@ -71,7 +70,6 @@ class _Child:
     process: BaseProcess
     conn: Connection
     jobs_done: int = 0
-    started: float = field(default_factory=time.monotonic)
 
 
 class ProcessPool:
@@ -160,7 +158,11 @@ class ProcessPool:
         """An idle live child with the job sent to it (a child found dead is replaced)."""
         message = (ctx.job, ctx.attempt, ctx.token)
         while True:
-            child = self._idle.pop() if self._idle else await self._spawn()
+            if self._idle:
+                child = self._idle.pop()
+            else:
+                with anyio.CancelScope(shield=True):  # a child half-started would be lost
+                    child = await self._spawn()
             try:
                 child.conn.send(message)
                 return child
