@@ -111,7 +111,9 @@ class Middleware:
         return None
 
     def on_dead(self, ctx: JobContext, outcome: RunOutcome) -> Awaitable[None] | None:
-        """The job is being dead-lettered (retries spent, or it cannot run)."""
+        """The job is being dead-lettered after an attempt (retries spent, or a result that
+        cannot be stored). Jobs that cannot be decoded or name an unknown task are dead-lettered
+        before any hook sees them."""
         return None
 
     def on_worker_start(self, worker: Worker) -> Awaitable[None] | None:

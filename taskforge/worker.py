@@ -510,9 +510,8 @@ class Worker:
         duration_s = time.monotonic() - running.started
         self._pending.append(_Pending(running.queue, lease, result, task_name, attempt, duration_s))
         self._flush_wanted.set()
-        if (
-            self._hooks and running.ctx is not None
-        ):  # the outcome is decided: hooks cannot change it
+        # After the append: the outcome is decided, and written whatever the hooks do.
+        if self._hooks and running.ctx is not None:
             outcome = outcome_of(result, duration_s)
             await self._hooks.after_run(running.ctx, outcome, ran=running.ran)
 
