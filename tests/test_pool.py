@@ -172,6 +172,7 @@ def test_pool_benchmark_prints_its_table(redis_url: str) -> None:
     assert figures == [
         "CPU 50 ms jobs/s, -c 2", "no-op µs per job, -c 2", "no-op µs per job, -c 8",
         "IPC round trip µs (one child)", "start a replacement child, ms",
+        "host ceiling: 2 bare processes",
     ]  # fmt: skip
 
 
