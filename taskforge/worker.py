@@ -436,7 +436,7 @@ class Worker:
         now = time.monotonic()
         if self._outage_since is None:
             self._outage_since = now
-            log.error("worker %s cannot reach Redis: %s; retrying", self.id, exc)
+            log.error("worker %s %s; retrying", self.id, _trouble(exc))
         await anyio.sleep(min(2.0, 0.1 + (now - self._outage_since) / 5))
 
     def _recovered(self) -> None:
@@ -725,6 +725,14 @@ def heartbeat_interval_s() -> float:
     if not (math.isfinite(value) and value > 0):
         raise ConfigurationError(f"{HEARTBEAT_ENV}={raw!r}: expected seconds > 0, e.g. 5")
     return value
+
+
+def _trouble(exc: BrokerError) -> str:
+    # Say what failed: an unreachable server, or one that answered with an error (a script
+    # error, WRONGTYPE), which a reconnect will not fix.
+    if isinstance(exc, BrokerConnectionError):
+        return f"cannot reach Redis: {exc}"
+    return f"got an error from Redis: {exc}"
 
 
 def _triple(f: Failure) -> tuple[str, str, str]:
