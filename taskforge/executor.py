@@ -5,13 +5,14 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+import math
 import threading
 import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import copy_context
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import anyio
 from pydantic import ValidationError
@@ -43,11 +44,29 @@ class Failure:
 
     @classmethod
     def of(cls, exc: BaseException) -> Failure:
-        """Describe ``exc`` (its traceback is cut to ``TRACEBACK_LIMIT`` characters)."""
-        tb = "".join(traceback.format_exception(exc))
+        """Describe ``exc`` (its traceback is cut to ``TRACEBACK_LIMIT`` characters).
+
+        Never raises: an exception whose ``__str__`` or ``__repr__`` fails is still described.
+        """
+        try:
+            tb = "".join(traceback.format_exception(exc))
+        except Exception as err:  # a frame or chain that cannot be formatted
+            tb = f"<traceback could not be formatted: {type(err).__name__}>"
         if len(tb) > TRACEBACK_LIMIT:
             tb = "...\n" + tb[-TRACEBACK_LIMIT:]
-        return cls(type(exc).__name__, str(exc) or repr(exc), tb)
+        return cls(type(exc).__name__, _describe(exc), tb)
+
+
+def _describe(exc: BaseException) -> str:
+    # A task's exception is user code: its __str__/__repr__ may raise, or recurse without end.
+    for render in (str, repr):
+        try:
+            text = render(exc)
+        except Exception as err:
+            text = f"<{type(exc).__name__}.__{render.__name__}__ failed: {type(err).__name__}>"
+        if text:
+            return text
+    return type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +127,7 @@ def classify_failure(job: Job, attempts_before: int, exc: BaseException) -> Retr
     retry_number = attempts_before + 1
     if retry_number > job.max_retries:
         return Dead(failure)
-    if isinstance(exc, Retry) and exc.countdown_s is not None:
+    if isinstance(exc, Retry) and _usable_delay(exc.countdown_s):
         return RetryLater(exc.countdown_s, failure)
     delay = backoff_s(
         retry_number,
@@ -117,6 +136,13 @@ def classify_failure(job: Job, attempts_before: int, exc: BaseException) -> Retr
         jitter=job.retry_jitter,
     )
     return RetryLater(delay, failure)
+
+
+def _usable_delay(countdown_s: float | None) -> TypeGuard[float]:
+    # NaN, infinity or a negative countdown (set after Retry's own check) falls back to the
+    # backoff schedule: the retry still happens, and the worker never sees a delay it cannot
+    # turn into milliseconds.
+    return countdown_s is not None and math.isfinite(countdown_s) and countdown_s >= 0
 
 
 #: Reused: ``json.dumps`` with options builds a new encoder per call.
@@ -142,7 +168,6 @@ class Executor:
 
     async def run(self, task: Task[Any, Any], ctx: JobContext, scope: anyio.CancelScope) -> Result:
         """Run one attempt inside ``scope`` (the worker cancels it to abort) and classify it."""
-        job = ctx.job
         try:
             with scope:
                 value = await self._call(task, ctx)
@@ -150,16 +175,22 @@ class Executor:
                 return Cancelled() if ctx.cancel_requested else Abandoned()
         except JobCancelledError:
             return Cancelled()
-        # The job boundary: whatever the task raised becomes its outcome, never a worker crash
-        # (sys.exit() in a task too: it would otherwise take the worker and its other jobs down).
-        except (Exception, SystemExit) as exc:
-            if ctx.cancel_requested:
-                return Cancelled()
-            return classify_failure(job, ctx.attempt - 1, exc)
+        # The job boundary: whatever the task raised becomes its outcome, never a worker crash:
+        # sys.exit(), KeyboardInterrupt, GeneratorExit or a BaseException of its own would
+        # otherwise take the worker and its other jobs down.
+        except BaseException as exc:
+            return self._failed(ctx, exc)
         try:
             return Succeeded(encode_result(value))
-        except (TypeError, ValueError) as exc:
+        # RecursionError: a result nested deeper than the encoder's recursion limit.
+        except (TypeError, ValueError, RecursionError) as exc:
             return Dead(Failure("SerializationError", f"result cannot be stored: {exc}"))
+
+    @staticmethod
+    def _failed(ctx: JobContext, exc: BaseException) -> Result:
+        if ctx.cancel_requested:
+            return Cancelled()
+        return classify_failure(ctx.job, ctx.attempt - 1, exc)
 
     async def _call(self, task: Task[Any, Any], ctx: JobContext) -> Any:
         job = ctx.job
@@ -181,13 +212,17 @@ class Executor:
             try:
                 bind(ctx)
                 return fn(*job.args, **job.kwargs)
+            except BaseException as exc:
+                # Boxed out of the thread: a GeneratorExit thrown into the awaiting coroutine
+                # would close the coroutines above it instead of reaching the job boundary.
+                return _Raised(exc)
             finally:
                 running.leave()
 
         context = copy_context()
         try:
             with _deadline(job.timeout_s):
-                return await anyio.to_thread.run_sync(
+                value = await anyio.to_thread.run_sync(
                     context.run, target, limiter=self.thread_limiter, abandon_on_cancel=True
                 )
         except TimeoutError as exc:
@@ -196,6 +231,16 @@ class Executor:
         except anyio.get_cancelled_exc_class():
             running.interrupt(JobInterrupted)
             raise
+        if isinstance(value, _Raised):
+            raise value.exc
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Raised:
+    """What a sync task raised, carried out of its thread as a value."""
+
+    exc: BaseException
 
 
 def _deadline(timeout_s: float | None) -> AbstractContextManager[Any]:
