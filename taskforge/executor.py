@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import json
 import logging
@@ -168,6 +169,7 @@ class Executor:
 
     async def run(self, task: Task[Any, Any], ctx: JobContext, scope: anyio.CancelScope) -> Result:
         """Run one attempt inside ``scope`` (the worker cancels it to abort) and classify it."""
+        job = ctx.job
         try:
             with scope:
                 value = await self._call(task, ctx)
@@ -175,6 +177,14 @@ class Executor:
                 return Cancelled() if ctx.cancel_requested else Abandoned()
         except JobCancelledError:
             return Cancelled()
+        except asyncio.CancelledError as exc:
+            if scope.cancel_called or _cancelling():
+                raise  # the worker's own: stop, timeout handled above, cancel, run() cancelled
+            # The task's own: it awaited something that was cancelled. An attempt that failed.
+            log.warning(
+                "job %s: the task let a CancelledError escape; counted as a failure", job.id
+            )
+            return self._failed(ctx, exc)
         # The job boundary: whatever the task raised becomes its outcome, never a worker crash:
         # sys.exit(), KeyboardInterrupt, GeneratorExit or a BaseException of its own would
         # otherwise take the worker and its other jobs down.
@@ -241,6 +251,13 @@ class _Raised:
     """What a sync task raised, carried out of its thread as a value."""
 
     exc: BaseException
+
+
+def _cancelling() -> bool:
+    """Whether cancellation of the current asyncio task was requested (by the worker, from
+    outside ``run()``), as opposed to a CancelledError the task raised or let escape."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _deadline(timeout_s: float | None) -> AbstractContextManager[Any]:

@@ -6,6 +6,8 @@ the worker must return normally, the neighbours succeed, and nothing is left in 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -161,3 +163,58 @@ async def test_a_retry_with_a_nan_countdown_waits_the_backoff_instead(
     assert len(runs) == 2
     assert stats.retried == 1
     assert app.client.record("default", handle.id).result == "ok"
+
+
+async def test_an_escaped_cancelled_error_is_a_failed_attempt_under_the_retry_policy(
+    app_factory: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = app_factory()
+    runs: list[int] = []
+
+    @app.task(name="hostile.escaped_cancel", max_retries=1, retry_backoff=0.05)
+    async def escaped() -> None:
+        runs.append(1)
+        inner = asyncio.get_running_loop().create_task(asyncio.sleep(10))
+        await asyncio.sleep(0)
+        inner.cancel()
+        await inner  # the inner task's CancelledError escapes the task
+
+    handle = escaped.delay()
+
+    with caplog.at_level(logging.WARNING, logger="taskforge"):
+        stats = await drain(app)
+
+    assert len(runs) == 2  # max_retries=1: the first run and one retry, not max_deliveries
+    rec = app.client.record("default", handle.id)
+    assert rec.status == "dead"
+    assert rec.error_type == "CancelledError"
+    assert rec.deliveries == 2
+    assert stats.retried == 1 and stats.dead == 1
+    assert "CancelledError" in caplog.text and handle.id in caplog.text
+
+
+async def test_a_cancel_request_is_still_a_cancellation_not_a_failure(
+    app_factory: AppFactory,
+) -> None:
+    app = app_factory()
+    started = threading.Event()
+
+    @app.task(name="hostile.wait_for_cancel", max_retries=3)
+    async def wait_for_cancel() -> None:
+        started.set()
+        await anyio.sleep(30)
+
+    handle = wait_for_cancel.delay()
+    worker = Worker(app.settings, app.registry, concurrency=1, burst=True, block_s=0.5)
+
+    async def cancel_when_started() -> None:
+        await anyio.to_thread.run_sync(started.wait, 10)
+        app.client.cancel("default", handle.id)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cancel_when_started)
+            await worker.run()
+
+    assert app.client.record("default", handle.id).status == "cancelled"
+    assert worker.stats.retried == 0
