@@ -17,9 +17,16 @@ local function emit(channel, job_id, task, queue, status, attempt, now, err)
   redis.call('PUBLISH', channel, cjson.encode(ev))
 end
 
+-- The result waiters' list of a job (keys.QueueKeys.done): 'base:done:<id>' for the record
+-- 'base:job:<id>', where base ends at the hash tag's '}' (prefixes and queue names have no braces).
+local function done_key(job_key)
+  local close = string.find(job_key, '}', 1, true)
+  return string.sub(job_key, 1, close) .. ':done:' .. string.sub(job_key, close + 6)
+end
+
 -- Wake the result waiters of a job whose record has the flag watch.lua sets.
 local function wake_waiters(job_key, status, ttl_s)
-  local done = job_key .. ':done'
+  local done = done_key(job_key)
   redis.call('RPUSH', done, status)
   redis.call('EXPIRE', done, ttl_s)
 end
