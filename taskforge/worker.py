@@ -331,14 +331,20 @@ class Worker:
                 fetched = idle
 
     async def _idle(self, queue: str, last: Fetched) -> Fetched | None:
-        """Block until work may be ready, then fetch in the same round trip (None: outage)."""
+        """Block until work may be ready, then fetch in the same round trip (None: an outage,
+        or a multi-queue wake: the fetch loop leases next)."""
         timeout_s = self.block_s
         for ms in (last.next_due_ms, last.next_lease_ms):
             if ms is not None:
                 timeout_s = min(timeout_s, ms / 1000 + 0.001)
-        want = self._free
-        if want == 0:  # another queue's fetch took the slots: wait for one to free
+        if self._free == 0:  # another queue's fetch took the slots: wait for one to free
             return None
+        # One queue: lease what the free slots take as soon as the block returns. Several: the
+        # idle fetches of all queues block at once and cannot share the free slots, so each
+        # only waits (and does housekeeping); the fetch loop then leases what it has reserved.
+        # Otherwise two queues could lease one slot's job each, and the one handed back would
+        # have been shown active without running.
+        want = self._free if len(self.queues) == 1 else 0
         ops = self._blocker.ops
         request, answered = self._request_ids(queue)
         call = asyncio.ensure_future(
@@ -365,7 +371,8 @@ class Worker:
         finally:
             self._idle_queues.discard(queue)
         self._recovered()
-        # The slots were not held while blocked: another queue's fetch may have taken some.
+        if not want:
+            return None  # woken (or timed out): back to the fetch loop's reserving fetch
         if await self._accept(queue, request, fetched):
             # Let the jobs take their first step before this loop sends its next fetch: an idle
             # worker's pickup latency is the job's start, not the next fetch's.
@@ -483,9 +490,12 @@ class Worker:
         task_name, attempt = "?", lease.attempts + 1
         try:
             result, task_name = await self._execute(running)
+        except BaseException:
+            self._release_slot()  # no outcome to write
+            raise
         finally:
             del self._running[lease.id]
-            self._release_slot()
+            self._slot_freed.set()  # wakes _drain; the slot itself frees once the outcome is in
         duration_s = time.monotonic() - running.started
         self._pending.append(_Pending(running.queue, lease, result, task_name, attempt, duration_s))
         self._flush_wanted.set()
@@ -557,6 +567,10 @@ class Worker:
         try:
             with anyio.CancelScope(shield=True):
                 await self._write(batch)
+            # A slot is free once its job's outcome is in Redis, not when the task returns: at
+            # -c 1 the next job must not be leased (and shown active) before this one ended.
+            self._release_slots(len(batch))
+            await self._write_minute_counts()
         except BrokerError as exc:
             # Keep the outcomes: they are written once Redis answers (or the lease lapses and
             # the job runs again, which the fenced token makes safe).
@@ -595,7 +609,6 @@ class Worker:
                         ops.retry(queue, p.lease.id, p.lease.token, delay_ms, _triple(f))
                     )
                     self._log(p, ok)
-        await self._write_minute_counts()
 
     async def _write_minute_counts(self) -> None:
         # Per-minute counters for `taskforge queues`: one round trip per flushed batch. A failure
