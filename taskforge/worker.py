@@ -29,6 +29,7 @@ from taskforge.context import JobContext
 from taskforge.errors import (
     BrokerConnectionError,
     BrokerError,
+    BrokerOutOfMemoryError,
     ConfigurationError,
     UnknownTaskError,
 )
@@ -51,6 +52,7 @@ from taskforge.job import Job, JobStatus
 from taskforge.keys import check_queue_name
 from taskforge.limiter import Limiter
 from taskforge.metrics import MetricsExporter, WorkerMetrics
+from taskforge.oom import MemoryPause
 from taskforge.progress import ProgressWriter
 from taskforge.registry import Registry
 from taskforge.scheduler import Scheduler
@@ -155,6 +157,8 @@ class Worker:
         self._job_error: BaseException | None = None
         self._started_at = time.time()
         self._outage_since: float | None = None
+        self._oom = MemoryPause(self.id)
+        self._in_write: dict[str, _Pending] = {}  # outcomes being written (their leases renewed)
         self.metrics = WorkerMetrics()
         self.metrics_port = metrics_port
         self.heartbeat_s = heartbeat_interval_s()
@@ -299,6 +303,9 @@ class Worker:
     async def _fetch_loop(self, queue: str) -> None:
         ops = self.broker.ops
         while not self._stopping:
+            if self._oom.active and (self._pending or self._in_write):
+                await self._oom.wait()  # the outcomes go first; their write ends the pause
+                continue
             if self._free == 0:
                 await self._wait_slot()
                 continue
@@ -440,6 +447,10 @@ class Worker:
         return not self._running
 
     async def _outage(self, exc: BrokerError) -> None:
+        if isinstance(exc, BrokerOutOfMemoryError):
+            unwritten = len(self._pending) + len(self._in_write)
+            await anyio.sleep(self._oom.refused(exc, outcomes=unwritten))
+            return
         now = time.monotonic()
         if self._outage_since is None:
             self._outage_since = now
@@ -447,6 +458,7 @@ class Worker:
         await anyio.sleep(min(2.0, 0.1 + (now - self._outage_since) / 5))
 
     def _recovered(self) -> None:
+        self._oom.accepted()
         if self._outage_since is not None:
             log.warning(
                 "worker %s reconnected to Redis after %.1fs",
@@ -564,9 +576,11 @@ class Worker:
         if not batch:
             return
         self._writing += 1
+        self._in_write.update((p.lease.id, p) for p in batch)
         try:
             with anyio.CancelScope(shield=True):
                 await self._write(batch)
+            self._recovered()
             # A slot is free once its job's outcome is in Redis, not when the task returns: at
             # -c 1 the next job must not be leased (and shown active) before this one ended.
             self._release_slots(len(batch))
@@ -579,6 +593,8 @@ class Worker:
             self._flush_wanted.set()
         finally:
             self._writing -= 1
+            for p in batch:
+                self._in_write.pop(p.lease.id, None)
 
     async def _write(self, batch: list[_Pending]) -> None:
         ops = self.broker.ops
@@ -666,7 +682,10 @@ class Worker:
             await anyio.sleep(self.settings.lease_s / 3)
             await self._limiter.extend()
             by_queue: dict[str, list[tuple[str, str]]] = {}
-            for r in self._running.values():
+            # Jobs whose outcome is not written yet keep their lease too: Redis may be refusing
+            # the write (OOM), and a lapsed lease would let another worker run the job again.
+            held: list[_Running | _Pending] = [*self._running.values(), *self._pending]
+            for r in [*held, *self._in_write.values()]:
                 by_queue.setdefault(r.queue, []).append((r.lease.id, r.lease.token))
             for queue, leases in by_queue.items():
                 try:

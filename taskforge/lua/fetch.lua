@@ -1,3 +1,7 @@
+#!lua
+-- (Script flags, Redis 7: none, so unlike the flagless scripts Redis refuses the whole fetch up
+-- front at maxmemory instead of letting it write once an earlier write dirtied it: a full Redis
+-- leases nothing, promotes nothing, and reclaims nothing while the leases' owners cannot write.)
 -- fetch: promote due jobs, reclaim expired leases, then lease up to ARGV[1] ready jobs.
 -- Popping and recording in flight happen in this one script, so no job is ever out of Redis.
 -- KEYS[1..3]  ready lists high, normal, low
