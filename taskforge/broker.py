@@ -778,8 +778,8 @@ def _raw(text: str) -> str | bytes:
 def _wrap(exc: redis.RedisError, settings: Settings) -> BrokerError:
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return BrokerConnectionError(
-            f"cannot reach Redis at {settings.masked_url()}: {exc}; check REDIS_URL and that the"
-            " server is running"
+            f"cannot reach Redis at {settings.masked_url()}: {settings.scrub(str(exc))}; check"
+            " REDIS_URL and that the server is running"
         )
     if "maxmemory" in str(exc):
         return BrokerError(

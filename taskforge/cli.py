@@ -229,7 +229,7 @@ def _settings(redis_url: str | None) -> Settings:
 
 
 def _bad_url(settings: Settings, exc: ValueError) -> typer.Exit:
-    return fail(f"cannot use Redis URL {settings.masked_url()}: {exc}", 2)
+    return fail(f"cannot use Redis URL {settings.masked_url()}: {settings.scrub(str(exc))}", 2)
 
 
 @contextmanager

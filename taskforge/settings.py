@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -53,7 +53,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     redis_url: str = "redis://localhost:6379/0"
-    redis_password: str | None = None
+    redis_password: SecretStr | None = None
     max_connections: int = Field(default=50, ge=1)
     socket_timeout_s: float = Field(default=5.0, gt=0)
     socket_connect_timeout_s: float = Field(default=5.0, gt=0)
@@ -93,7 +93,7 @@ class Settings(BaseModel):
         description="'host:port,host:port' seeds of a Redis Cluster; set, it overrides the URL's"
         " hosts (auth and TLS still come from the URL and the REDIS_* settings)",
     )
-    sentinel_password: str | None = Field(
+    sentinel_password: SecretStr | None = Field(
         default=None, description="password of the Sentinels themselves (redis+sentinel://)"
     )
     durable_enqueue: bool = Field(
@@ -129,6 +129,12 @@ class Settings(BaseModel):
         except ValidationError as exc:
             raise ConfigurationError(f"invalid taskforge settings: {exc}") from exc
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # The URL may hold a password (``redis://:pw@host``, ``?password=``): repr() and str()
+        # show it masked, like the SecretStr fields.
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name == "redis_url" else value
+
     @property
     def is_memory(self) -> bool:
         """True for the embedded in-process server (``memory://``)."""
@@ -137,6 +143,18 @@ class Settings(BaseModel):
     def masked_url(self) -> str:
         """The Redis URL with any password replaced by ``***``, safe to log."""
         return mask_url(self.redis_url)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret these settings hold replaced by ``***``: for error
+        messages that quote what a library said about the URL."""
+        secrets = _url_secrets(self.redis_url)
+        secrets += [
+            s.get_secret_value() for s in (self.redis_password, self.sentinel_password) if s
+        ]
+        # Longest first, so a secret that contains another is replaced whole.
+        for secret in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return mask_url(text)
 
 
 def _parse_env(var: str, raw: str) -> Any:
@@ -150,11 +168,23 @@ def _parse_env(var: str, raw: str) -> Any:
     return raw if raw != "" or var == "REDIS_PASSWORD" else None
 
 
+# ``user:password@`` after an optional ``scheme://``; the password runs to the last ``@`` before
+# the path, so one holding an unescaped ``@`` is still hidden whole.
+_USERINFO = re.compile(r"(^|\s|//)([^\s:/?#@]*):([^\s/?#]*)@")
+# A query parameter that carries a secret (redis-py reads ``?password=`` as the password).
+_SECRET_QUERY = re.compile(r"([?&;][^=&#\s]*(?:pass|secret|token|auth)[^=&#\s]*=)[^&#\s]*", re.I)
+
+
 def mask_url(url: str) -> str:
-    """Hide the password part of a URL (``redis://user:***@host``)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    """Hide the passwords in a URL: ``redis://user:***@host``, ``?password=***``.
+
+    Works on text, not on a parsed URL, so it never raises: a URL without a scheme or with a
+    malformed host (``redis://:pw@[::1/0``) is masked too.
+    """
+    masked = _SECRET_QUERY.sub(r"\1***", url)
+    return _USERINFO.sub(r"\1\2:***@", masked)
+
+
+def _url_secrets(url: str) -> list[str]:
+    found = [m.group(3) for m in _USERINFO.finditer(url)]
+    return found + [m.group(0).split("=", 1)[1] for m in _SECRET_QUERY.finditer(url)]
