@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from taskforge.broker import AsyncBroker, NewJob, SyncBroker
+from taskforge.callcheck import check_args_json, check_job_id
 from taskforge.errors import (
     JobNotFoundError,
     PayloadTooLargeError,
@@ -71,18 +72,20 @@ class Client:
     def encode(self, call: Call) -> tuple[str, NewJob]:
         """Build a job from a call: (queue, job). Raises EnqueueError subclasses; pure."""
         o = call.options
-        job_id = o.job_id or new_job_id()
+        job_id = check_job_id(o.job_id) if o.job_id else new_job_id()
         serializer = self.settings.serializer
         args, kwargs = dump_args(call.args, call.kwargs, serializer)
         try:
             args_json = _ENVELOPE_JSON.encode(args) if args else "[]"
             kwargs_json = _ENVELOPE_JSON.encode(kwargs) if kwargs else "{}"
             tail = self._fixed_fields(call.task, o, serializer)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise SerializationError(
                 f"arguments of {call.task!r} cannot be sent as JSON: {exc}; pass plain data "
                 "(str, int, float, bool, None, list, dict) or ids the task can load"
             ) from exc
+        check_args_json(args_json, call.task)
+        check_args_json(kwargs_json, call.task)
         # The JSON object json.dumps would write (the worker decodes it with pydantic); the
         # fields every job of one task and its options share are encoded once.
         text = (
