@@ -781,12 +781,20 @@ def _wrap(exc: redis.RedisError, settings: Settings) -> BrokerError:
             f"cannot reach Redis at {settings.masked_url()}: {settings.scrub(str(exc))}; check"
             " REDIS_URL and that the server is running"
         )
-    if "maxmemory" in str(exc):
+    text = str(exc)
+    if isinstance(exc, redis.exceptions.OutOfMemoryError) or "maxmemory" in text:
         return BrokerError(
             f"Redis is out of memory (used memory > maxmemory): {exc}; the refused command wrote"
             " nothing. Free memory (purge dead jobs, shorten result TTLs) or raise maxmemory"
         )
-    return BrokerError(f"Redis error: {exc}")
+    if "WRONGTYPE" in text:
+        return BrokerError(
+            f"Redis refused a command: {exc}; a key under the prefix {settings.prefix!r} holds"
+            " another type (another app writing there?): give taskforge its own TASKFORGE_PREFIX"
+        )
+    if "script" in text.lower():
+        return BrokerError(f"a taskforge script failed inside Redis (Redis is reachable): {exc}")
+    return BrokerError(f"Redis refused a command (Redis is reachable): {exc}")
 
 
 class SyncBroker:

@@ -81,10 +81,18 @@ def topology(settings: Settings) -> Topology:
     url = settings.redis_url
     if settings.is_memory:
         return Topology("memory")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if "+" not in scheme:  # one host: urllib reads its port lazily, make it refuse a typo now
+            _ = parts.port
+        password = unquote(parts.password) if parts.password else _secret(settings.redis_password)
+    except ValueError as exc:  # "Invalid IPv6 URL", a port that is not a number
+        raise ConfigurationError(
+            f"cannot use Redis URL {settings.masked_url()}: {settings.scrub(str(exc))}; expected"
+            " e.g. redis://host:6379/0 or redis://[::1]:6379/0"
+        ) from None
     tls = settings.ssl or scheme.startswith("rediss")
-    password = unquote(parts.password) if parts.password else _secret(settings.redis_password)
     username = unquote(parts.username) if parts.username else None
     if settings.cluster_nodes:
         nodes = parse_nodes(settings.cluster_nodes, default_port=6379)

@@ -55,8 +55,8 @@ class Settings(BaseModel):
     redis_url: str = "redis://localhost:6379/0"
     redis_password: SecretStr | None = None
     max_connections: int = Field(default=50, ge=1)
-    socket_timeout_s: float = Field(default=5.0, gt=0)
-    socket_connect_timeout_s: float = Field(default=5.0, gt=0)
+    socket_timeout_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    socket_connect_timeout_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
     retry_on_timeout: bool = True
     connect_retries: int = Field(
         default=3, ge=0, description="reconnect attempts, exponential backoff"
@@ -80,7 +80,10 @@ class Settings(BaseModel):
         description="'pickle' (trusted networks only): producers send, workers run pickle",
     )
     lease_s: float = Field(
-        default=30.0, gt=0, description="in-flight lease; renewed every lease_s / 3"
+        default=30.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="in-flight lease; renewed every lease_s / 3",
     )
     max_deliveries: int = Field(
         default=5,
@@ -101,7 +104,7 @@ class Settings(BaseModel):
         description="after each enqueue, WAIT until a replica has the job (or raise)",
     )
     durable_timeout_s: float = Field(
-        default=1.0, gt=0, description="longest WAIT of a durable enqueue"
+        default=1.0, gt=0, allow_inf_nan=False, description="longest WAIT of a durable enqueue"
     )
 
     @field_validator("prefix")
@@ -127,7 +130,8 @@ class Settings(BaseModel):
         try:
             return cls(**values)
         except ValidationError as exc:
-            raise ConfigurationError(f"invalid taskforge settings: {exc}") from exc
+            named = set(values) - set(overrides)
+            raise ConfigurationError(_one_line(exc, named)) from None
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # The URL may hold a password (``redis://:pw@host``, ``?password=``): repr() and str()
@@ -157,6 +161,23 @@ class Settings(BaseModel):
         return mask_url(text)
 
 
+_FIELD_VAR = {field: var for var, field in _ENV.items()}
+
+
+def _one_line(exc: ValidationError, from_env: set[str]) -> str:
+    """A pydantic error as one line naming each variable (or field), its masked value and
+    what is wrong, instead of pydantic's multi-line dump."""
+    parts = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "settings"
+        name = _FIELD_VAR[field] if field in from_env and field in _FIELD_VAR else field
+        shown = "***" if "password" in field or field == "signing_key" else err.get("input")
+        if isinstance(shown, str):
+            shown = mask_url(shown)
+        parts.append(f"{name}={shown!r}: {err['msg'].lower()}")
+    return "invalid taskforge settings: " + "; ".join(parts)
+
+
 def _parse_env(var: str, raw: str) -> Any:
     if var in {"REDIS_RETRY_ON_TIMEOUT", "REDIS_SSL", "TASKFORGE_DURABLE"}:
         lowered = raw.strip().lower()
@@ -165,6 +186,11 @@ def _parse_env(var: str, raw: str) -> Any:
         if lowered in _FALSE:
             return False
         raise ConfigurationError(f"{var}={raw!r}: expected true/false")
+    if var == "REDIS_URL" and not raw.strip():
+        raise ConfigurationError(
+            "REDIS_URL is set but empty: set it to a URL such as redis://localhost:6379/0, or"
+            " unset it for that default"
+        )
     return raw if raw != "" or var == "REDIS_PASSWORD" else None
 
 

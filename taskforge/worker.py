@@ -436,7 +436,9 @@ class Worker:
         now = time.monotonic()
         if self._outage_since is None:
             self._outage_since = now
-            log.error("worker %s cannot reach Redis: %s; retrying", self.id, exc)
+            # Only a lost connection is "cannot reach": a refused command says what Redis said.
+            what = "cannot reach Redis" if isinstance(exc, BrokerConnectionError) else "Redis error"
+            log.error("worker %s %s: %s; retrying", self.id, what, exc)
         await anyio.sleep(min(2.0, 0.1 + (now - self._outage_since) / 5))
 
     def _recovered(self) -> None:
