@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -220,7 +221,9 @@ class Ops:
     def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> Op[list[Enqueued]]:
         """Create jobs in ``queue``; duplicates (same id or held unique key) write nothing."""
         k = self.keys(queue)
-        args: list[Arg] = [self.settings.events_channel, queue]
+        # A fresh token per call: redis-py's retry and the overlapped stream re-send this same
+        # call after a lost reply, and the script knows the jobs it wrote the first time.
+        args: list[Arg] = [self.settings.events_channel, queue, os.urandom(8).hex()]
         for j in jobs:
             args += [j.id, j.task, j.priority.value, j.envelope, j.delay_ms, j.at_ms]
             args += [j.unique_key, j.unique_until, j.unique_ttl_s]
