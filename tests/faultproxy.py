@@ -2,7 +2,8 @@
 
 It runs an asyncio loop in a daemon thread and forwards bytes both ways, unless told to:
 
-* ``latency_s``: hold every chunk that long before passing it on (a latency spike);
+* ``latency_s``: deliver every chunk that much later (a latency spike; chunks keep their order
+  and do not queue behind each other's delay);
 * :meth:`drop_connections`: close every open connection at once (a reset: both ends see EOF);
 * :meth:`partition`: a black hole. Nothing passes either way and nothing is closed: connections
   (and new ones, which are accepted) just hang, as behind a dead switch. :meth:`heal` ends it;
@@ -27,6 +28,11 @@ from dataclasses import dataclass, field
 from tests.redis_server import free_port
 
 _BLOCK_STEP_S = 0.01
+
+
+def _deliver(writer: asyncio.StreamWriter, chunk: bytes) -> None:
+    if not writer.is_closing():
+        writer.write(chunk)
 
 
 @dataclass(eq=False)
@@ -168,14 +174,16 @@ class FaultProxy:
             while chunk := await reader.read(65536):
                 while self._blocked:  # hold it, as a dead switch would
                     await asyncio.sleep(_BLOCK_STEP_S)
-                if self.latency_s:
-                    await asyncio.sleep(self.latency_s)
                 if not upstream and self._half_open:
                     continue  # the reply vanishes; the connection stays open
                 if not upstream and self._lose > 0:
                     self._lose -= 1
                     self.lost_replies += 1
                     break  # the command ran; its reply never arrives
+                if self.latency_s:
+                    # Each chunk in flight on its own clock, as on a slow link.
+                    asyncio.get_running_loop().call_later(self.latency_s, _deliver, writer, chunk)
+                    continue
                 writer.write(chunk)
                 await writer.drain()
         except (ConnectionError, OSError):
