@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -242,7 +243,9 @@ class Ops:
     def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> Op[list[Enqueued]]:
         """Create jobs in ``queue``; duplicates (same id or held unique key) write nothing."""
         k = self.keys(queue)
-        args: list[Arg] = [self.settings.events_channel, queue]
+        # A fresh token per call: redis-py's retry and the overlapped stream re-send this same
+        # call after a lost reply, and the script knows the jobs it wrote the first time.
+        args: list[Arg] = [self.settings.events_channel, queue, os.urandom(8).hex()]
         for j in jobs:
             args += [j.id, j.task, j.priority.value, j.envelope, j.delay_ms, j.at_ms]
             args += [j.unique_key, j.unique_until, j.unique_ttl_s]
@@ -804,15 +807,23 @@ def _raw(text: str) -> str | bytes:
 def _wrap(exc: redis.RedisError, settings: Settings) -> BrokerError:
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return BrokerConnectionError(
-            f"cannot reach Redis at {settings.masked_url()}: {exc}; check REDIS_URL and that the"
-            " server is running"
+            f"cannot reach Redis at {settings.masked_url()}: {settings.scrub(str(exc))}; check"
+            " REDIS_URL and that the server is running"
         )
-    if "maxmemory" in str(exc):
+    text = str(exc)
+    if isinstance(exc, redis.exceptions.OutOfMemoryError) or "maxmemory" in text:
         return BrokerOutOfMemoryError(
             f"Redis is out of memory (used memory > maxmemory): {exc}; the refused command wrote"
             " nothing. Free memory (purge dead jobs, shorten result TTLs) or raise maxmemory"
         )
-    return BrokerError(f"Redis error: {exc}")
+    if "WRONGTYPE" in text:
+        return BrokerError(
+            f"Redis refused a command: {exc}; a key under the prefix {settings.prefix!r} holds"
+            " another type (another app writing there?): give taskforge its own TASKFORGE_PREFIX"
+        )
+    if "script" in text.lower():
+        return BrokerError(f"a taskforge script failed inside Redis (Redis is reachable): {exc}")
+    return BrokerError(f"Redis refused a command (Redis is reachable): {exc}")
 
 
 class SyncBroker:

@@ -54,7 +54,21 @@ class BrokerError(TaskforgeError):
 
 
 class BrokerConnectionError(BrokerError, ConnectionError):
-    """Redis could not be reached, after the configured retries."""
+    """Redis could not be reached, after the configured retries.
+
+    Raised by an enqueue, it is ambiguous: the request may have reached Redis before the
+    connection failed. ``job_ids`` names the jobs of that call (``job_id`` the one of a
+    ``.delay()``); re-send them with the same ids, which writes each job at most once.
+    """
+
+    def __init__(self, message: str, *, job_ids: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.job_ids = job_ids
+
+    @property
+    def job_id(self) -> str | None:
+        """The job id of an ambiguous single enqueue (``.delay()``), else None."""
+        return self.job_ids[0] if len(self.job_ids) == 1 else None
 
 
 class BrokerOutOfMemoryError(BrokerError):

@@ -764,7 +764,7 @@ def _trouble(exc: BrokerError) -> str:
     # error, WRONGTYPE), which a reconnect will not fix.
     if isinstance(exc, BrokerConnectionError):
         return f"cannot reach Redis: {exc}"
-    return f"got an error from Redis: {exc}"
+    return f"Redis error: {exc}"
 
 
 def _triple(f: Failure) -> tuple[str, str, str]:

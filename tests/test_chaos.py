@@ -124,7 +124,7 @@ def test_worker_memory_stays_flat_over_many_jobs() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(chaos.LONG))
+@pytest.mark.parametrize("name", [n for n in chaos.LONG if not n.startswith("net_")])
 def test_long_form_loses_nothing(name: str) -> None:
     report = chaos.LONG[name]()
 
