@@ -2,6 +2,7 @@
 
 from taskforge.app import Taskforge, default_app, periodic, task
 from taskforge.cache import CacheService, SyncCacheService, cached, get_cache_service
+from taskforge.canvas import chain, chord, group
 from taskforge.context import JobContext, current_job
 from taskforge.cron import CatchUp
 from taskforge.errors import (
@@ -19,6 +20,11 @@ from taskforge.errors import (
     SerializationError,
     TaskforgeError,
     UnknownTaskError,
+    WorkflowCycleError,
+    WorkflowError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+    WorkflowTooLargeError,
 )
 from taskforge.handle import JobHandle
 from taskforge.job import Job, JobPriority, JobRecord, JobStatus
@@ -29,6 +35,7 @@ from taskforge.retry import Retry
 from taskforge.settings import Settings
 from taskforge.task import Call, Task
 from taskforge.worker import Worker
+from taskforge.workflow import WorkflowHandle, WorkflowInfo, WorkflowStatus
 
 __all__ = [
     "BrokerConnectionError",
@@ -64,11 +71,22 @@ __all__ = [
     "TaskforgeError",
     "UnknownTaskError",
     "Worker",
+    "WorkflowCycleError",
+    "WorkflowError",
+    "WorkflowFailedError",
+    "WorkflowHandle",
+    "WorkflowInfo",
+    "WorkflowNotFoundError",
+    "WorkflowStatus",
+    "WorkflowTooLargeError",
     "cached",
+    "chain",
+    "chord",
     "current_job",
     "default_app",
     "get_cache_service",
     "get_redis_client",
+    "group",
     "periodic",
     "task",
 ]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
+from taskforge.canvas import Canvas
 from taskforge.client import Client
 from taskforge.cron import CatchUp, CronSchedule, coerce_catch_up
 from taskforge.handle import JobHandle
@@ -12,6 +14,7 @@ from taskforge.job import JobPriority
 from taskforge.registry import Registry
 from taskforge.settings import Settings
 from taskforge.task import Call, Periodic, Task, TaskOptions, coerce_priority
+from taskforge.workflow import WorkflowClient, WorkflowHandle
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -28,6 +31,7 @@ class Taskforge:
         self._settings = settings
         self.registry = registry if registry is not None else Registry()
         self._client: Client | None = None
+        self._workflows: WorkflowClient | None = None
 
     @property
     def settings(self) -> Settings:
@@ -43,6 +47,7 @@ class Taskforge:
         if self._client is not None:
             self._client.close()
             self._client = None
+        self._workflows = None
         return self._settings
 
     @property
@@ -68,6 +73,37 @@ class Taskforge:
     async def aenqueue_many(self, calls: Sequence[Call]) -> list[JobHandle[Any]]:
         """Async :meth:`enqueue_many`."""
         return await self.asubmit(calls)
+
+    @property
+    def workflows(self) -> WorkflowClient:
+        """The workflow client (created on first use)."""
+        if self._workflows is None:
+            self._workflows = WorkflowClient(self.client)
+        return self._workflows
+
+    def submit_workflow(
+        self,
+        canvas: Canvas,
+        *,
+        workflow_id: str | None = None,
+        when: datetime | timedelta | float | None = None,
+    ) -> WorkflowHandle:
+        """Send a chain, group or chord (what ``workflow.delay()`` does)."""
+        return self.workflows.submit(canvas, workflow_id=workflow_id, when=when)
+
+    async def asubmit_workflow(
+        self,
+        canvas: Canvas,
+        *,
+        workflow_id: str | None = None,
+        when: datetime | timedelta | float | None = None,
+    ) -> WorkflowHandle:
+        """Async :meth:`submit_workflow`."""
+        return await self.workflows.asubmit(canvas, workflow_id=workflow_id, when=when)
+
+    def workflow(self, workflow_id: str) -> WorkflowHandle:
+        """A handle on an existing workflow, from its id."""
+        return self.workflows.handle(workflow_id)
 
     def handle(self, job_id: str, *, queue: str = "default") -> JobHandle[Any]:
         """A handle on an existing job, from its id."""

@@ -112,6 +112,7 @@ Op = Generator[Request, Any, T]
 SCRIPT_NAMES = (
     "enqueue", "fetch", "finish", "retry", "requeue", "extend", "watch", "cancel", "revive",
     "cron_tick", "limit_rate", "limit_acquire", "limit_extend", "progress",
+    "wf_create", "wf_advance", "wf_cancel", "wf_outbox",
 )  # fmt: skip
 
 
@@ -305,7 +306,8 @@ class Ops:
         for o in outcomes:
             args += [o.id, o.token, o.status.value, o.result_json, o.error_type, o.error]
             args.append(o.traceback)
-        raw = yield ScriptCall("finish", [k.inflight, k.dead, k.job_prefix], args)
+        keys = [k.inflight, k.dead, k.job_prefix, k.base + ":wf_outbox"]
+        raw = yield ScriptCall("finish", keys, args)
         return [bool(x) for x in raw]
 
     def retry(

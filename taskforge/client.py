@@ -11,6 +11,7 @@ from typing import Any
 
 from taskforge.broker import AsyncBroker, NewJob, SyncBroker
 from taskforge.errors import (
+    EnqueueError,
     JobNotFoundError,
     PayloadTooLargeError,
     ResultTimeoutError,
@@ -71,6 +72,11 @@ class Client:
     def encode(self, call: Call) -> tuple[str, NewJob]:
         """Build a job from a call: (queue, job). Raises EnqueueError subclasses; pure."""
         o = call.options
+        if call.partial:
+            raise EnqueueError(
+                f"call of {call.task!r} is missing an argument (a partial signature, for a "
+                "workflow step after another); give all its arguments to send it alone"
+            )
         job_id = o.job_id or new_job_id()
         serializer = self.settings.serializer
         args, kwargs = dump_args(call.args, call.kwargs, serializer)

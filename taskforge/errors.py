@@ -6,14 +6,19 @@ Every error taskforge raises on purpose subclasses :class:`TaskforgeError`::
     ├── ConfigurationError        bad settings or task options, caught where they are given
     ├── EnqueueError              a call that cannot become a job (nothing is written)
     │   ├── SerializationError    arguments JSON cannot carry
-    │   └── PayloadTooLargeError  the envelope exceeds ``max_payload_bytes``
+    │   ├── PayloadTooLargeError  the envelope exceeds ``max_payload_bytes``
+    │   └── WorkflowError         a chain/group/chord that cannot run (empty, no callback, ...)
+    │       ├── WorkflowCycleError    a workflow that contains itself
+    │       └── WorkflowTooLargeError more members than ``MAX_WORKFLOW_MEMBERS``
     ├── UnknownTaskError          a task name the registry does not know
     ├── BrokerError               Redis refused or failed a command
     │   ├── BrokerConnectionError Redis cannot be reached (after the configured retries)
     │   └── NotReplicatedError    a durable write was not acknowledged by a replica in time
     ├── JobNotFoundError          no record for a job id (never existed, or expired)
+    │   └── WorkflowNotFoundError no state for a workflow id (never sent, or expired)
     ├── ResultTimeoutError        the job did not finish within the wait
     ├── JobFailedError            the job ended dead or cancelled; carries the remote error
+    │   └── WorkflowFailedError   a workflow ended failed or cancelled; names the member
     └── JobCancelledError         raised inside a running task whose cancellation was requested
 
 ``Retry`` (in :mod:`taskforge.retry`) is not an error: tasks raise it to ask for another attempt.
@@ -95,3 +100,42 @@ class JobInterrupted(BaseException):
     catch it, so the task cannot run on unseen after the worker has recorded its outcome.
     ``finally`` blocks and context managers still run.
     """
+
+
+class WorkflowError(EnqueueError):
+    """A chain, group or chord that cannot run; raised at ``.delay()``, nothing written."""
+
+
+class WorkflowCycleError(WorkflowError):
+    """A workflow that contains itself (a step that is its own ancestor)."""
+
+
+class WorkflowTooLargeError(WorkflowError):
+    """A workflow with more members than the limit (``taskforge.workflow.MAX_WORKFLOW_MEMBERS``)."""
+
+
+class WorkflowNotFoundError(JobNotFoundError):
+    """No state for a workflow id: never sent, or expired (result TTL after it finished)."""
+
+
+class WorkflowFailedError(JobFailedError):
+    """A workflow ended ``failed`` (a member died) or ``cancelled``.
+
+    ``job_id`` names the member that failed (empty for a cancel), ``workflow_id`` the workflow.
+    """
+
+    def __init__(
+        self,
+        workflow_id: str,
+        status: str,
+        member: str,
+        error_type: str | None,
+        message: str | None,
+    ):
+        super().__init__(member, status, error_type, message)
+        self.workflow_id = workflow_id
+        self.args = (
+            f"workflow {workflow_id} ended {status}"
+            + (f" at {member}: " if member else ": ")
+            + (f"{error_type}: {message}" if error_type else (message or "no error recorded")),
+        )

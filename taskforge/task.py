@@ -6,10 +6,11 @@ import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
+from taskforge.canvas import Canvas, WorkflowDispatcher
 from taskforge.cron import CatchUp, CronSchedule
 from taskforge.errors import ConfigurationError, EnqueueError
 from taskforge.handle import JobHandle
@@ -71,10 +72,13 @@ class TaskOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
-    """One call of a task, ready to become a job: ``add.s(2, 3)``.
+class Call(Canvas):
+    """One call of a task, ready to become a job: ``add.s(2, 3)``; also a workflow's leaf.
 
-    ``delay_s`` or ``run_at`` (timezone-aware) make it a scheduled job.
+    ``delay_s`` or ``run_at`` (timezone-aware) make it a scheduled job. ``partial`` marks
+    arguments that fit only with one more in front (the previous step's value, in a workflow);
+    ``immutable`` (``.si()``) ignores the previous value. ``fits`` tells why arguments do not
+    fit the function ('' when they do), for checks at a workflow's ``.delay()``.
     """
 
     task: str
@@ -83,6 +87,14 @@ class Call:
     options: TaskOptions
     delay_s: float = 0.0
     run_at: datetime | None = None
+    immutable: bool = False
+    partial: bool = False
+    callbacks: tuple[Call, ...] = ()
+    errbacks: tuple[Call, ...] = ()
+    dispatcher: WorkflowDispatcher | None = field(default=None, compare=False, repr=False)
+    fits: Callable[[tuple[Any, ...], dict[str, Any]], str] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 _PERIODIC_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,150}$")
@@ -111,8 +123,8 @@ class Periodic:
         return f"cron:{self.name}:{tick_ms}"
 
 
-class Dispatcher(Protocol):
-    """Turns calls into jobs (implemented by :class:`~taskforge.client.Client`)."""
+class Dispatcher(WorkflowDispatcher, Protocol):
+    """Turns calls into jobs (implemented by :class:`~taskforge.app.Taskforge`)."""
 
     def submit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]: ...
     async def asubmit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]: ...
@@ -208,8 +220,18 @@ class Task(Generic[P, R]):
         return clone
 
     def s(self, *args: P.args, **kwargs: P.kwargs) -> Call:
-        """A call of this task for bulk enqueue: ``app.enqueue_many([add.s(1, 2), ...])``."""
-        return self._call(args, kwargs)
+        """A signature: a call not yet sent, for ``app.enqueue_many([add.s(1, 2), ...])`` and
+        workflows. Arguments that fit only with one more in front make a partial signature: in
+        a chain it receives the previous step's value first (``add.s(3)`` after ``add.s(1, 2)``).
+
+        Raises:
+            EnqueueError: the arguments fit neither as given nor with one more in front.
+        """
+        return self._call(args, kwargs, partial_ok=True)
+
+    def si(self, *args: P.args, **kwargs: P.kwargs) -> Call:
+        """An immutable signature: in a workflow it ignores the previous step's value."""
+        return replace(self._call(args, kwargs), immutable=True)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         """Enqueue a job running ``fn(*args, **kwargs)`` now; returns its handle.
@@ -252,16 +274,32 @@ class Task(Generic[P, R]):
                 return False
         return given + sum(1 for name in kwargs if index[name] < required) >= required
 
+    def _misfit(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """Why ``args``/``kwargs`` do not fit the function; '' when they do."""
+        if self._fits(args, kwargs):
+            return ""
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            return str(exc)
+        return ""
+
     def _call(
         self,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         when: datetime | timedelta | float | None = None,
+        *,
+        partial_ok: bool = False,
     ) -> Call:
-        if not self._fits(args, kwargs):
-            try:
-                self._signature.bind(*args, **kwargs)
-            except TypeError as exc:
-                raise EnqueueError(f"bad arguments for task {self.name!r}: {exc}") from exc
+        partial = False
+        misfit = self._misfit(args, kwargs)
+        if misfit:
+            partial = partial_ok and not self._misfit((None, *args), kwargs)
+            if not partial:
+                raise EnqueueError(f"bad arguments for task {self.name!r}: {misfit}")
         delay_s, run_at = (0.0, None) if when is None else when_to_delay(when)
-        return Call(self.name, args, kwargs, self.opts, delay_s, run_at)
+        return Call(
+            self.name, args, kwargs, self.opts, delay_s, run_at,
+            partial=partial, dispatcher=self._dispatcher, fits=self._misfit,
+        )  # fmt: skip

@@ -57,6 +57,7 @@ from taskforge.scheduler import Scheduler
 from taskforge.serializer import SerializerRefusedError, load_job
 from taskforge.settings import Settings
 from taskforge.signing import SignatureError, signing_key, verify
+from taskforge.workflow_advance import WorkflowAdvancer, finished_members
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ class Worker:
         self._signing_key = signing_key(settings)
         self._limiter = Limiter(self.broker)
         self._progress = ProgressWriter(self.broker)
+        self._workflows = WorkflowAdvancer(self.broker)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -572,9 +574,11 @@ class Worker:
             mine = [p for p in batch if p.queue == queue]
             finals = [p for p in mine if isinstance(p.result, Succeeded | Dead | Cancelled)]
             if finals:
-                accepted = await self.broker.run(ops.finish(queue, [_outcome(p) for p in finals]))
+                outcomes = [_outcome(p) for p in finals]
+                accepted = await self.broker.run(ops.finish(queue, outcomes))
                 for p, ok in zip(finals, accepted, strict=True):
                     self._log(p, ok)
+                await self._workflows.after_finish(queue, finished_members(outcomes, accepted))
             backs = [p for p in mine if isinstance(p.result, Abandoned)]
             if backs:
                 leases = [(p.lease.id, p.lease.token) for p in backs]
@@ -651,6 +655,7 @@ class Worker:
     async def _lease_loop(self) -> None:
         while True:
             await anyio.sleep(self.settings.lease_s / 3)
+            await self._workflows.replay(self.queues)  # advances whose worker died
             await self._limiter.extend()
             by_queue: dict[str, list[tuple[str, str]]] = {}
             for r in self._running.values():

@@ -437,9 +437,16 @@ def test_the_fast_argument_check_agrees_with_signature_bind(n_args: int, names: 
     except TypeError:
         fits = False
     assert task._fits(args, kwargs) == fits
-    if not fits:
+    if fits:
+        return
+    try:  # one argument short is a partial signature (a workflow step); it cannot go alone
+        inspect.signature(_plain).bind(None, *args, **kwargs)
+    except TypeError:
         with pytest.raises(EnqueueError, match="bad arguments"):
             task.s(*args, **kwargs)
+    else:
+        with pytest.raises(EnqueueError, match="missing an argument"):
+            app.client.encode(task.s(*args, **kwargs))
 
 
 @pytest.mark.anyio

@@ -1,0 +1,109 @@
+"""The worker side of workflows: after members' outcomes are written, advance their workflows.
+
+The finish script noted each member in its queue's outbox in the same step as its outcome.
+Here the worker runs the workflow's advance (its own slot), enqueues the nodes it made ready
+(their queues' slots, deterministic ids), then clears the outbox entries. A worker that dies
+anywhere in between leaves the entries; any worker's upkeep replays those older than a lease,
+and every step is idempotent, so each next job is enqueued exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from taskforge.broker import AsyncBroker, NewJob, Outcome
+from taskforge.client import Client
+from taskforge.errors import BrokerError, EnqueueError
+from taskforge.workflow_graph import member_call, parse_member_id
+from taskforge.workflow_ops import MemberOutcome, ReadyNode, WorkflowOps
+
+log = logging.getLogger(__name__)
+
+#: Outbox entries one upkeep pass replays per queue.
+REPLAY_BATCH = 500
+
+
+class WorkflowAdvancer:
+    """Advances workflows for one worker (shares the worker's broker)."""
+
+    def __init__(self, broker: AsyncBroker):
+        self.broker = broker
+        self.ops = WorkflowOps(broker.settings)
+        self._encoder = Client(broker.settings)
+        self._announced: set[str] = set()
+
+    async def after_finish(self, queue: str, outcomes: Sequence[MemberOutcome]) -> None:
+        """Advance the workflows of members whose outcome was just written, then clear their
+        outbox entries. A Redis failure leaves the entries for the upkeep's replay."""
+        if not outcomes:
+            return
+        try:
+            await self.advance(outcomes)
+            await self.broker.run(self.ops.clear_outbox(queue, [o.job_id for o in outcomes]))
+        except BrokerError as exc:
+            log.warning("workflow advance deferred to the outbox replay (%s)", exc)
+
+    async def replay(self, queues: Sequence[str]) -> int:
+        """Advance outbox entries older than a lease (their worker died); returns how many."""
+        min_age_ms = int(self.broker.settings.lease_s * 1000)
+        total = 0
+        for queue in queues:
+            try:
+                due = await self.broker.run(self.ops.due_outbox(queue, min_age_ms, REPLAY_BATCH))
+                if due:
+                    log.info("replaying %d workflow advance(s) of queue %s", len(due), queue)
+                    await self.after_finish(queue, due)
+                    total += len(due)
+            except BrokerError as exc:
+                log.warning("workflow outbox of %s not replayed (%s); retrying later", queue, exc)
+        return total
+
+    async def advance(self, outcomes: Sequence[MemberOutcome]) -> None:
+        """Run each workflow's advance once for its members, and enqueue what became ready."""
+        by_workflow: dict[str, list[MemberOutcome]] = {}
+        for o in outcomes:
+            parsed = parse_member_id(o.job_id)
+            if parsed is not None:
+                by_workflow.setdefault(parsed[0], []).append(o)
+        for wid, members in by_workflow.items():
+            ready = await self.broker.run(self.ops.advance(wid, members))
+            while ready:
+                ready = await self._enqueue(wid, ready)
+
+    async def _enqueue(self, wid: str, ready: list[ReadyNode]) -> list[ReadyNode]:
+        """Enqueue ready nodes; a node whose job cannot be built (the previous value made it too
+        large, ...) dies in the workflow with that error. Returns what that death made ready."""
+        by_queue: dict[str, list[NewJob]] = {}
+        refused: list[MemberOutcome] = []
+        for node in ready:
+            call = member_call(wid, node.index, node.call, node.leading)
+            try:
+                queue, job = self._encoder.encode(call)
+            except EnqueueError as exc:
+                log.warning("workflow %s node %d cannot be enqueued: %s", wid, node.index, exc)
+                error = f"{type(exc).__name__}: {exc}"
+                refused.append(
+                    MemberOutcome(call.options.job_id or "", node.index, "dead", "", error)
+                )
+                continue
+            by_queue.setdefault(queue, []).append(job)
+        for queue, jobs in by_queue.items():
+            if queue not in self._announced:
+                await self.broker.run(self.broker.ops.announce_queue(queue))
+                self._announced.add(queue)
+            await self.broker.run(self.broker.ops.enqueue(queue, jobs))
+        if not refused:
+            return []
+        return await self.broker.run(self.ops.advance(wid, refused))
+
+
+def finished_members(outcomes: Sequence[Outcome], accepted: Sequence[bool]) -> list[MemberOutcome]:
+    """The workflow members among outcomes the finish script accepted (and noted in the outbox)."""
+    out = []
+    for o, ok in zip(outcomes, accepted, strict=True):
+        parsed = parse_member_id(o.id) if ok else None
+        if parsed is not None:
+            error = f"{o.error_type}: {o.error}" if o.error_type else o.error
+            out.append(MemberOutcome(o.id, parsed[1], o.status.value, o.result_json, error))
+    return out
