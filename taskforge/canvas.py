@@ -187,10 +187,17 @@ def _leaf(callback: Any, hook: str) -> Call:
 
 
 def _dispatcher(canvas: Canvas) -> WorkflowDispatcher:
+    empty = True
     for leaf in walk_calls(canvas):
+        empty = False
         found: WorkflowDispatcher | None = getattr(leaf, "dispatcher", None)
         if found is not None:
             return found
+    if empty:
+        raise WorkflowError(
+            f"{type(canvas).__name__.lower()} has no steps: a workflow needs at least one "
+            "member, e.g. chain(task.s(...), ...)"
+        )
     raise WorkflowError(
         "this workflow has no task of an app (calls made with app.call(...)); send it with "
         "app.submit_workflow(workflow)"

@@ -53,6 +53,7 @@ class Node:
     prefix: str = "[]"
     next: list[int] = field(default_factory=list)
     errs: tuple[int, ...] = ()
+    err_nodes: tuple[Node, ...] = ()
 
 
 @dataclass(slots=True)
@@ -116,6 +117,7 @@ def compile_workflow(canvas: Canvas) -> Graph:
     """
     builder = _Builder()
     out, tree = builder.visit(canvas, None, (), MAIN)
+    builder.finish(tree)
     graph = Graph(builder.nodes, out.template, tree, builder.edges)
     if graph.main_count == 0:
         raise WorkflowError("a workflow needs at least one step")
@@ -125,28 +127,39 @@ def compile_workflow(canvas: Canvas) -> Graph:
 class _Builder:
     def __init__(self) -> None:
         self.nodes: list[Node] = []
+        self.errbacks: list[Node] = []
         self.edges = 0
         self._path: set[int] = set()
 
     def visit(
-        self, item: Canvas, given: _Input | None, errs: tuple[int, ...], kind: str
+        self, item: Canvas, given: _Input | None, errs: tuple[Node, ...], kind: str
     ) -> tuple[_Input, dict[str, Any]]:
         if id(item) in self._path:
             raise WorkflowCycleError(f"{type(item).__name__} contains itself; build a new one")
         self._path.add(id(item))
         try:
-            errs = (*errs, *(self.errback(e) for e in item.errbacks))
-            out, tree = self.shape(item, given, errs, kind)
+            own = tuple(self.errback(e) for e in item.errbacks)
+            out, tree = self.shape(item, given, (*errs, *own), kind)
             if item.callbacks:
                 tree["on_success"] = [self.visit(c, out, (), CALLBACK)[1] for c in item.callbacks]
-            if item.errbacks:
-                tree["on_failure"] = list(errs[len(errs) - len(item.errbacks) :])
+            if own:
+                tree["on_failure"] = own
             return out, tree
         finally:
             self._path.discard(id(item))
 
+    def finish(self, tree: dict[str, Any]) -> None:
+        """Number the errbacks after every other node (members keep the numbers of their
+        order in the shape), then write their numbers where they are referred to."""
+        for node in self.errbacks:
+            node.index = len(self.nodes)
+            self.nodes.append(node)
+        for node in self.nodes:
+            node.errs = tuple(e.index for e in node.err_nodes)
+        _number_errbacks(tree)
+
     def shape(
-        self, item: Canvas, given: _Input | None, errs: tuple[int, ...], kind: str
+        self, item: Canvas, given: _Input | None, errs: tuple[Node, ...], kind: str
     ) -> tuple[_Input, dict[str, Any]]:
         if isinstance(item, Chain):
             return self.chain(item, given, errs, kind)
@@ -161,7 +174,7 @@ class _Builder:
         return self.call(item, given, errs, kind)
 
     def chain(
-        self, item: Chain, given: _Input | None, errs: tuple[int, ...], kind: str
+        self, item: Chain, given: _Input | None, errs: tuple[Node, ...], kind: str
     ) -> tuple[_Input, dict[str, Any]]:
         if not item.steps:
             raise WorkflowError("a chain needs at least one step: chain(task.s(...), ...)")
@@ -174,7 +187,7 @@ class _Builder:
         return out, {"type": "chain", "steps": steps}
 
     def group(
-        self, members: tuple[Canvas, ...], given: _Input | None, errs: tuple[int, ...], kind: str
+        self, members: tuple[Canvas, ...], given: _Input | None, errs: tuple[Node, ...], kind: str
     ) -> tuple[_Input, dict[str, Any]]:
         if not members:
             raise WorkflowError("a group needs at least one member: group(task.s(...), ...)")
@@ -188,11 +201,11 @@ class _Builder:
         return _Input(deps, template), {"type": "group", "members": trees}
 
     def call(
-        self, call: Call, given: _Input | None, errs: tuple[int, ...], kind: str
+        self, call: Call, given: _Input | None, errs: tuple[Node, ...], kind: str
     ) -> tuple[_Input, dict[str, Any]]:
         _check_fit(call, given is not None and not call.immutable)
         node = self.add(call, kind)
-        node.errs = errs if kind == MAIN else ()
+        node.err_nodes = errs if kind == MAIN else ()
         if given is not None:
             node.deps = given.deps
             node.prefix = "[]" if call.immutable else f"[{given.template}]"
@@ -206,21 +219,34 @@ class _Builder:
                 self.nodes[dep].next.append(node.index)
         return _Input((node.index,), f"@{node.index}@"), {"type": "call", "node": node.index}
 
-    def errback(self, call: Call) -> int:
+    def errback(self, call: Call) -> Node:
         _check_fit(call, False, errback=not call.immutable)
-        node = self.add(call, ERRBACK)
-        node.prefix = "[]" if call.immutable else "err"
-        return node.index
+        self._count()
+        node = Node(-1, call, ERRBACK, prefix="[]" if call.immutable else "err")
+        self.errbacks.append(node)
+        return node
 
-    def add(self, call: Call, kind: str) -> Node:
-        if len(self.nodes) >= MAX_WORKFLOW_MEMBERS:
+    def _count(self) -> None:
+        if len(self.nodes) + len(self.errbacks) >= MAX_WORKFLOW_MEMBERS:
             raise WorkflowTooLargeError(
                 f"workflow has more than {MAX_WORKFLOW_MEMBERS} members (callbacks included); "
                 "split it, or let one task enqueue the next batch"
             )
+
+    def add(self, call: Call, kind: str) -> Node:
+        self._count()
         node = Node(len(self.nodes), call, kind)
         self.nodes.append(node)
         return node
+
+
+def _number_errbacks(tree: dict[str, Any]) -> None:
+    if "on_failure" in tree:
+        tree["on_failure"] = [n.index for n in tree["on_failure"]]
+    children = [*tree.get("steps", ()), *tree.get("members", ()), *tree.get("on_success", ())]
+    children += [tree[k] for k in ("header", "body") if k in tree]
+    for child in children:
+        _number_errbacks(child)
 
 
 def _check_fit(call: Call, prepended: bool, *, errback: bool = False) -> None:
