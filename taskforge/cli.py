@@ -41,6 +41,7 @@ from taskforge.scheduler import cron_status
 from taskforge.settings import Settings
 from taskforge.task import Call, TaskOptions, coerce_priority
 from taskforge.worker import Worker
+from taskforge.workflow_cli import workflow_cli
 
 cli = typer.Typer(
     name="taskforge",
@@ -413,6 +414,7 @@ dead_cli = typer.Typer(
     help="The dead-letter queue: list, show, requeue, purge.", no_args_is_help=True
 )
 cli.add_typer(dead_cli, name="dead")
+cli.add_typer(workflow_cli, name="workflow")
 
 TaskPattern = Annotated[
     str | None, typer.Option("--task", help="task name or glob (email.*)", show_default=False)

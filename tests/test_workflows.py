@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
+from typer.testing import CliRunner
 
 from taskforge import (
     EnqueueError,
@@ -34,6 +35,7 @@ from taskforge import (
 )
 from taskforge.broker import AsyncBroker
 from taskforge.canvas import Chain
+from taskforge.cli import cli
 from taskforge.workflow_advance import WorkflowAdvancer
 from taskforge.workflow_graph import MAX_WORKFLOW_MEMBERS
 from taskforge.workflow_ops import WORKFLOW_EVENTS, MemberOutcome, WorkflowOps, outbox
@@ -491,3 +493,31 @@ def test_transitions_are_published_and_member_events_name_the_workflow(app: Task
     assert kinds.count("step_succeeded") == 3
     assert {e["workflow_id"] for e in workflow_events} == {wid}
     assert job_events and all(e["workflow_id"] == wid for e in job_events)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_shows_the_tree_and_cancels(redis_url: str) -> None:
+    app = make_app(redis_url)
+    add, fail, total = t(app, "add"), t(app, "fail"), t(app, "total")
+    failed = chord([add.s(1, 1), fail.s()], total.s()).delay()
+    drain(app)
+    env = {"REDIS_URL": redis_url, "TASKFORGE_PREFIX": app.settings.prefix}
+    runner = CliRunner()
+    waiting = chain(add.s(1, 2), add.s(3)).delay()
+
+    shown = runner.invoke(cli, ["workflow", "show", failed.id], env=env)
+    as_json = runner.invoke(cli, ["workflow", "show", waiting.id, "--json"], env=env)
+    cancelled = runner.invoke(cli, ["workflow", "cancel", waiting.id], env=env)
+    missing = runner.invoke(cli, ["workflow", "show", "nope"], env=env)
+
+    assert shown.exit_code == 0, shown.output
+    assert f"workflow {failed.id}  failed" in shown.stdout
+    assert "[1] wf.fail  dead  ValueError: boom" in shown.stdout
+    assert "callback: [2] wf.total  cancelled" in shown.stdout
+    members = json.loads(as_json.stdout)["members"]
+    assert [m["status"] for m in members] == ["queued", "pending"]
+    assert cancelled.stdout.strip() == f"workflow {waiting.id}: cancelled"
+    assert waiting.status() is WorkflowStatus.CANCELLED
+    assert missing.exit_code == 1 and "no workflow 'nope'" in missing.stderr
