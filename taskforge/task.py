@@ -222,10 +222,11 @@ class Task(Generic[P, R]):
     def s(self, *args: P.args, **kwargs: P.kwargs) -> Call:
         """A signature: a call not yet sent, for ``app.enqueue_many([add.s(1, 2), ...])`` and
         workflows. Arguments that fit only with one more in front make a partial signature: in
-        a chain it receives the previous step's value first (``add.s(3)`` after ``add.s(1, 2)``).
+        a chain it receives the previous step's value first (``add.s(3)`` after ``add.s(1, 2)``);
+        an ``on_failure`` callback may leave two out (it receives the job id and the error).
 
         Raises:
-            EnqueueError: the arguments fit neither as given nor with one more in front.
+            EnqueueError: the arguments fit neither as given nor with one or two more in front.
         """
         return self._call(args, kwargs, partial_ok=True)
 
@@ -295,7 +296,10 @@ class Task(Generic[P, R]):
         partial = False
         misfit = self._misfit(args, kwargs)
         if misfit:
-            partial = partial_ok and not self._misfit((None, *args), kwargs)
+            # One value in front (a chain step's), or two (an on_failure's job id and error).
+            partial = partial_ok and any(
+                not self._misfit((*lead, *args), kwargs) for lead in ((None,), (None, None))
+            )
             if not partial:
                 raise EnqueueError(f"bad arguments for task {self.name!r}: {misfit}")
         delay_s, run_at = (0.0, None) if when is None else when_to_delay(when)

@@ -7,6 +7,8 @@ runs in plain lists.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -39,6 +41,7 @@ from taskforge.cli import cli
 from taskforge.workflow_advance import WorkflowAdvancer
 from taskforge.workflow_graph import MAX_WORKFLOW_MEMBERS
 from taskforge.workflow_ops import WORKFLOW_EVENTS, MemberOutcome, WorkflowOps, outbox
+from tests.test_examples import ROOT, run_example
 
 Tasks = dict[str, Any]
 
@@ -521,3 +524,45 @@ def test_cli_shows_the_tree_and_cancels(redis_url: str) -> None:
     assert cancelled.stdout.strip() == f"workflow {waiting.id}: cancelled"
     assert waiting.status() is WorkflowStatus.CANCELLED
     assert missing.exit_code == 1 and "no workflow 'nope'" in missing.stderr
+
+
+def test_a_callback_of_a_callback_runs_after_the_workflow_succeeded(app: Taskforge) -> None:
+    add, note, fail = t(app, "add"), t(app, "note"), t(app, "fail")
+
+    h = add.s(1, 2).on_success(add.s(10).on_success(note.s())).on_failure(fail.s()).delay()
+    drain(app)
+
+    assert h.result(timeout=5) == 3
+    assert runs(app, "note") == [(13,)]
+    assert [m.status for m in h.info().members] == [
+        "succeeded",
+        "succeeded",
+        "succeeded",
+        "skipped",
+    ]
+
+
+# --------------------------------------------------------------------------- example, benchmark
+
+
+def test_the_report_example_fans_out_gathers_reports_and_alerts_once() -> None:
+    out = run_example(ROOT / "examples" / "workflow_report.py")
+
+    assert "report to ops@example.com: 3 tenants, 24 steps" in out
+    assert "result: sent to ops@example.com" in out
+    assert out.count("ALERT: ") == 1
+    assert "callback: [2] report.gather  cancelled" in out
+    assert "on_failure: [4] report.alert  succeeded" in out
+
+
+def test_the_workflow_benchmark_prints_its_table(redis_url: str) -> None:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "workflow_bench.py"), "--redis-url", redis_url]
+    proc = subprocess.run(
+        [*cmd, "--members", "30", "--steps", "5"], capture_output=True, text=True, timeout=120
+    )
+
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["figure", "value", "target"]
+    assert any(line.startswith("chord of 30: delay() -> callback start") for line in lines)
+    assert any(line.startswith("  overhead per step") for line in lines)

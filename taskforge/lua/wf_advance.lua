@@ -31,16 +31,24 @@ local function finish(status)
   for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
 end
 
+-- Nodes still pending will never run: mark them (the rest of a failed chain: 'cancelled';
+-- the on_failure callbacks of a workflow that succeeded: 'skipped').
+local function settle(as, kind)
+  local st = redis.call('HGETALL', KEYS[4])
+  local marks = {}
+  for i = 1, #st, 2 do
+    if st[i + 1] == 'pending' and (not kind or link(st[i])['k'] == kind) then
+      table.insert(marks, st[i]); table.insert(marks, as)
+    end
+    if #marks >= 2000 then redis.call('HSET', KEYS[4], unpack(marks)); marks = {} end
+  end
+  if #marks > 0 then redis.call('HSET', KEYS[4], unpack(marks)) end
+end
+
 local function fail(n, l, status, err)
   redis.call('HSET', KEYS[1], 'failed_node', n, 'failed', member(n), 'failed_status', status,
     'error', err)
-  local st = redis.call('HGETALL', KEYS[4])
-  local cancel = {}
-  for i = 1, #st, 2 do
-    if st[i + 1] == 'pending' then table.insert(cancel, st[i]); table.insert(cancel, 'cancelled') end
-    if #cancel >= 2000 then redis.call('HSET', KEYS[4], unpack(cancel)); cancel = {} end
-  end
-  if #cancel > 0 then redis.call('HSET', KEYS[4], unpack(cancel)) end
+  settle('cancelled')
   for _, e in ipairs(l['e'] or {}) do redis.call('HSET', KEYS[4], e, 'ready') end
   finish('failed')
   wf_emit(channel, wid, 'failed', member(n), now, err)
@@ -75,15 +83,17 @@ end
 
 local function succeed(n, l, value)
   redis.call('HSET', KEYS[6], n, value)
-  if wstatus ~= 'running' then return end
+  -- A callback's own callbacks still run after the workflow succeeded; nothing else does.
+  if wstatus ~= 'running' and not (wstatus == 'succeeded' and l['k'] == 'callback') then return end
   for _, c in ipairs(l['n'] or {}) do
     if redis.call('HINCRBY', KEYS[5], c, -1) <= 0 and redis.call('HGET', KEYS[4], c) == 'pending' then
       redis.call('HSET', KEYS[4], c, 'ready')
     end
   end
-  if l['k'] == 'main' then
+  if l['k'] == 'main' and wstatus == 'running' then
     wf_emit(channel, wid, 'step_succeeded', member(n), now)
     if redis.call('HINCRBY', KEYS[1], 'remaining', -1) <= 0 then
+      settle('skipped', 'errback')
       finish('succeeded')
       wf_emit(channel, wid, 'succeeded', '', now)
     end

@@ -2,7 +2,8 @@
 -- KEYS[1]     meta hash (status, tree, output template, remaining main members, ...)
 -- KEYS[2]     links hash: node -> JSON {k kind, q queue, n next nodes, e errbacks, d deps, p prefix}
 -- KEYS[3]     calls hash: node -> JSON of the call (task, args, kwargs, options)
--- KEYS[4]     state hash: node -> pending | ready | succeeded | dead | cancelled
+-- KEYS[4]     state hash: node -> pending | ready | succeeded | dead | cancelled | skipped
+--             (skipped: an on_failure callback of a workflow that succeeded)
 -- KEYS[5]     wait hash: node -> dependencies not yet succeeded
 -- ARGV[1]     workflow events channel
 -- ARGV[2]     workflow id
