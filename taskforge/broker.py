@@ -359,7 +359,7 @@ class Ops:
     def cancel(self, queue: str, job_id: str, control_channel: str) -> Op[tuple[str, str]]:
         """Cancel a waiting job, or flag a running one; returns (outcome, status)."""
         k = self.keys(queue)
-        keys = [*k.ready_lists, k.scheduled, k.job(job_id)]
+        keys = [*k.ready_lists, k.scheduled, k.job(job_id), k.base + ":wf_outbox"]
         args: list[Arg] = [self.settings.events_channel, queue, job_id]
         args += [self.settings.result_ttl_s, control_channel]
         raw = yield ScriptCall("cancel", keys, args)

@@ -566,3 +566,24 @@ def test_the_workflow_benchmark_prints_its_table(redis_url: str) -> None:
     assert lines[0].split() == ["figure", "value", "target"]
     assert any(line.startswith("chord of 30: delay() -> callback start") for line in lines)
     assert any(line.startswith("  overhead per step") for line in lines)
+
+
+def test_a_member_cancelled_by_its_job_id_fails_its_workflow_after_the_replay(any_url: str) -> None:
+    app = make_app(any_url, lease_s=0.2)
+    add = t(app, "add")
+    h = chain(add.s(1, 2), add.s(3)).delay()
+
+    app.handle(f"wf:{h.id}:0").cancel()
+
+    async def replay() -> None:
+        broker = AsyncBroker(app.settings)
+        with anyio.fail_after(10):
+            while not await WorkflowAdvancer(broker).replay(["default"]):
+                await anyio.sleep(0.05)
+        await broker.aclose()
+
+    anyio.run(replay)
+    with pytest.raises(WorkflowFailedError) as failed:
+        h.result(timeout=5)
+    assert failed.value.error_type == "Cancelled"
+    assert [m.status for m in h.info().members] == ["cancelled", "cancelled"]
