@@ -35,7 +35,7 @@ from taskforge.retry import Retry
 from taskforge.settings import Settings
 from taskforge.task import Call, Task
 from taskforge.worker import Worker
-from taskforge.workflow import WorkflowHandle, WorkflowInfo, WorkflowStatus
+from taskforge.workflow import WorkflowHandle, WorkflowInfo, WorkflowMember, WorkflowStatus
 
 __all__ = [
     "BrokerConnectionError",
@@ -76,6 +76,7 @@ __all__ = [
     "WorkflowFailedError",
     "WorkflowHandle",
     "WorkflowInfo",
+    "WorkflowMember",
     "WorkflowNotFoundError",
     "WorkflowStatus",
     "WorkflowTooLargeError",

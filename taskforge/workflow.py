@@ -44,7 +44,7 @@ class WorkflowStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class MemberInfo:
+class WorkflowMember:
     """One member: its job id, task, queue, role (``main``, ``callback``, ``errback``) and status.
 
     ``status`` is the job's (``queued``, ``active``, ``succeeded``, ``dead``, ...), or
@@ -66,7 +66,7 @@ class WorkflowInfo:
 
     id: str
     status: WorkflowStatus
-    members: list[MemberInfo]
+    members: list[WorkflowMember]
     tree: dict[str, Any]
     failed_member: str | None = None
     error: str | None = None
@@ -167,6 +167,13 @@ class WorkflowClient:
                 f"no workflow {workflow_id!r} (never sent, or expired after the result TTL)"
             )
         return state
+
+    def status_op(self, workflow_id: str) -> Op[str]:
+        """The workflow's status. Raises WorkflowNotFoundError."""
+        status = yield from self.ops.status(workflow_id)
+        if status is None:
+            raise WorkflowNotFoundError(f"no workflow {workflow_id!r} (never sent, or expired)")
+        return status
 
     def value_op(self, workflow_id: str, timeout_s: float | None, *, each: bool) -> Op[Any]:
         """Wait for the workflow to finish (blocking on Redis, no polling); its value, or the
@@ -270,7 +277,7 @@ def _info(state: WorkflowState, live: dict[int, str]) -> WorkflowInfo:
         link, call = state.links[n], state.calls.get(n, {})
         error = state.results.get(n) if st in ("dead", "cancelled") else None
         members.append(
-            MemberInfo(
+            WorkflowMember(
                 n,
                 member_id(state.workflow_id, n),
                 call.get("t", "?"),
@@ -303,7 +310,7 @@ def render_tree(info: WorkflowInfo) -> str:
 
 
 def _draw(
-    tree: dict[str, Any], members: dict[int, MemberInfo], pad: str, lines: list[str], lead: str
+    tree: dict[str, Any], members: dict[int, WorkflowMember], pad: str, lines: list[str], lead: str
 ) -> None:
     kind = tree["type"]
     if kind == "call":
@@ -389,8 +396,12 @@ class WorkflowHandle:
         return info
 
     def status(self) -> WorkflowStatus:
-        """The workflow's status."""
-        return self.info().status
+        """The workflow's status (one read). Raises WorkflowNotFoundError."""
+        return WorkflowStatus(self._run(self._client.status_op(self.id)))
+
+    async def astatus(self) -> WorkflowStatus:
+        """Async :meth:`status`."""
+        return WorkflowStatus(await self._arun(self._client.status_op(self.id)))
 
     def tree(self) -> str:
         """The members drawn as a tree with their statuses."""
@@ -410,10 +421,10 @@ class WorkflowHandle:
 __all__ = [
     "MAX_WORKFLOW_MEMBERS",
     "WORKFLOW_EVENTS",
-    "MemberInfo",
     "WorkflowClient",
     "WorkflowHandle",
     "WorkflowInfo",
+    "WorkflowMember",
     "WorkflowStatus",
     "render_tree",
 ]
