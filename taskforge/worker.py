@@ -198,6 +198,7 @@ class Worker:
                 services.start_soon(self._heartbeat_loop)
                 services.start_soon(self._control_loop)
                 services.start_soon(self._progress.run)
+                services.start_soon(self._workflows.run)
                 await self._start_scheduler(services)
                 async with anyio.create_task_group() as jobs:
                     self._jobs_tg = jobs
@@ -211,6 +212,7 @@ class Worker:
                     await self._drain()
                     await self._join_jobs()
                 await self._flush_all()
+                await self._workflows.drain()
                 services.cancel_scope.cancel()
         finally:
             if exporter is not None:
@@ -425,11 +427,13 @@ class Worker:
         if next_due_ms is not None and next_due_ms <= self.burst_horizon_s * 1000:
             await anyio.sleep(next_due_ms / 1000 + 0.001)
             return False
-        if self._pending or self._writing:
-            # Outcomes not yet in Redis may hold a retry due within the horizon: write them (or
-            # let the flush loop finish), then fetch once more to see it.
+        if self._pending or self._writing or not self._workflows.idle:
+            # Outcomes not yet in Redis may hold a retry due within the horizon, and workflow
+            # advances not yet run the next steps: write them (or let the flush loop and the
+            # advancer finish), then fetch once more to see them.
             await self._flush_all()
-            if self._writing:
+            await self._workflows.drain()
+            if self._writing or not self._workflows.idle:
                 await anyio.sleep(0.01)
             return False
         return not self._running
@@ -578,7 +582,7 @@ class Worker:
                 accepted = await self.broker.run(ops.finish(queue, outcomes))
                 for p, ok in zip(finals, accepted, strict=True):
                     self._log(p, ok)
-                await self._workflows.after_finish(queue, finished_members(outcomes, accepted))
+                self._workflows.note(queue, finished_members(outcomes, accepted))
             backs = [p for p in mine if isinstance(p.result, Abandoned)]
             if backs:
                 leases = [(p.lease.id, p.lease.token) for p in backs]

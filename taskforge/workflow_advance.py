@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import anyio
+
 from taskforge.broker import AsyncBroker, NewJob, Outcome
 from taskforge.client import Client
 from taskforge.errors import BrokerError, EnqueueError
@@ -32,10 +34,55 @@ class WorkflowAdvancer:
         self.ops = WorkflowOps(broker.settings)
         self._encoder = Client(broker.settings)
         self._announced: set[str] = set()
+        self._inbox: list[tuple[str, list[MemberOutcome]]] = []
+        self._wanted = anyio.Event()
+        self._busy = 0
+
+    def note(self, queue: str, outcomes: Sequence[MemberOutcome]) -> None:
+        """Hand over members whose outcome was just written; :meth:`run` advances them. No I/O:
+        the worker's outcome writer goes on with the next batch meanwhile."""
+        if outcomes:
+            self._inbox.append((queue, list(outcomes)))
+            self._wanted.set()
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing handed over waits or is being advanced."""
+        return not self._inbox and not self._busy
+
+    async def run(self) -> None:
+        """Advance handed-over members as they come (a worker service; runs until cancelled)."""
+        while True:
+            await self._wanted.wait()
+            self._wanted = anyio.Event()
+            await self.drain()
+
+    async def drain(self) -> None:
+        """Advance everything handed over so far, in batches (several workflows and queues at a
+        time under load). Shielded: a stopping worker finishes the batch it started."""
+        while self._inbox:
+            batch, self._inbox = self._inbox, []
+            self._busy += 1
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._advance_batch(batch)
+            finally:
+                self._busy -= 1
+
+    async def _advance_batch(self, batch: list[tuple[str, list[MemberOutcome]]]) -> None:
+        by_queue: dict[str, list[MemberOutcome]] = {}
+        for queue, outcomes in batch:
+            by_queue.setdefault(queue, []).extend(outcomes)
+        try:
+            await self.advance([o for outcomes in by_queue.values() for o in outcomes])
+            for queue, outcomes in by_queue.items():
+                await self.broker.run(self.ops.clear_outbox(queue, [o.job_id for o in outcomes]))
+        except BrokerError as exc:
+            log.warning("workflow advance deferred to the outbox replay (%s)", exc)
 
     async def after_finish(self, queue: str, outcomes: Sequence[MemberOutcome]) -> None:
-        """Advance the workflows of members whose outcome was just written, then clear their
-        outbox entries. A Redis failure leaves the entries for the upkeep's replay."""
+        """Advance the workflows of these members now, then clear their outbox entries. A Redis
+        failure leaves the entries for the upkeep's replay."""
         if not outcomes:
             return
         try:

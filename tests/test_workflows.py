@@ -398,11 +398,11 @@ def test_a_worker_killed_before_the_advance_loses_nothing(any_url: str, monkeypa
     add, total = t(app, "add"), t(app, "total")
     h = chord([add.s(1, 1), add.s(2, 2)], total.s()).on_success(t(app, "note").s()).delay()
 
-    async def die(self: WorkflowAdvancer, queue: str, outcomes: Any) -> None:
+    def die(self: WorkflowAdvancer, queue: str, outcomes: Any) -> None:
         return None  # the worker "dies" after the finish script, before the advance
 
     with monkeypatch.context() as patched:
-        patched.setattr(WorkflowAdvancer, "after_finish", die)
+        patched.setattr(WorkflowAdvancer, "note", die)
         drain(app)
     pending = app.client.broker.client.zcard(outbox(app.settings.prefix, "default"))
     assert pending == 2
