@@ -212,13 +212,13 @@ class Worker:
                     await self._drain()
                     await self._join_jobs()
                 await self._flush_all()
-                await self._workflows.drain()
                 services.cancel_scope.cancel()
         finally:
             if exporter is not None:
                 exporter.stop()
             with anyio.CancelScope(shield=True):
                 await self._cancel_jobs()
+                await self._workflows.drain()  # what the last outcome writes handed over
                 await self._close()
         if self._job_error is not None:
             raise self._job_error

@@ -10,6 +10,8 @@ and every step is idempotent, so each next job is enqueued exactly once.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Sequence
 
 import anyio
@@ -24,6 +26,10 @@ log = logging.getLogger(__name__)
 
 #: Outbox entries one upkeep pass replays per queue.
 REPLAY_BATCH = 500
+#: Advanced outbox entries are cleared at most this long after their advance (s) ...
+CLEAR_AFTER_S = 0.2
+#: ... or as soon as this many wait.
+CLEAR_BATCH = 1000
 
 
 class WorkflowAdvancer:
@@ -37,6 +43,8 @@ class WorkflowAdvancer:
         self._inbox: list[tuple[str, list[MemberOutcome]]] = []
         self._wanted = anyio.Event()
         self._busy = 0
+        self._to_clear: dict[str, list[str]] = {}  # outbox entries advanced, not yet cleared
+        self._clear_since = 0.0
 
     def note(self, queue: str, outcomes: Sequence[MemberOutcome]) -> None:
         """Hand over members whose outcome was just written; :meth:`run` advances them. No I/O:
@@ -51,15 +59,26 @@ class WorkflowAdvancer:
         return not self._inbox and not self._busy
 
     async def run(self) -> None:
-        """Advance handed-over members as they come (a worker service; runs until cancelled)."""
-        while True:
-            await self._wanted.wait()
-            self._wanted = anyio.Event()
-            await self.drain()
+        """Advance handed-over members as they come (a worker service; runs until cancelled).
 
-    async def drain(self) -> None:
+        Advanced entries leave the outbox in batches, at most :data:`CLEAR_AFTER_S` later: the
+        clear is off the path from one step to the next, and an entry left behind only costs a
+        replay that changes nothing.
+        """
+        while True:
+            wait_s = CLEAR_AFTER_S if self._to_clear else math.inf
+            with anyio.move_on_after(wait_s):
+                await self._wanted.wait()
+            if self._wanted.is_set():
+                self._wanted = anyio.Event()
+                await self.drain(clear=False)
+            if self._to_clear and time.monotonic() - self._clear_since >= CLEAR_AFTER_S:
+                await self._clear()
+
+    async def drain(self, *, clear: bool = True) -> None:
         """Advance everything handed over so far, in batches (several workflows and queues at a
-        time under load). Shielded: a stopping worker finishes the batch it started."""
+        time under load), then clear their outbox entries. Shielded: a stopping worker
+        finishes the batch it started."""
         while self._inbox:
             batch, self._inbox = self._inbox, []
             self._busy += 1
@@ -68,17 +87,29 @@ class WorkflowAdvancer:
                     await self._advance_batch(batch)
             finally:
                 self._busy -= 1
+        if clear or sum(map(len, self._to_clear.values())) >= CLEAR_BATCH:
+            await self._clear()
 
     async def _advance_batch(self, batch: list[tuple[str, list[MemberOutcome]]]) -> None:
-        by_queue: dict[str, list[MemberOutcome]] = {}
-        for queue, outcomes in batch:
-            by_queue.setdefault(queue, []).extend(outcomes)
+        outcomes = [o for _, some in batch for o in some]
         try:
-            await self.advance([o for outcomes in by_queue.values() for o in outcomes])
-            for queue, outcomes in by_queue.items():
-                await self.broker.run(self.ops.clear_outbox(queue, [o.job_id for o in outcomes]))
+            await self.advance(outcomes)
         except BrokerError as exc:
             log.warning("workflow advance deferred to the outbox replay (%s)", exc)
+            return
+        if not self._to_clear:
+            self._clear_since = time.monotonic()
+        for queue, some in batch:
+            self._to_clear.setdefault(queue, []).extend(o.job_id for o in some)
+
+    async def _clear(self) -> None:
+        pending, self._to_clear = self._to_clear, {}
+        try:
+            with anyio.CancelScope(shield=True):
+                for queue, ids in pending.items():
+                    await self.broker.run(self.ops.clear_outbox(queue, ids))
+        except BrokerError as exc:  # the entries stay; a replay finds nothing left to do
+            log.debug("workflow outbox not cleared (%s)", exc)
 
     async def after_finish(self, queue: str, outcomes: Sequence[MemberOutcome]) -> None:
         """Advance the workflows of these members now, then clear their outbox entries. A Redis
