@@ -140,21 +140,13 @@ class WorkflowClient:
     def info_op(self, workflow_id: str) -> Op[WorkflowInfo]:
         """Read a workflow and its members' live job statuses."""
         state = yield from self._read(workflow_id, with_calls=True)
+        # Enqueued members: their job records say where they are (queued, active, retrying...).
         live = [n for n, s in state.states.items() if s == "ready"]
-        queue_ops = Ops(self.client.settings)
         statuses: dict[int, str] = {}
         if live:
-            cmds = [
-                Command(
-                    (
-                        "HGET",
-                        queue_ops.keys(state.links[n]["q"]).job(member_id(workflow_id, n)),
-                        "status",
-                    )
-                )
-                for n in live
-            ]
-            raw = yield Batch(cmds)
+            keys = Ops(self.client.settings).keys
+            records = [keys(state.links[n]["q"]).job(member_id(workflow_id, n)) for n in live]
+            raw = yield Batch([Command(("HGET", key, "status")) for key in records])
             statuses = {n: s or "ready" for n, s in zip(live, raw, strict=True)}
         return _info(state, statuses)
 
