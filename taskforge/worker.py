@@ -199,6 +199,7 @@ class Worker:
                 services.start_soon(self._control_loop)
                 services.start_soon(self._progress.run)
                 services.start_soon(self._workflows.run)
+                services.start_soon(self._workflows.upkeep, self.queues)
                 await self._start_scheduler(services)
                 async with anyio.create_task_group() as jobs:
                     self._jobs_tg = jobs
@@ -659,7 +660,6 @@ class Worker:
     async def _lease_loop(self) -> None:
         while True:
             await anyio.sleep(self.settings.lease_s / 3)
-            await self._workflows.replay(self.queues)  # advances whose worker died
             await self._limiter.extend()
             by_queue: dict[str, list[tuple[str, str]]] = {}
             for r in self._running.values():

@@ -122,6 +122,13 @@ class WorkflowAdvancer:
         except BrokerError as exc:
             log.warning("workflow advance deferred to the outbox replay (%s)", exc)
 
+    async def upkeep(self, queues: Sequence[str]) -> None:
+        """Every third of a lease, :meth:`replay` the outboxes of ``queues`` (a worker service,
+        beside the lease keeper: the same cadence as the reclaim of expired leases)."""
+        while True:
+            await anyio.sleep(self.broker.settings.lease_s / 3)
+            await self.replay(queues)
+
     async def replay(self, queues: Sequence[str]) -> int:
         """Advance outbox entries older than a lease (their worker died); returns how many."""
         min_age_ms = int(self.broker.settings.lease_s * 1000)
