@@ -401,8 +401,12 @@ def test_a_worker_killed_before_the_advance_loses_nothing(any_url: str, monkeypa
     def die(self: WorkflowAdvancer, queue: str, outcomes: Any) -> None:
         return None  # the worker "dies" after the finish script, before the advance
 
+    async def no_upkeep(self: WorkflowAdvancer, queues: Any) -> None:
+        await anyio.sleep_forever()  # ... and no other worker replays meanwhile
+
     with monkeypatch.context() as patched:
         patched.setattr(WorkflowAdvancer, "note", die)
+        patched.setattr(WorkflowAdvancer, "upkeep", no_upkeep)
         drain(app)
     pending = app.client.broker.client.zcard(outbox(app.settings.prefix, "default"))
     assert pending == 2
