@@ -9,6 +9,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from taskforge.canvas import Canvas
 from taskforge.client import Client
 from taskforge.cron import CatchUp, CronSchedule, coerce_catch_up
+from taskforge.errors import EnqueueError
 from taskforge.handle import JobHandle
 from taskforge.job import JobPriority
 from taskforge.registry import Registry
@@ -136,6 +137,10 @@ class Taskforge:
             EnqueueError: the arguments do not fit the task.
         """
         call = task.s(*args, **(kwargs or {}))
+        if call.partial and call.fits is not None:  # a workflow's partial signature: not here
+            raise EnqueueError(
+                f"bad arguments for task {task.name!r}: {call.fits(call.args, call.kwargs)}"
+            )
         schedule = CronSchedule(cron, timezone)
         entry = Periodic(name or task.name, call, schedule, coerce_catch_up(catch_up))
         self.registry.add_periodic(entry)
