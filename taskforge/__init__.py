@@ -8,6 +8,7 @@ from taskforge.cron import CatchUp
 from taskforge.errors import (
     BrokerConnectionError,
     BrokerError,
+    BrokerOutOfMemoryError,
     ConfigurationError,
     EnqueueError,
     JobCancelledError,
@@ -40,6 +41,7 @@ from taskforge.workflow import WorkflowHandle, WorkflowInfo, WorkflowMember, Wor
 __all__ = [
     "BrokerConnectionError",
     "BrokerError",
+    "BrokerOutOfMemoryError",
     "CacheService",
     "Call",
     "CatchUp",
