@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar, overload
 
 from taskforge.client import Client
@@ -12,6 +13,7 @@ from taskforge.job import JobPriority
 from taskforge.registry import Registry
 from taskforge.settings import Settings
 from taskforge.task import Call, Periodic, Task, TaskOptions, coerce_priority
+from taskforge.testing import Testbed, testing_settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -51,6 +53,38 @@ class Taskforge:
         if self._client is None:
             self._client = Client(self.settings)
         return self._client
+
+    @contextmanager
+    def testing(
+        self,
+        *,
+        eager: bool = True,
+        skip_delays: bool = True,
+        concurrency: int = 1,
+        redis_url: str = "memory://",
+    ) -> Iterator[Testbed]:
+        """Run this app on a private test server for the block: ``with app.testing() as bed:``.
+
+        ``eager``: each ``.delay()`` runs the job (and the jobs it sends) through a real burst
+        worker before it returns. ``skip_delays``: scheduled jobs and retry backoff are due at
+        once. ``redis_url``: ``memory://`` (a fresh embedded server) or a real Redis, with a key
+        prefix of the block's own. The app's settings and client come back afterwards.
+        See :mod:`taskforge.testing`.
+        """
+        bed = Testbed(
+            testing_settings(self.settings, redis_url),
+            self.registry,
+            eager=eager,
+            skip_delays=skip_delays,
+            concurrency=concurrency,
+        )
+        saved = self._settings, self._client
+        self._settings, self._client = bed.settings, bed.client
+        try:
+            yield bed
+        finally:
+            self._settings, self._client = saved
+            bed.close()
 
     # The dispatcher protocol for tasks: resolve the client only when a job is sent.
     def submit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]:

@@ -385,6 +385,14 @@ class Ops:
         ready = dict(zip(PRIORITY_ORDER, (int(x) for x in raw[:3]), strict=True))
         return QueueCounts(queue, ready, int(raw[3]), int(raw[4]), int(raw[5]))
 
+    def hurry(self, queue: str) -> Op[int]:
+        """Make every scheduled job of ``queue`` due now; returns how many (testing mode only).
+
+        One command (scores times 0), so a job cannot be promoted twice or missed.
+        """
+        k = self.keys(queue).scheduled
+        return int((yield Command(("ZUNIONSTORE", k, 1, k, "WEIGHTS", 0))))
+
     def heartbeat(self, worker_id: str, info: dict[str, Any], ttl_s: int) -> Op[None]:
         """Publish a worker's liveness and stats; the per-worker key expires after ``ttl_s``."""
         g = self.globals

@@ -5,11 +5,12 @@ from __future__ import annotations
 import inspect
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
+from taskforge.context import JobContext, bound, has_job, stand_in
 from taskforge.cron import CatchUp, CronSchedule
 from taskforge.errors import ConfigurationError, EnqueueError
 from taskforge.handle import JobHandle
@@ -171,8 +172,18 @@ class Task(Generic[P, R]):
         return f"<Task {self.name} queue={self.opts.queue} priority={self.opts.priority.value}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
-        """Run the function directly, in this process (for an async task: a coroutine)."""
-        return self.fn(*args, **kwargs)
+        """Run the function directly, in this process (for an async task: a coroutine).
+
+        Outside a worker's job, ``current_job()`` inside it gives a stand-in context (a fresh
+        id, attempt 1, progress recorded): see :class:`~taskforge.context.StandInContext`.
+        """
+        if has_job():  # called by a worker, or from inside another task: keep that job
+            return self.fn(*args, **kwargs)
+        ctx = stand_in(self.name, args, kwargs, queue=self.opts.queue)
+        if self.is_async:
+            return _awaited_in(ctx, self.fn(*args, **kwargs))
+        with bound(ctx):
+            return self.fn(*args, **kwargs)
 
     def options(
         self,
@@ -265,3 +276,9 @@ class Task(Generic[P, R]):
                 raise EnqueueError(f"bad arguments for task {self.name!r}: {exc}") from exc
         delay_s, run_at = (0.0, None) if when is None else when_to_delay(when)
         return Call(self.name, args, kwargs, self.opts, delay_s, run_at)
+
+
+async def _awaited_in(ctx: JobContext, coro: Coroutine[Any, Any, Any]) -> Any:
+    # Bound when the coroutine runs, not when it is made: that is when the task body reads it.
+    with bound(ctx):
+        return await coro
