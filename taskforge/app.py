@@ -6,10 +6,13 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar, overload
 
+from taskforge.celery_compat import cron_hint
 from taskforge.client import Client
 from taskforge.cron import CatchUp, CronSchedule, coerce_catch_up
+from taskforge.errors import ConfigurationError
 from taskforge.handle import JobHandle
 from taskforge.job import JobPriority
+from taskforge.limits import rate_limit_spec
 from taskforge.registry import Registry
 from taskforge.settings import Settings
 from taskforge.task import Call, Periodic, Task, TaskOptions, coerce_priority
@@ -133,6 +136,8 @@ class Taskforge:
             ConfigurationError: bad cron expression, time zone, policy or name.
             EnqueueError: the arguments do not fit the task.
         """
+        if not isinstance(cron, str):  # Celery's run_every=10.0 / timedelta habit
+            raise ConfigurationError(cron_hint(cron))
         call = task.s(*args, **(kwargs or {}))
         schedule = CronSchedule(cron, timezone)
         entry = Periodic(name or task.name, call, schedule, coerce_catch_up(catch_up))
@@ -157,7 +162,7 @@ class Taskforge:
         retry_backoff_cap: float = 3600.0,
         retry_jitter: bool = False,
         timeout: float | None = None,
-        rate_limit: str | None = None,
+        rate_limit: str | int | None = None,
         concurrency: int | None = None,
         cron: str | None = None,
         timezone: str = "UTC",
@@ -176,7 +181,7 @@ class Taskforge:
         retry_backoff_cap: float = 3600.0,
         retry_jitter: bool = False,
         timeout: float | None = None,
-        rate_limit: str | None = None,
+        rate_limit: str | int | None = None,
         concurrency: int | None = None,
         cron: str | None = None,
         timezone: str = "UTC",
@@ -190,8 +195,9 @@ class Taskforge:
 
         ``cron`` (5 fields, or 6 with seconds last) also makes it periodic: one job per tick, in
         ``timezone``, with ``catch_up`` (``"skip"``, ``"once"``, ``"all"``) for ticks missed while
-        no worker ran; see :meth:`periodic`. ``rate_limit`` (``"100/m"``) and ``concurrency`` cap
-        its job starts per window and its running jobs, across all workers.
+        no worker ran; see :meth:`periodic`. ``rate_limit`` (``"100/m"``, ``"10/s"``, or ``10``:
+        per second) and ``concurrency`` cap its job starts per window and its running jobs,
+        across all workers.
 
         Raises:
             ConfigurationError: an option cannot work (negative timeout, unknown priority, ...).
@@ -208,7 +214,7 @@ class Taskforge:
                 retry_backoff_cap=retry_backoff_cap,
                 retry_jitter=retry_jitter,
                 timeout=timeout,
-                rate_limit=rate_limit,
+                rate_limit=rate_limit_spec(rate_limit),
                 concurrency=concurrency,
             )
             t: Task[Any, Any] = Task(func, opts, self)

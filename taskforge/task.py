@@ -5,13 +5,15 @@ from __future__ import annotations
 import inspect
 import math
 import re
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
+from taskforge.celery_compat import misplaced_options_hint, unsupported_options_hint
 from taskforge.context import JobContext, bound, has_job, stand_in
 from taskforge.cron import CatchUp, CronSchedule
+from taskforge.durations import parse_duration_s
 from taskforge.errors import ConfigurationError, EnqueueError
 from taskforge.handle import JobHandle
 from taskforge.job import JobPriority
@@ -128,8 +130,15 @@ def coerce_priority(value: JobPriority | str) -> JobPriority:
         raise ConfigurationError(f"unknown priority {value!r}; use one of {choices}") from None
 
 
-def when_to_delay(when: datetime | timedelta | float) -> tuple[float, datetime | None]:
-    """Split a schedule time into (delay in seconds, absolute time); rejects naive datetimes."""
+#: When a job should run: an aware datetime, a timedelta, seconds, or text like ``"10s"``.
+When = datetime | timedelta | float | str
+
+
+def when_to_delay(when: When) -> tuple[float, datetime | None]:
+    """Split a schedule time into (delay in seconds, absolute time); rejects naive datetimes.
+
+    Text is a number and one unit: ``"250ms"``, ``"10s"``, ``"5m"``, ``"1.5h"``, ``"2d"``.
+    """
     if isinstance(when, datetime):
         if when.tzinfo is None or when.utcoffset() is None:
             raise ConfigurationError(
@@ -137,7 +146,17 @@ def when_to_delay(when: datetime | timedelta | float) -> tuple[float, datetime |
                 "e.g. datetime.now(timezone.utc) + timedelta(minutes=5)"
             )
         return 0.0, when
-    delay_s = when.total_seconds() if isinstance(when, timedelta) else float(when)
+    if isinstance(when, str):
+        delay_s = parse_duration_s(when)
+    elif isinstance(when, timedelta):
+        delay_s = when.total_seconds()
+    elif isinstance(when, int | float) and not isinstance(when, bool):
+        delay_s = float(when)
+    else:
+        raise ConfigurationError(
+            f"cannot schedule at {when!r}: pass seconds, a timedelta, an aware datetime, or "
+            "text like '10s', '5m', '1h'"
+        )
     if not math.isfinite(delay_s) or delay_s < 0:
         raise ConfigurationError(f"schedule delay must be a finite number >= 0, got {when!r}")
     return delay_s, None
@@ -236,17 +255,60 @@ class Task(Generic[P, R]):
         """Async :meth:`delay`."""
         return (await self._dispatcher.asubmit([self._call(args, kwargs)]))[0]
 
-    def schedule(
-        self, when: datetime | timedelta | float, *args: P.args, **kwargs: P.kwargs
-    ) -> JobHandle[R]:
-        """Enqueue a job to run at ``when``: an aware ``datetime``, a ``timedelta`` or seconds."""
+    def schedule(self, when: When, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
+        """Enqueue a job to run at ``when``: an aware ``datetime``, a ``timedelta``, seconds, or
+        a duration such as ``"10s"``, ``"5m"``, ``"1h"``."""
         return self._dispatcher.submit([self._call(args, kwargs, when)])[0]
 
-    async def aschedule(
-        self, when: datetime | timedelta | float, *args: P.args, **kwargs: P.kwargs
-    ) -> JobHandle[R]:
+    async def aschedule(self, when: When, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         """Async :meth:`schedule`."""
         return (await self._dispatcher.asubmit([self._call(args, kwargs, when)]))[0]
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        expires: datetime | timedelta | float | None = None,
+        queue: str | None = None,
+        priority: JobPriority | str | None = None,
+        job_id: str | None = None,
+        **unsupported: Any,
+    ) -> JobHandle[R]:
+        """Celery's call form, untyped: ``add.apply_async(args=[1, 2], countdown=10)``.
+
+        ``countdown`` (seconds) or ``eta`` (an aware datetime) schedule the job; ``queue``,
+        ``priority`` and ``job_id`` are per-call options as in :meth:`options`. Prefer
+        :meth:`delay`/:meth:`schedule`, whose arguments your type checker sees.
+
+        Raises:
+            ConfigurationError: an option Celery has and taskforge does not (the message says
+                what to write instead), both ``countdown`` and ``eta``, or a bad value.
+            EnqueueError: the arguments do not fit the function (nothing is written).
+        """
+        if unsupported:
+            raise ConfigurationError(unsupported_options_hint(self.name, unsupported))
+        if expires is not None:
+            raise ConfigurationError(
+                f"apply_async(expires=...) of {self.name!r} is not supported by this version; "
+                "drop it, or cancel the job with its handle (handle.cancel()) when it is no "
+                "longer wanted"
+            )
+        if countdown is not None and eta is not None:
+            raise ConfigurationError("pass countdown= (seconds) or eta= (a datetime), not both")
+        if isinstance(args, str | bytes | Mapping) or not isinstance(kwargs, Mapping | None):
+            raise ConfigurationError(
+                "apply_async takes args= as a list and kwargs= as a dict: "
+                "add.apply_async(args=[1, 2], kwargs={'c': 3})"
+            )
+        task = self
+        if queue is not None or priority is not None or job_id is not None:
+            task = self.options(queue=queue, priority=priority, job_id=job_id)
+        when = countdown if countdown is not None else eta
+        call = task._call(tuple(args or ()), dict(kwargs or {}), when)
+        return self._dispatcher.submit([call])[0]
 
     def _fits(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         """True when the arguments surely fit a function of plain parameters (no ``*args``,
@@ -267,13 +329,14 @@ class Task(Generic[P, R]):
         self,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        when: datetime | timedelta | float | None = None,
+        when: When | None = None,
     ) -> Call:
         if not self._fits(args, kwargs):
             try:
                 self._signature.bind(*args, **kwargs)
             except TypeError as exc:
-                raise EnqueueError(f"bad arguments for task {self.name!r}: {exc}") from exc
+                hint = misplaced_options_hint(self.name, kwargs, self._signature)
+                raise EnqueueError(f"bad arguments for task {self.name!r}: {exc}{hint}") from exc
         delay_s, run_at = (0.0, None) if when is None else when_to_delay(when)
         return Call(self.name, args, kwargs, self.opts, delay_s, run_at)
 
