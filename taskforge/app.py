@@ -111,7 +111,11 @@ class Taskforge:
         return JobHandle(self.client, job_id, queue)
 
     def call(self, task_name: str, *args: Any, **kwargs: Any) -> Call:
-        """A call of a task known only by name (no import needed); options via ``call_options``."""
+        """A call of a task known only by name (no import needed), for :meth:`enqueue_many`.
+
+        It carries the default options (queue ``default``, priority ``normal``, the default
+        retry policy); the worker that registered the name runs it.
+        """
         return Call(task_name, args, kwargs, TaskOptions(name=task_name).checked())
 
     def periodic(

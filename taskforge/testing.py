@@ -263,6 +263,8 @@ class Testbed:
     :meth:`drain`. ``skip_delays`` makes scheduled jobs and retry backoff due at once.
     """
 
+    __test__ = False  # a name pytest would otherwise try to collect where it is imported
+
     def __init__(
         self,
         settings: Settings,

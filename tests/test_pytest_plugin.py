@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -102,3 +107,15 @@ def test_a_bad_app_option_says_what_to_write(pytester: pytest.Pytester) -> None:
 
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*no Python file*nowhere.py*give an existing .py file*"])
+
+
+def test_the_testing_example_passes() -> None:
+    """``examples/testing`` (the README's snippets) run as a user runs it."""
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "TASKFORGE_"))}
+    cmd = [sys.executable, "-m", "pytest", "examples/testing", "-q", "-p", "no:cacheprovider"]
+
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=240)
+
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "5 passed" in proc.stdout
