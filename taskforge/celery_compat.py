@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Iterable
-from datetime import timedelta
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from taskforge.errors import ConfigurationError
 
 #: Options of Celery's ``apply_async`` that people pass to ``delay`` by habit.
 CALL_OPTIONS = frozenset(
@@ -67,6 +70,34 @@ def unsupported_options_hint(task: str, names: Iterable[str]) -> str:
         f"apply_async() of {task!r} does not take {', '.join(parts)}; it takes args=, kwargs=, "
         "countdown=, eta=, expires=, queue=, priority=, job_id="
     )
+
+
+def apply_async_when(
+    task: str,
+    args: object,
+    kwargs: object,
+    countdown: float | None,
+    eta: datetime | None,
+    expires: object,
+    unsupported: Mapping[str, Any],
+) -> float | datetime | None:
+    """Check the Celery-only parts of an ``apply_async`` call; returns when the job should run
+    (None: now). Raises ConfigurationError saying what to write instead."""
+    if unsupported:
+        raise ConfigurationError(unsupported_options_hint(task, unsupported))
+    if expires is not None:
+        raise ConfigurationError(
+            f"apply_async(expires=...) of {task!r} is not supported by this version; drop it, "
+            "or cancel the job with its handle (handle.cancel()) when it is no longer wanted"
+        )
+    if countdown is not None and eta is not None:
+        raise ConfigurationError("pass countdown= (seconds) or eta= (a datetime), not both")
+    if isinstance(args, str | bytes | Mapping) or not isinstance(kwargs, Mapping | None):
+        raise ConfigurationError(
+            "apply_async takes args= as a list and kwargs= as a dict: "
+            "add.apply_async(args=[1, 2], kwargs={'c': 3})"
+        )
+    return countdown if countdown is not None else eta
 
 
 def cron_hint(value: object) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
-from taskforge.celery_compat import misplaced_options_hint, unsupported_options_hint
+from taskforge.celery_compat import apply_async_when, misplaced_options_hint
 from taskforge.context import JobContext, bound, has_job, stand_in
 from taskforge.cron import CatchUp, CronSchedule
 from taskforge.durations import parse_duration_s
@@ -288,25 +288,10 @@ class Task(Generic[P, R]):
                 what to write instead), both ``countdown`` and ``eta``, or a bad value.
             EnqueueError: the arguments do not fit the function (nothing is written).
         """
-        if unsupported:
-            raise ConfigurationError(unsupported_options_hint(self.name, unsupported))
-        if expires is not None:
-            raise ConfigurationError(
-                f"apply_async(expires=...) of {self.name!r} is not supported by this version; "
-                "drop it, or cancel the job with its handle (handle.cancel()) when it is no "
-                "longer wanted"
-            )
-        if countdown is not None and eta is not None:
-            raise ConfigurationError("pass countdown= (seconds) or eta= (a datetime), not both")
-        if isinstance(args, str | bytes | Mapping) or not isinstance(kwargs, Mapping | None):
-            raise ConfigurationError(
-                "apply_async takes args= as a list and kwargs= as a dict: "
-                "add.apply_async(args=[1, 2], kwargs={'c': 3})"
-            )
+        when = apply_async_when(self.name, args, kwargs, countdown, eta, expires, unsupported)
         task = self
         if queue is not None or priority is not None or job_id is not None:
             task = self.options(queue=queue, priority=priority, job_id=job_id)
-        when = countdown if countdown is not None else eta
         call = task._call(tuple(args or ()), dict(kwargs or {}), when)
         return self._dispatcher.submit([call])[0]
 
