@@ -41,7 +41,6 @@ from typing import Any
 
 import redis
 import redis.asyncio
-from runner import STAMP_SUFFIX
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -56,6 +55,9 @@ MODULES = {
 #: Peers whose workers run plain functions in threads (their drains use sync job bodies).
 THREAD_WORKERS = frozenset({"huey", "dramatiq", "rq"})
 BODIES = ("noop", "incr", "sleep", "cpu")
+#: runner.STAMP_SUFFIX (bench.py is also imported as ``benchmarks.bench``, without runner.py's
+#: folder on the path).
+STAMP_SUFFIX = ":stamps"
 RUN_TIMEOUT_S = 900.0
 
 
@@ -378,6 +380,8 @@ def run_all(
 ) -> list[dict[str, Any]]:
     """Every measurement, rounds interleaved across systems; the raw results."""
     rows = plan(args)
+    if args.measures:
+        rows = [m for m in rows if m.key in args.measures.split(",")]
     schedule: list[tuple[int, Measure, str]] = []
     for r in range(args.rounds):
         for m in rows:
@@ -675,6 +679,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--redis-url", help="benchmark this Redis (default: a private redis-server)")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
+    p.add_argument("--measures", help="comma-separated subset of the figures (e.g. drain_noop)")
     p.add_argument("--peer-venvs", help="folder of peer venvs: DIR/<system>/bin/python")
     p.add_argument("--python", action="append", default=[], metavar="SYSTEM=PATH",
                    help="the interpreter of one peer (repeatable)")  # fmt: skip
