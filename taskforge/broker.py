@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -627,7 +629,13 @@ _MARKER_TTL_MS = 60_000
 
 
 def _sha(source: str) -> str:
-    return hashlib.sha1(source.encode()).hexdigest()
+    sha = _SHAS.get(source)
+    if sha is None:
+        sha = _SHAS[source] = hashlib.sha1(source.encode()).hexdigest()
+    return sha
+
+
+_SHAS: dict[str, str] = {}
 
 
 def _check_replicas(reply: Any, acked: int, request: Replicated) -> Any:
@@ -638,6 +646,69 @@ def _check_replicas(reply: Any, acked: int, request: Replicated) -> Any:
             " lose it; check the replicas, or raise TASKFORGE_DURABLE_TIMEOUT"
         )
     return reply
+
+
+#: Script calls that take the hot lane: a producer's enqueue (``.delay()``, ``enqueue_many``).
+_HOT_SCRIPTS = frozenset({"enqueue"})
+
+
+class _HotLane:
+    """One connection held out of the pool for script calls, used by one thread at a time.
+
+    redis-py's per-command path (pool checkout with its ``can_read`` poll and locks, the retry
+    wrapper, observability hooks, ``Script`` with its sha lookup) costs several times the
+    Python work of sending the packed command and reading its reply on a connection in hand;
+    for a ``.delay()``, which is one script call, that path was most of the client's CPU. A
+    thread that finds the lane busy, a broken connection (then dropped), or a forked process
+    takes the ordinary path, which keeps its retries: a call that fails here is sent again
+    there, as redis-py's own retry would send it again.
+    """
+
+    def __init__(self, client: redis.Redis):
+        self._pool = client.connection_pool
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._pid = os.getpid()
+
+    def call(self, command: tuple[Arg | bytes, ...]) -> tuple[bool, Any]:
+        """``(True, reply)``, or ``(False, None)`` when the caller must use the pool instead.
+
+        Raises:
+            redis.ResponseError: Redis answered with an error (``NOSCRIPT`` included); the
+                connection stays usable.
+        """
+        if not self._lock.acquire(blocking=False):
+            return False, None
+        try:
+            conn = self._connection()
+            try:
+                conn.send_packed_command(conn.pack_command(*command))
+                return True, conn.read_response()
+            except redis.ResponseError:
+                raise
+            except (redis.RedisError, OSError):
+                self._drop()
+                return False, None
+        finally:
+            self._lock.release()
+
+    def _connection(self) -> Any:
+        if self._conn is not None and self._pid != os.getpid():
+            self._conn = None  # the parent's socket: never touch it in a forked child
+        if self._conn is None:
+            self._conn, self._pid = self._pool.get_connection(), os.getpid()
+        return self._conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.disconnect()
+            self._pool.release(conn)
+
+    def close(self) -> None:
+        """Hand the connection back (the pool is about to be closed)."""
+        with self._lock:
+            self._drop()
 
 
 class _Overlapped(Generic[T]):
@@ -797,6 +868,10 @@ class SyncBroker:
         self.ops = Ops(settings)
         self.client = client if client is not None else sync_client(settings)
         self._scripts: dict[str, Script] = {}
+        # Only a plain client of one server: a cluster routes per key, a Sentinel pool follows
+        # failovers per checkout, the embedded server has no sockets.
+        plain = type(self.client) is redis.Redis and not settings.is_memory
+        self._hot = _HotLane(self.client) if plain else None  # type: ignore[arg-type]
 
     def run(self, op: Op[T]) -> T:
         """Drive one operation to its result."""
@@ -846,12 +921,7 @@ class SyncBroker:
 
     def _send(self, request: Request) -> Any:
         if isinstance(request, ScriptCall):
-            script = self._scripts.get(request.name)
-            if script is None:
-                script = self._scripts[request.name] = self.client.register_script(
-                    SOURCES[request.name]
-                )
-            return script(keys=_wire_keys(request.keys), args=_wire(request.args))
+            return self._script(request)
         if isinstance(request, Command):
             args = routable(self.client, tuple(_wire(request.args)))
             return self.client.execute_command(*args)  # type: ignore[no-untyped-call]
@@ -871,6 +941,21 @@ class SyncBroker:
         for command in request.commands:
             pipe.execute_command(*_wire(command.args))
         return pipe.execute()
+
+    def _script(self, request: ScriptCall) -> Any:
+        if self._hot is not None and request.name in _HOT_SCRIPTS:
+            try:
+                sent, reply = self._hot.call(_evalsha(request))
+            except redis.exceptions.NoScriptError:
+                sent = False  # the Script below loads it
+            if sent:
+                return reply
+        script = self._scripts.get(request.name)
+        if script is None:
+            script = self._scripts[request.name] = self.client.register_script(
+                SOURCES[request.name]
+            )
+        return script(keys=_wire_keys(request.keys), args=_wire(request.args))
 
     def _wake_then_call(self, request: WakeThenCall) -> Any:
         call = request.call
@@ -906,6 +991,8 @@ class SyncBroker:
 
     def close(self) -> None:
         """Release the connection pool."""
+        if self._hot is not None:
+            self._hot.close()
         self.client.close()
 
 
