@@ -8,6 +8,8 @@ the producer API can be synchronous without a second copy of the protocol.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -711,6 +713,62 @@ class _HotLane:
             self._drop()
 
 
+class _AsyncHotLane:
+    """:class:`_HotLane` for the asyncio client: one connection held for the enqueue script,
+    used by one task at a time (a task that finds it busy takes the pooled path).
+
+    A task cancelled while its call is out leaves a reply unread on the connection: the lane
+    forgets that connection at once and a separate task disconnects it and hands it back.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis):
+        self._pool = client.connection_pool
+        self._busy = False
+        self._conn: Any = None
+        self._discarding: set[asyncio.Task[None]] = set()
+
+    async def call(self, command: tuple[Arg | bytes, ...]) -> tuple[bool, Any]:
+        """``(True, reply)``, or ``(False, None)``: see :meth:`_HotLane.call`."""
+        if self._busy:
+            return False, None
+        self._busy = True
+        try:
+            if self._conn is None:
+                self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            conn = self._conn
+            try:
+                await conn.send_packed_command(conn.pack_command(*command))
+                return True, await conn.read_response()
+            except redis.ResponseError:
+                raise
+            except (redis.RedisError, OSError):
+                self._discard()
+                return False, None
+            except BaseException:  # cancelled mid-call: the connection's state is unknown
+                self._discard()
+                raise
+        finally:
+            self._busy = False
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            task = asyncio.get_running_loop().create_task(self._hand_back(conn))
+            self._discarding.add(task)
+            task.add_done_callback(self._discarding.discard)
+
+    async def _hand_back(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            await conn.disconnect()
+        await self._pool.release(conn)
+
+    async def aclose(self) -> None:
+        """Hand the connection back (the pool is about to be closed)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._pool.release(conn)
+
+
 class _Overlapped(Generic[T]):
     """:meth:`SyncBroker.run_overlapped`'s state: one connection, the calls sent but unread."""
 
@@ -1004,6 +1062,8 @@ class AsyncBroker:
         self.ops = Ops(settings)
         self.client = client if client is not None else async_client(settings)
         self._scripts: dict[str, AsyncScript] = {}
+        plain = type(self.client) is redis.asyncio.Redis and not settings.is_memory
+        self._hot = _AsyncHotLane(self.client) if plain else None  # type: ignore[arg-type]
 
     async def run(self, op: Op[T]) -> T:
         """Drive one operation to its result."""
@@ -1018,12 +1078,7 @@ class AsyncBroker:
 
     async def _send(self, request: Request) -> Any:
         if isinstance(request, ScriptCall):
-            script = self._scripts.get(request.name)
-            if script is None:
-                script = self._scripts[request.name] = self.client.register_script(
-                    SOURCES[request.name]
-                )
-            return await script(keys=_wire_keys(request.keys), args=_wire(request.args))
+            return await self._script(request)
         if isinstance(request, Command):
             args = routable(self.client, tuple(_wire(request.args)))
             return await self.client.execute_command(*args)
@@ -1044,6 +1099,21 @@ class AsyncBroker:
         for command in request.commands:
             pipe.execute_command(*_wire(command.args))
         return await pipe.execute()
+
+    async def _script(self, request: ScriptCall) -> Any:
+        if self._hot is not None and request.name in _HOT_SCRIPTS:
+            try:
+                sent, reply = await self._hot.call(_evalsha(request))
+            except redis.exceptions.NoScriptError:
+                sent = False  # the Script below loads it
+            if sent:
+                return reply
+        script = self._scripts.get(request.name)
+        if script is None:
+            script = self._scripts[request.name] = self.client.register_script(
+                SOURCES[request.name]
+            )
+        return await script(keys=_wire_keys(request.keys), args=_wire(request.args))
 
     async def _wake_then_call(self, request: WakeThenCall) -> Any:
         call = request.call
@@ -1108,4 +1178,6 @@ class AsyncBroker:
 
     async def aclose(self) -> None:
         """Release the connection pool."""
+        if self._hot is not None:
+            await self._hot.aclose()
         await self.client.aclose()

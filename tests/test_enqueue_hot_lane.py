@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import anyio
 import pytest
 import redis
 
@@ -97,3 +98,65 @@ def test_threads_enqueueing_at_once_lose_and_double_no_job(
 
     assert len(ids) == 240
     assert sorted(ready_ids(app, r)) == sorted(ids)
+
+
+@pytest.mark.anyio
+async def test_adelay_after_redis_dropped_every_connection_enqueues_once(
+    app_factory: AppFactory, r: redis.Redis
+) -> None:
+    app = app_factory()
+
+    @app.task(name="lane.anoop")
+    async def anoop() -> None:
+        """Does nothing."""
+
+    first = await anoop.adelay()
+    r.client_kill_filter(_type="normal", skipme=True)
+    second = await anoop.adelay()
+    r.script_flush()
+    third = await anoop.adelay()
+
+    assert ready_ids(app, r) == [first.id, second.id, third.id]
+
+
+@pytest.mark.anyio
+async def test_adelay_from_many_tasks_at_once_loses_and_doubles_no_job(
+    app_factory: AppFactory, r: redis.Redis
+) -> None:
+    app = app_factory()
+
+    @app.task(name="lane.anoop")
+    async def anoop() -> None:
+        """Does nothing."""
+
+    ids: list[str] = []
+
+    async def produce() -> None:
+        for _ in range(20):
+            ids.append((await anoop.adelay()).id)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(10):
+            tg.start_soon(produce)
+
+    assert len(ids) == 200
+    assert sorted(ready_ids(app, r)) == sorted(ids)
+
+
+@pytest.mark.anyio
+async def test_an_adelay_cancelled_mid_call_leaves_the_next_one_working(
+    app_factory: AppFactory, r: redis.Redis
+) -> None:
+    app = app_factory()
+
+    @app.task(name="lane.anoop")
+    async def anoop() -> None:
+        """Does nothing."""
+
+    await anoop.adelay()
+    with anyio.move_on_after(0):  # cancelled at its first await: the call may be half sent
+        await anoop.adelay()
+    after = await anoop.adelay()
+
+    assert after.id in ready_ids(app, r)
+    assert 2 <= len(ready_ids(app, r)) <= 3
