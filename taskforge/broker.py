@@ -33,7 +33,12 @@ from taskforge.connection import (
     same_node,
     sync_client,
 )
-from taskforge.errors import BrokerConnectionError, BrokerError, NotReplicatedError
+from taskforge.errors import (
+    BrokerConnectionError,
+    BrokerError,
+    BrokerOutOfMemoryError,
+    NotReplicatedError,
+)
 from taskforge.job import PRIORITY_ORDER, JobPriority, JobRecord, JobStatus
 from taskforge.keys import GlobalKeys, QueueKeys
 from taskforge.settings import Settings
@@ -119,10 +124,27 @@ SCRIPT_NAMES = (
 def _load_sources() -> dict[str, str]:
     folder = resources.files("taskforge") / "lua"
     prelude = (folder / "_prelude.lua").read_text()
-    return {name: prelude + (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+    return {
+        name: _with_prelude(prelude, (folder / f"{name}.lua").read_text()) for name in SCRIPT_NAMES
+    }
+
+
+def _with_prelude(prelude: str, body: str) -> str:
+    # A script's '#!lua flags=...' line (Redis 7 script flags) must stay the first line.
+    if body.startswith("#!"):
+        shebang, _, rest = body.partition("\n")
+        return f"{shebang}\n{prelude}{rest}"
+    return prelude + body
+
+
+def _without_shebang(source: str) -> str:
+    # The embedded server (fakeredis) reads no script flags and cannot parse the line.
+    return source.partition("\n")[2] if source.startswith("#!") else source
 
 
 SOURCES = _load_sources()
+#: The scripts for ``memory://``: the same, without the flags line (it has no maxmemory).
+MEMORY_SOURCES = {name: _without_shebang(source) for name, source in SOURCES.items()}
 
 
 # --------------------------------------------------------------------------- request payloads
@@ -748,6 +770,10 @@ def _one_connection(client: SyncRedis | AsyncRedis, settings: Settings) -> bool:
     return not (is_cluster(client) or settings.is_memory)
 
 
+def _source(name: str, settings: Settings) -> str:
+    return MEMORY_SOURCES[name] if settings.is_memory else SOURCES[name]
+
+
 def _evalsha(call: ScriptCall) -> tuple[Arg | bytes, ...]:
     return (
         "EVALSHA",
@@ -786,7 +812,7 @@ def _wrap(exc: redis.RedisError, settings: Settings) -> BrokerError:
         )
     text = str(exc)
     if isinstance(exc, redis.exceptions.OutOfMemoryError) or "maxmemory" in text:
-        return BrokerError(
+        return BrokerOutOfMemoryError(
             f"Redis is out of memory (used memory > maxmemory): {exc}; the refused command wrote"
             " nothing. Free memory (purge dead jobs, shorten result TTLs) or raise maxmemory"
         )
@@ -860,7 +886,7 @@ class SyncBroker:
             script = self._scripts.get(request.name)
             if script is None:
                 script = self._scripts[request.name] = self.client.register_script(
-                    SOURCES[request.name]
+                    _source(request.name, self.settings)
                 )
             return script(keys=_wire_keys(request.keys), args=_wire(request.args))
         if isinstance(request, Command):
@@ -945,7 +971,7 @@ class AsyncBroker:
             script = self._scripts.get(request.name)
             if script is None:
                 script = self._scripts[request.name] = self.client.register_script(
-                    SOURCES[request.name]
+                    _source(request.name, self.settings)
                 )
             return await script(keys=_wire_keys(request.keys), args=_wire(request.args))
         if isinstance(request, Command):

@@ -10,6 +10,7 @@ Every error taskforge raises on purpose subclasses :class:`TaskforgeError`::
     ├── UnknownTaskError          a task name the registry does not know
     ├── BrokerError               Redis refused or failed a command
     │   ├── BrokerConnectionError Redis cannot be reached (after the configured retries)
+    │   ├── BrokerOutOfMemoryError Redis refused a write: used memory is over ``maxmemory`` (OOM)
     │   └── NotReplicatedError    a durable write was not acknowledged by a replica in time
     ├── JobNotFoundError          no record for a job id (never existed, or expired)
     ├── ResultTimeoutError        the job did not finish within the wait
@@ -68,6 +69,14 @@ class BrokerConnectionError(BrokerError, ConnectionError):
     def job_id(self) -> str | None:
         """The job id of an ambiguous single enqueue (``.delay()``), else None."""
         return self.job_ids[0] if len(self.job_ids) == 1 else None
+
+
+class BrokerOutOfMemoryError(BrokerError):
+    """Redis refused a write because its used memory is over ``maxmemory`` (an OOM reply).
+
+    The refused command wrote nothing. Free memory (purge dead jobs, shorten result TTLs) or raise
+    ``maxmemory``; a worker pauses fetching and retries its outcomes until Redis accepts them.
+    """
 
 
 class NotReplicatedError(BrokerError):
