@@ -698,8 +698,9 @@ class _HotLane:
     there, as redis-py's own retry would send it again.
     """
 
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: redis.Redis, *, retry_timeouts: bool):
         self._pool = client.connection_pool
+        self._retry_timeouts = retry_timeouts
         self._lock = threading.Lock()
         self._conn: Any = None
         self._pid = os.getpid()
@@ -720,9 +721,14 @@ class _HotLane:
                 return True, conn.read_response()
             except redis.ResponseError:
                 raise
-            except (redis.RedisError, OSError):
+            except (redis.RedisError, OSError) as exc:
                 self._drop()
+                if isinstance(exc, redis.TimeoutError) and not self._retry_timeouts:
+                    raise  # as the pooled path would: no second wait of a whole timeout
                 return False, None
+            except BaseException:  # interrupted mid-call: the connection's state is unknown
+                self._drop()
+                raise
         finally:
             self._lock.release()
 
@@ -753,8 +759,9 @@ class _AsyncHotLane:
     forgets that connection at once and a separate task disconnects it and hands it back.
     """
 
-    def __init__(self, client: redis.asyncio.Redis):
+    def __init__(self, client: redis.asyncio.Redis, *, retry_timeouts: bool):
         self._pool = client.connection_pool
+        self._retry_timeouts = retry_timeouts
         self._busy = False
         self._conn: Any = None
         self._discarding: set[asyncio.Task[None]] = set()
@@ -773,8 +780,10 @@ class _AsyncHotLane:
                 return True, await conn.read_response()
             except redis.ResponseError:
                 raise
-            except (redis.RedisError, OSError):
+            except (redis.RedisError, OSError) as exc:
                 self._discard()
+                if isinstance(exc, redis.TimeoutError) and not self._retry_timeouts:
+                    raise  # as the pooled path would: no second wait of a whole timeout
                 return False, None
             except BaseException:  # cancelled mid-call: the connection's state is unknown
                 self._discard()
@@ -973,7 +982,11 @@ class SyncBroker:
         # Only a plain client of one server: a cluster routes per key, a Sentinel pool follows
         # failovers per checkout, the embedded server has no sockets.
         plain = type(self.client) is redis.Redis and not settings.is_memory
-        self._hot = _HotLane(self.client) if plain else None  # type: ignore[arg-type]
+        self._hot = (
+            _HotLane(self.client, retry_timeouts=settings.retry_on_timeout)  # type: ignore[arg-type]
+            if plain
+            else None
+        )
 
     def run(self, op: Op[T]) -> T:
         """Drive one operation to its result."""
@@ -1107,7 +1120,11 @@ class AsyncBroker:
         self.client = client if client is not None else async_client(settings)
         self._scripts: dict[str, AsyncScript] = {}
         plain = type(self.client) is redis.asyncio.Redis and not settings.is_memory
-        self._hot = _AsyncHotLane(self.client) if plain else None  # type: ignore[arg-type]
+        self._hot = (
+            _AsyncHotLane(self.client, retry_timeouts=settings.retry_on_timeout)  # type: ignore[arg-type]
+            if plain
+            else None
+        )
 
     async def run(self, op: Op[T]) -> T:
         """Drive one operation to its result."""
