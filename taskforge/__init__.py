@@ -25,7 +25,7 @@ from taskforge.job import Job, JobPriority, JobRecord, JobStatus
 from taskforge.pubsub import RedisClient, get_redis_client
 from taskforge.queue import JobQueue, JobWorker
 from taskforge.registry import Registry
-from taskforge.retry import Retry
+from taskforge.retry import Fail, Retry
 from taskforge.settings import Settings
 from taskforge.task import Call, Task
 from taskforge.worker import Worker
@@ -38,6 +38,7 @@ __all__ = [
     "CatchUp",
     "ConfigurationError",
     "EnqueueError",
+    "Fail",
     "Job",
     "JobCancelledError",
     "JobContext",

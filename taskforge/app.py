@@ -9,6 +9,7 @@ from taskforge.client import Client
 from taskforge.cron import CatchUp, CronSchedule, coerce_catch_up
 from taskforge.handle import JobHandle
 from taskforge.job import JobPriority
+from taskforge.policy import ExceptionTypes
 from taskforge.registry import Registry
 from taskforge.settings import Settings
 from taskforge.task import Call, Periodic, Task, TaskOptions, coerce_priority
@@ -118,7 +119,9 @@ class Taskforge:
         name: str | None = None,
         queue: str = "default",
         priority: JobPriority | str = JobPriority.NORMAL,
-        max_retries: int = 3,
+        max_retries: int | None = 3,
+        retry_on: ExceptionTypes | None = None,
+        dont_retry_on: ExceptionTypes = (),
         retry_backoff: float = 60.0,
         retry_backoff_cap: float = 3600.0,
         retry_jitter: bool = False,
@@ -137,7 +140,9 @@ class Taskforge:
         name: str | None = None,
         queue: str = "default",
         priority: JobPriority | str = JobPriority.NORMAL,
-        max_retries: int = 3,
+        max_retries: int | None = 3,
+        retry_on: ExceptionTypes | None = None,
+        dont_retry_on: ExceptionTypes = (),
         retry_backoff: float = 60.0,
         retry_backoff_cap: float = 3600.0,
         retry_jitter: bool = False,
@@ -152,7 +157,9 @@ class Taskforge:
 
         ``name`` defaults to ``module.function``. ``retry_backoff`` (s) is the base of the
         exponential backoff (retry n waits ``retry_backoff * 2**(n-1)``, capped at
-        ``retry_backoff_cap``); ``timeout`` (s) bounds one attempt.
+        ``retry_backoff_cap``); ``timeout`` (s) bounds one attempt. ``max_retries=None`` retries
+        forever; ``retry_on``/``dont_retry_on`` (tuples of exception classes) choose which
+        failures retry at all (see :mod:`taskforge.policy`).
 
         ``cron`` (5 fields, or 6 with seconds last) also makes it periodic: one job per tick, in
         ``timezone``, with ``catch_up`` (``"skip"``, ``"once"``, ``"all"``) for ticks missed while
@@ -170,6 +177,8 @@ class Taskforge:
                 queue=queue,
                 priority=prio,
                 max_retries=max_retries,
+                retry_on=retry_on,
+                dont_retry_on=dont_retry_on,
                 retry_backoff=retry_backoff,
                 retry_backoff_cap=retry_backoff_cap,
                 retry_jitter=retry_jitter,

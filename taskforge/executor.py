@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from taskforge.context import JobContext, bind
 from taskforge.errors import JobCancelledError, JobInterrupted, UnknownTaskError
 from taskforge.job import Job
+from taskforge.policy import RETRY_EVERYTHING, RetryPolicy
 from taskforge.registry import Registry
 from taskforge.retry import Retry, backoff_s
 from taskforge.task import Task
@@ -59,10 +60,11 @@ class Succeeded:
 
 @dataclass(frozen=True, slots=True)
 class RetryLater:
-    """Run again after ``delay_s``."""
+    """Run again after ``delay_s``; ``requested`` when the task raised ``Retry`` itself."""
 
     delay_s: float
     failure: Failure
+    requested: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,21 +104,37 @@ def resolve(registry: Registry, job: Job) -> Task[Any, Any]:
     return registry.get(job.task)
 
 
-def classify_failure(job: Job, attempts_before: int, exc: BaseException) -> RetryLater | Dead:
-    """Retry with backoff while the budget lasts, else dead (``attempts_before``: earlier runs)."""
-    failure = Failure.of(exc)
+def classify_failure(
+    job: Job, attempts_before: int, exc: BaseException, policy: RetryPolicy = RETRY_EVERYTHING
+) -> RetryLater | Dead:
+    """Retry with backoff while ``policy`` allows and the budget lasts, else dead
+    (``attempts_before``: earlier runs; ``job.max_retries`` None: no budget limit)."""
+    failure = describe_failure(exc)
     retry_number = attempts_before + 1
-    if retry_number > job.max_retries:
+    if not policy.retries(exc):
         return Dead(failure)
+    if job.max_retries is not None and retry_number > job.max_retries:
+        return Dead(failure)
+    requested = isinstance(exc, Retry)
     if isinstance(exc, Retry) and exc.countdown_s is not None:
-        return RetryLater(exc.countdown_s, failure)
+        return RetryLater(exc.countdown_s, failure, requested)
     delay = backoff_s(
         retry_number,
         base_s=job.retry_backoff_s,
         cap_s=job.retry_backoff_cap_s,
         jitter=job.retry_jitter,
     )
-    return RetryLater(delay, failure)
+    return RetryLater(delay, failure, requested)
+
+
+def describe_failure(exc: BaseException) -> Failure:
+    """The failure to record: a ``Retry(exc=...)`` records its cause's type and message (its
+    traceback shows the cause too, as the ``Retry``'s context)."""
+    failure = Failure.of(exc)
+    if isinstance(exc, Retry) and exc.exc is not None:
+        cause = Failure.of(exc.exc)
+        return Failure(cause.type, cause.message, failure.traceback)
+    return failure
 
 
 #: Reused: ``json.dumps`` with options builds a new encoder per call.
@@ -155,7 +173,7 @@ class Executor:
         except (Exception, SystemExit) as exc:
             if ctx.cancel_requested:
                 return Cancelled()
-            return classify_failure(job, ctx.attempt - 1, exc)
+            return classify_failure(job, ctx.attempt - 1, exc, task.opts.retry_policy)
         try:
             return Succeeded(encode_result(value))
         except (TypeError, ValueError) as exc:

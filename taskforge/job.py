@@ -61,7 +61,7 @@ class Job(BaseModel):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     queue: str = "default"
     priority: JobPriority = JobPriority.NORMAL
-    max_retries: int = Field(default=3, ge=0)
+    max_retries: int | None = Field(default=3, ge=0)  # None: retry forever
     retry_backoff_s: float = Field(default=60.0, ge=0)
     retry_backoff_cap_s: float = Field(default=3600.0, ge=0)
     retry_jitter: bool = False

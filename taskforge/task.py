@@ -16,6 +16,12 @@ from taskforge.handle import JobHandle
 from taskforge.job import JobPriority
 from taskforge.keys import check_queue_name
 from taskforge.limits import RateLimit
+from taskforge.policy import (
+    ExceptionTypes,
+    RetryPolicy,
+    check_exception_types,
+    check_max_retries,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -33,7 +39,9 @@ class TaskOptions:
     name: str
     queue: str = "default"
     priority: JobPriority = JobPriority.NORMAL
-    max_retries: int = 3
+    max_retries: int | None = 3
+    retry_on: ExceptionTypes | None = None
+    dont_retry_on: ExceptionTypes = ()
     retry_backoff: float = 60.0
     retry_backoff_cap: float = 3600.0
     retry_jitter: bool = False
@@ -50,9 +58,15 @@ class TaskOptions:
         check_queue_name(self.queue)
         if not self.name or any(c.isspace() for c in self.name):
             raise ConfigurationError(f"task name must be non-empty without spaces: {self.name!r}")
-        if self.max_retries < 0:
-            raise ConfigurationError(f"max_retries must be >= 0, got {self.max_retries}")
-        for label, value in (("retry_backoff", self.retry_backoff), ("timeout", self.timeout)):
+        check_max_retries(self.max_retries)
+        if self.retry_on is not None:
+            check_exception_types("retry_on", self.retry_on)
+        check_exception_types("dont_retry_on", self.dont_retry_on)
+        for label, value in (
+            ("retry_backoff", self.retry_backoff),
+            ("retry_backoff_cap", self.retry_backoff_cap),
+            ("timeout", self.timeout),
+        ):
             if value is not None and (not math.isfinite(value) or value < 0):
                 raise ConfigurationError(f"{label} must be a finite number >= 0, got {value}")
         if self.timeout is not None and self.timeout == 0:
@@ -68,6 +82,18 @@ class TaskOptions:
         if self.rate_limit is not None:
             RateLimit.parse(self.rate_limit)
         return self
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The exception filters the worker applies to this task's failures."""
+        return RetryPolicy(self.retry_on, self.dont_retry_on)
+
+
+class _Unset:
+    """Marks an option :meth:`Task.options` leaves as it is (None has a meaning of its own)."""
+
+
+UNSET = _Unset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +206,7 @@ class Task(Generic[P, R]):
         queue: str | None = None,
         priority: JobPriority | str | None = None,
         job_id: str | None = None,
-        max_retries: int | None = None,
+        max_retries: int | _Unset | None = UNSET,
         retry_backoff: float | None = None,
         timeout: float | None = None,
         unique_key: str | None = None,
@@ -194,16 +220,18 @@ class Task(Generic[P, R]):
         changes: dict[str, Any] = {
             "queue": queue,
             "job_id": job_id,
-            "max_retries": max_retries,
             "retry_backoff": retry_backoff,
             "timeout": timeout,
             "unique_key": unique_key,
             "unique_until": unique_until,
             "unique_ttl": unique_ttl,
         }
+        changes = {k: v for k, v in changes.items() if v is not None}
         if priority is not None:
             changes["priority"] = coerce_priority(priority)
-        opts = replace(self.opts, **{k: v for k, v in changes.items() if v is not None})
+        if not isinstance(max_retries, _Unset):  # None is "retry forever" here
+            changes["max_retries"] = max_retries
+        opts = replace(self.opts, **changes)
         clone: Task[P, R] = Task(self.fn, opts, self._dispatcher)
         return clone
 

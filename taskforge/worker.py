@@ -626,9 +626,11 @@ class Worker:
             log.info("job %s %s succeeded attempt=%d in %.1fms", p.lease.id, p.task, p.attempt, ms)
         elif isinstance(r, RetryLater):
             self.stats.retried += 1
+            verb = "retrying" if r.requested else "failed"  # a Retry is asked for, not a fault
             log.info(
-                "job %s %s failed attempt=%d in %.1fms (%s: %s); retry in %.1fs",
-                p.lease.id, p.task, p.attempt, ms, r.failure.type, r.failure.message, r.delay_s,
+                "job %s %s %s attempt=%d in %.1fms (%s: %s); retry in %.1fs",
+                p.lease.id, p.task, verb, p.attempt, ms, r.failure.type, r.failure.message,
+                r.delay_s,
             )  # fmt: skip
         elif isinstance(r, Dead):
             self.stats.dead += 1
