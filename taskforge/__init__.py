@@ -17,6 +17,7 @@ from taskforge.errors import (
     PayloadTooLargeError,
     ResultTimeoutError,
     SerializationError,
+    TaskFailedError,
     TaskforgeError,
     UnknownTaskError,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "Settings",
     "SyncCacheService",
     "Task",
+    "TaskFailedError",
     "Taskforge",
     "TaskforgeError",
     "UnknownTaskError",

@@ -50,7 +50,7 @@ class Taskforge:
     def client(self) -> Client:
         """The producer client (created on first use)."""
         if self._client is None:
-            self._client = Client(self.settings)
+            self._client = Client(self.settings, registry=self.registry)
         return self._client
 
     # The dispatcher protocol for tasks: resolve the client only when a job is sent.

@@ -11,6 +11,7 @@ from typing import Any
 
 from taskforge.broker import AsyncBroker, NewJob, SyncBroker
 from taskforge.errors import (
+    JobFailedError,
     JobNotFoundError,
     PayloadTooLargeError,
     ResultTimeoutError,
@@ -18,6 +19,8 @@ from taskforge.errors import (
 )
 from taskforge.handle import JobHandle
 from taskforge.job import TERMINAL, JobRecord, JobStatus, new_job_id
+from taskforge.registry import Registry
+from taskforge.remote_errors import rebuild
 from taskforge.serializer import PICKLE, dump_args
 from taskforge.settings import Settings
 from taskforge.signing import sign, signing_key
@@ -41,8 +44,10 @@ _ENVELOPE_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 class Client:
     """Producer API over one Redis, sync and async. Connects lazily, on first use."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, registry: Registry | None = None):
         self.settings = settings
+        #: Tasks this producer knows: their modules are where remote errors may be rebuilt.
+        self.registry = registry if registry is not None else Registry()
         self._sync: SyncBroker | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncBroker] = (
             weakref.WeakKeyDictionary()
@@ -233,6 +238,18 @@ class Client:
         if left_s <= 0:
             raise ResultTimeoutError(f"job {job_id} did not finish in time")
         return max(0.01, min(cap_s, left_s))
+
+    def value(self, record: JobRecord) -> Any:
+        """A final record's result, or the error it ends with (see :meth:`JobHandle.result`)."""
+        if record.status is JobStatus.SUCCEEDED:
+            return record.result
+        if record.status is JobStatus.DEAD and record.error_type:
+            modules = {t.fn.__module__ for t in self.registry}
+            raise rebuild(
+                record.id, record.status.value, record.error_type, record.error,
+                record.traceback, modules,
+            )  # fmt: skip
+        raise JobFailedError(record.id, record.status.value, record.error_type, record.error)
 
     # ---------------------------------------------------------------- cancel
 

@@ -48,7 +48,16 @@ class Failure:
         tb = "".join(traceback.format_exception(exc))
         if len(tb) > TRACEBACK_LIMIT:
             tb = "...\n" + tb[-TRACEBACK_LIMIT:]
-        return cls(type(exc).__name__, str(exc) or repr(exc), tb)
+        return cls(type_name(type(exc)), str(exc) or repr(exc), tb)
+
+
+def type_name(cls: type[BaseException]) -> str:
+    """The recorded name of an exception class: bare for builtins and taskforge's own
+    (``ValueError``, ``JobTimeoutError``), ``module.QualName`` for every other one."""
+    module = cls.__module__
+    if module == "builtins" or module == "taskforge" or module.startswith("taskforge."):
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,14 +190,14 @@ class Executor:
 
     async def _call(self, task: Task[Any, Any], ctx: JobContext) -> Any:
         job = ctx.job
-        if task.is_async:
-            bind(ctx)
-            try:
-                with _deadline(job.timeout_s):
-                    return await task.fn(*job.args, **job.kwargs)
-            except TimeoutError as exc:
-                raise JobTimeoutError(f"timed out after {job.timeout_s}s") from exc
-        return await self._call_sync(task.fn, ctx)
+        if not task.is_async:
+            return await self._call_sync(task.fn, ctx)
+        bind(ctx)
+        with _deadline(job.timeout_s):
+            return await task.fn(*job.args, **job.kwargs)
+        # Reached only when the deadline cancelled the task: a TimeoutError the task raised
+        # itself left the block above as itself, with its own message.
+        raise _timed_out(job)
 
     async def _call_sync(self, fn: Callable[..., Any], ctx: JobContext) -> Any:
         job = ctx.job
@@ -208,17 +217,21 @@ class Executor:
                 return await anyio.to_thread.run_sync(
                     context.run, target, limiter=self.thread_limiter, abandon_on_cancel=True
                 )
-        except TimeoutError as exc:
-            running.interrupt(JobInterrupted)
-            raise JobTimeoutError(f"timed out after {job.timeout_s}s") from exc
         except anyio.get_cancelled_exc_class():
             running.interrupt(JobInterrupted)
             raise
+        running.interrupt(JobInterrupted)  # the deadline passed (see _call)
+        raise _timed_out(job)
 
 
 def _deadline(timeout_s: float | None) -> AbstractContextManager[Any]:
     # No timeout, no timer: a cancel scope per job is a measurable share of a no-op job's cost.
-    return nullcontext() if timeout_s is None else anyio.fail_after(timeout_s)
+    # move_on_after, not fail_after: only this scope's own expiry may become JobTimeoutError.
+    return nullcontext() if timeout_s is None else anyio.move_on_after(timeout_s)
+
+
+def _timed_out(job: Job) -> JobTimeoutError:
+    return JobTimeoutError(f"timed out after {job.timeout_s}s (the task's timeout)")
 
 
 class _RunningThread:
