@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import weakref
 from collections.abc import Sequence
@@ -19,9 +18,10 @@ from taskforge.errors import (
 )
 from taskforge.handle import JobHandle
 from taskforge.job import TERMINAL, JobRecord, JobStatus, new_job_id
+from taskforge.payload import describe_refusal, json_encoder, typed_result
 from taskforge.registry import Registry
 from taskforge.remote_errors import rebuild
-from taskforge.serializer import PICKLE, dump_args
+from taskforge.serializer import PICKLE, dump_args, is_pickled_result, load_result
 from taskforge.settings import Settings
 from taskforge.signing import sign, signing_key
 from taskforge.task import Call, TaskOptions
@@ -37,8 +37,10 @@ def control_channel(settings: Settings) -> str:
 #: enough that Redis writes one chunk while the next is sent.
 BULK_CHUNK = 250
 
-#: One encoder for every envelope: ``json.dumps`` with options builds a new one per call.
-_ENVELOPE_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+#: One encoder for every envelope: ``json.dumps`` with options builds a new one per call. It
+#: carries the typed values (datetime, UUID, ...; see taskforge.payload) through its default
+#: hook, which plain JSON values never reach.
+_ENVELOPE_JSON = json_encoder()
 
 
 class Client:
@@ -84,10 +86,8 @@ class Client:
             kwargs_json = _ENVELOPE_JSON.encode(kwargs) if kwargs else "{}"
             tail = self._fixed_fields(call.task, o, serializer)
         except (TypeError, ValueError) as exc:
-            raise SerializationError(
-                f"arguments of {call.task!r} cannot be sent as JSON: {exc}; pass plain data "
-                "(str, int, float, bool, None, list, dict) or ids the task can load"
-            ) from exc
+            what = f"arguments of {call.task!r} cannot be sent as JSON"
+            raise SerializationError(describe_refusal(what, call.args, call.kwargs)) from exc
         # The JSON object json.dumps would write (the worker decodes it with pydantic); the
         # fields every job of one task and its options share are encoded once.
         text = (
@@ -242,7 +242,7 @@ class Client:
     def value(self, record: JobRecord) -> Any:
         """A final record's result, or the error it ends with (see :meth:`JobHandle.result`)."""
         if record.status is JobStatus.SUCCEEDED:
-            return record.result
+            return self._typed(record)
         if record.status is JobStatus.DEAD and record.error_type:
             modules = {t.fn.__module__ for t in self.registry}
             raise rebuild(
@@ -250,6 +250,20 @@ class Client:
                 record.traceback, modules,
             )  # fmt: skip
         raise JobFailedError(record.id, record.status.value, record.error_type, record.error)
+
+    def _typed(self, record: JobRecord) -> Any:
+        if is_pickled_result(record.result):
+            return load_result(record.result, self.settings.serializer)
+        task = record.task
+        if task is None or task not in self.registry or record.result is None:
+            return record.result
+        try:
+            return typed_result(self.registry.get(task).fn, record.result)
+        except ValueError as exc:  # pydantic's ValidationError
+            raise SerializationError(
+                f"result of job {record.id} does not fit {task!r}'s return annotation: {exc}; "
+                "the stored value is in handle.info().result"
+            ) from exc
 
     # ---------------------------------------------------------------- cancel
 

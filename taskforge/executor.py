@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import threading
 import traceback
@@ -19,9 +18,11 @@ from pydantic import ValidationError
 from taskforge.context import JobContext, bind
 from taskforge.errors import JobCancelledError, JobInterrupted, UnknownTaskError
 from taskforge.job import Job
+from taskforge.payload import find_uncarried, json_encoder, typed_arguments
 from taskforge.policy import RETRY_EVERYTHING, RetryPolicy
 from taskforge.registry import Registry
 from taskforge.retry import Retry, backoff_s
+from taskforge.serializer import JSON, PICKLE, dump_result
 from taskforge.task import Task
 
 log = logging.getLogger(__name__)
@@ -146,15 +147,28 @@ def describe_failure(exc: BaseException) -> Failure:
     return failure
 
 
-#: Reused: ``json.dumps`` with options builds a new encoder per call.
-_RESULT_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+#: Reused: ``json.dumps`` with options builds a new encoder per call. Carries typed values.
+_RESULT_JSON = json_encoder()
 
 
-def encode_result(value: Any) -> str:
-    """JSON-encode a task's return value; raises TypeError/ValueError when it cannot be."""
+def encode_result(value: Any, serializer: str = JSON) -> str:
+    """Encode a task's return value (JSON, or pickle for a pickle job); raises
+    TypeError/ValueError when it cannot be."""
     if value is None:  # most tasks return nothing: skip the encoder
         return "null"
-    text = _RESULT_JSON.encode(value)
+    if serializer == PICKLE:
+        return dump_result(value)
+    try:
+        text = _RESULT_JSON.encode(value)
+    except (TypeError, ValueError) as exc:
+        found = find_uncarried(value, "result")
+        if found is None:
+            raise
+        where, type_name = found
+        raise TypeError(
+            f"{where} is a {type_name}, which JSON cannot carry; return plain data or a "
+            "carried type (datetime, UUID, Decimal, bytes, an enum, a pydantic model...)"
+        ) from exc
     if len(text) > RESULT_LIMIT_BYTES:
         raise ValueError(f"result is {len(text)} bytes, over the {RESULT_LIMIT_BYTES} limit")
     return text
@@ -184,22 +198,29 @@ class Executor:
                 return Cancelled()
             return classify_failure(job, ctx.attempt - 1, exc, task.opts.retry_policy)
         try:
-            return Succeeded(encode_result(value))
+            return Succeeded(encode_result(value, job.serializer))
         except (TypeError, ValueError) as exc:
             return Dead(Failure("SerializationError", f"result cannot be stored: {exc}"))
 
     async def _call(self, task: Task[Any, Any], ctx: JobContext) -> Any:
         job = ctx.job
+        # Pickled arguments are already the objects they were; JSON ones get their types back.
+        if job.serializer == PICKLE:
+            args, kwargs = tuple(job.args), job.kwargs
+        else:
+            args, kwargs = typed_arguments(task.fn, job.args, job.kwargs)
         if not task.is_async:
-            return await self._call_sync(task.fn, ctx)
+            return await self._call_sync(task.fn, ctx, args, kwargs)
         bind(ctx)
         with _deadline(job.timeout_s):
-            return await task.fn(*job.args, **job.kwargs)
+            return await task.fn(*args, **kwargs)
         # Reached only when the deadline cancelled the task: a TimeoutError the task raised
         # itself left the block above as itself, with its own message.
         raise _timed_out(job)
 
-    async def _call_sync(self, fn: Callable[..., Any], ctx: JobContext) -> Any:
+    async def _call_sync(
+        self, fn: Callable[..., Any], ctx: JobContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         job = ctx.job
         running = _RunningThread()
 
@@ -207,7 +228,7 @@ class Executor:
             running.enter()
             try:
                 bind(ctx)
-                return fn(*job.args, **job.kwargs)
+                return fn(*args, **kwargs)
             finally:
                 running.leave()
 

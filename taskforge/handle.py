@@ -84,4 +84,3 @@ class JobHandle(Generic[R]):
     async def acancel(self) -> JobStatus:
         """Async :meth:`cancel`."""
         return await self._backend.acancel(self.queue, self.id)
-
