@@ -128,6 +128,9 @@ class Taskforge:
         timeout: float | None = None,
         rate_limit: str | None = None,
         concurrency: int | None = None,
+        soft_timeout: float | None = None,
+        ignore_result: bool = False,
+        result_ttl: int | None = None,
         cron: str | None = None,
         timezone: str = "UTC",
         catch_up: CatchUp | str = CatchUp.ONCE,
@@ -149,6 +152,9 @@ class Taskforge:
         timeout: float | None = None,
         rate_limit: str | None = None,
         concurrency: int | None = None,
+        soft_timeout: float | None = None,
+        ignore_result: bool = False,
+        result_ttl: int | None = None,
         cron: str | None = None,
         timezone: str = "UTC",
         catch_up: CatchUp | str = CatchUp.ONCE,
@@ -159,7 +165,10 @@ class Taskforge:
         exponential backoff (retry n waits ``retry_backoff * 2**(n-1)``, capped at
         ``retry_backoff_cap``); ``timeout`` (s) bounds one attempt. ``max_retries=None`` retries
         forever; ``retry_on``/``dont_retry_on`` (tuples of exception classes) choose which
-        failures retry at all (see :mod:`taskforge.policy`).
+        failures retry at all (see :mod:`taskforge.policy`). ``soft_timeout`` (s, shorter than
+        ``timeout``) raises ``SoftTimeoutExceeded`` in the task; ``ignore_result`` stores no
+        result; ``result_ttl`` (s) keeps this task's succeeded records that long instead of
+        ``Settings.result_ttl_s``.
 
         ``cron`` (5 fields, or 6 with seconds last) also makes it periodic: one job per tick, in
         ``timezone``, with ``catch_up`` (``"skip"``, ``"once"``, ``"all"``) for ticks missed while
@@ -185,6 +194,9 @@ class Taskforge:
                 timeout=timeout,
                 rate_limit=rate_limit,
                 concurrency=concurrency,
+                soft_timeout=soft_timeout,
+                ignore_result=ignore_result,
+                result_ttl=result_ttl,
             )
             t: Task[Any, Any] = Task(func, opts, self)
             self.registry.add(t)

@@ -24,7 +24,7 @@ from taskforge.remote_errors import rebuild
 from taskforge.serializer import PICKLE, dump_args, is_pickled_result, load_result
 from taskforge.settings import Settings
 from taskforge.signing import sign, signing_key
-from taskforge.task import Call, TaskOptions
+from taskforge.task import Call, TaskOptions, expires_at_ms
 
 
 #: Workers listen here for abort requests of running jobs (payload: job id).
@@ -90,9 +90,12 @@ class Client:
             raise SerializationError(describe_refusal(what, call.args, call.kwargs)) from exc
         # The JSON object json.dumps would write (the worker decodes it with pydantic); the
         # fields every job of one task and its options share are encoded once.
+        now_s = time.time()
+        if o.expires is not None:  # per call: "60 s from now" differs for every call
+            tail += f',"expires_ms":{expires_at_ms(o.expires, now_s)}'
         text = (
             f'{{"id":{_ENVELOPE_JSON.encode(job_id)},"args":{args_json},"kwargs":{kwargs_json},'
-            f'"created_ms":{int(time.time() * 1000)}{tail}}}'
+            f'"created_ms":{int(now_s * 1000)}{tail}}}'
         )
         key = signing_key(self.settings)
         if key is not None:
@@ -131,6 +134,8 @@ class Client:
                 "retry_jitter": o.retry_jitter,
                 "timeout_s": o.timeout,
             }
+            if o.soft_timeout is not None:
+                fields["soft_timeout_s"] = o.soft_timeout
             if serializer == PICKLE:
                 fields["serializer"] = serializer
             tail = "," + _ENVELOPE_JSON.encode(fields)[1:-1]

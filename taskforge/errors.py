@@ -15,7 +15,8 @@ Every error taskforge raises on purpose subclasses :class:`TaskforgeError`::
     ├── ResultTimeoutError        the job did not finish within the wait
     ├── JobFailedError            the job ended dead or cancelled; carries the remote error
     │   └── TaskFailedError       the task raised: its type name, message and traceback
-    └── JobCancelledError         raised inside a running task whose cancellation was requested
+    ├── JobCancelledError         raised inside a running task whose cancellation was requested
+    └── SoftTimeoutExceeded       raised inside a running task at its ``soft_timeout``
 
 ``Retry`` (in :mod:`taskforge.retry`) is not an error: tasks raise it to ask for another attempt.
 :class:`JobInterrupted` is not one either: it is a ``BaseException`` that stops a sync task's
@@ -117,6 +118,19 @@ class TaskFailedError(JobFailedError):
 
 class JobCancelledError(TaskforgeError):
     """Raised inside a running task when its cancellation was requested."""
+
+
+class SoftTimeoutExceeded(TaskforgeError):
+    """Raised inside a running task when its ``soft_timeout`` passes: time to wrap up.
+
+    An ``Exception`` (catch it to clean up or return early) and deliberately not a
+    ``TimeoutError``, so an ``except TimeoutError`` around a network call does not swallow it.
+    Uncaught, it fails the attempt like any error (retried per the task's policy). The hard
+    ``timeout`` still stops the task if it runs on.
+    """
+
+    def __init__(self, message: str = "soft time limit exceeded"):
+        super().__init__(message)
 
 
 class JobInterrupted(BaseException):

@@ -23,6 +23,7 @@ from taskforge.policy import RETRY_EVERYTHING, RetryPolicy
 from taskforge.registry import Registry
 from taskforge.retry import Retry, backoff_s
 from taskforge.serializer import JSON, PICKLE, dump_result
+from taskforge.soft_timeout import SoftLimited, arm_thread
 from taskforge.task import Task
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,11 @@ def type_name(cls: type[BaseException]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Succeeded:
-    """The task returned; ``result_json`` is its encoded value."""
+    """The task returned; ``result_json`` is its encoded value ('' = not stored); ``ttl_s`` is
+    how long its record lives (None: the settings' result TTL)."""
 
     result_json: str
+    ttl_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +89,10 @@ class Dead:
 
 @dataclass(frozen=True, slots=True)
 class Cancelled:
-    """Cancellation was requested and honoured."""
+    """Cancellation was requested and honoured (or the job expired: ``type`` ``Expired``)."""
+
+    type: str = "Cancelled"
+    reason: str = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +203,10 @@ class Executor:
             if ctx.cancel_requested:
                 return Cancelled()
             return classify_failure(job, ctx.attempt - 1, exc, task.opts.retry_policy)
+        if task.opts.ignore_result:
+            return Succeeded("", task.opts.result_ttl)
         try:
-            return Succeeded(encode_result(value, job.serializer))
+            return Succeeded(encode_result(value, job.serializer), task.opts.result_ttl)
         except (TypeError, ValueError) as exc:
             return Dead(Failure("SerializationError", f"result cannot be stored: {exc}"))
 
@@ -212,8 +220,11 @@ class Executor:
         if not task.is_async:
             return await self._call_sync(task.fn, ctx, args, kwargs)
         bind(ctx)
+        call = task.fn(*args, **kwargs)
+        if job.soft_timeout_s is not None:
+            call = SoftLimited(call, job.soft_timeout_s)
         with _deadline(job.timeout_s):
-            return await task.fn(*args, **kwargs)
+            return await call
         # Reached only when the deadline cancelled the task: a TimeoutError the task raised
         # itself left the block above as itself, with its own message.
         raise _timed_out(job)
@@ -233,6 +244,11 @@ class Executor:
                 running.leave()
 
         context = copy_context()
+        soft = (
+            None
+            if job.soft_timeout_s is None
+            else arm_thread(running.interrupt, job.soft_timeout_s)
+        )
         try:
             with _deadline(job.timeout_s):
                 return await anyio.to_thread.run_sync(
@@ -241,6 +257,9 @@ class Executor:
         except anyio.get_cancelled_exc_class():
             running.interrupt(JobInterrupted)
             raise
+        finally:
+            if soft is not None:
+                soft.cancel()
         running.interrupt(JobInterrupted)  # the deadline passed (see _call)
         raise _timed_out(job)
 

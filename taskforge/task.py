@@ -52,6 +52,10 @@ class TaskOptions:
     unique_ttl: float | None = None
     rate_limit: str | None = None
     concurrency: int | None = None
+    soft_timeout: float | None = None
+    ignore_result: bool = False
+    result_ttl: int | None = None
+    expires: float | datetime | None = None
 
     def checked(self) -> TaskOptions:
         """Return self after validating every option; raises ConfigurationError."""
@@ -71,6 +75,7 @@ class TaskOptions:
                 raise ConfigurationError(f"{label} must be a finite number >= 0, got {value}")
         if self.timeout is not None and self.timeout == 0:
             raise ConfigurationError("timeout must be > 0 seconds (None means no timeout)")
+        check_result_options(self)
         if self.unique_until not in UNIQUE_POLICIES:
             raise ConfigurationError(
                 f"unique_until must be one of {UNIQUE_POLICIES}, got {self.unique_until!r}"
@@ -87,6 +92,45 @@ class TaskOptions:
     def retry_policy(self) -> RetryPolicy:
         """The exception filters the worker applies to this task's failures."""
         return RetryPolicy(self.retry_on, self.dont_retry_on)
+
+
+def check_result_options(o: TaskOptions) -> None:
+    """Validate ``soft_timeout``, ``result_ttl`` and ``expires``; raises ConfigurationError."""
+    soft = o.soft_timeout
+    if soft is not None and not (
+        isinstance(soft, int | float) and math.isfinite(soft) and soft > 0
+    ):
+        raise ConfigurationError(
+            f"soft_timeout must be a finite number of seconds > 0, got {soft!r}"
+        )
+    if soft is not None and o.timeout is not None and soft >= o.timeout:
+        raise ConfigurationError(
+            f"soft_timeout ({soft}s) must be shorter than timeout ({o.timeout}s): the soft limit "
+            "warns the task before the hard one stops it"
+        )
+    ttl = o.result_ttl
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1):
+        raise ConfigurationError(f"result_ttl must be a whole number of seconds >= 1, got {ttl!r}")
+    exp = o.expires
+    if isinstance(exp, datetime):
+        when_to_delay(exp)  # refuses a naive datetime, saying what to write
+    elif exp is not None and not _positive_seconds(exp):
+        raise ConfigurationError(
+            f"expires must be seconds > 0, a timedelta or an aware datetime, got {exp!r}"
+        )
+
+
+def _positive_seconds(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def expires_at_ms(expires: float | datetime | None, now_s: float) -> int | None:
+    """The epoch ms an ``expires`` option means for a call made at ``now_s`` (None: never)."""
+    if expires is None:
+        return None
+    if isinstance(expires, datetime):
+        return int(expires.timestamp() * 1000)
+    return int((now_s + expires) * 1000)
 
 
 class _Unset:
@@ -212,8 +256,13 @@ class Task(Generic[P, R]):
         unique_key: str | None = None,
         unique_until: str | None = None,
         unique_ttl: float | None = None,
+        soft_timeout: float | None = None,
+        expires: float | timedelta | datetime | None = None,
     ) -> Task[P, R]:
         """A copy of this task whose calls carry these overrides: ``add.options(priority="high")``.
+
+        ``expires`` (seconds or a timedelta from each call, or an aware datetime) cancels a job
+        that has not started by then (see the README's "Results and expiry").
 
         Raises ConfigurationError for an invalid value, here rather than at ``.delay()``.
         """
@@ -222,6 +271,8 @@ class Task(Generic[P, R]):
             "job_id": job_id,
             "retry_backoff": retry_backoff,
             "timeout": timeout,
+            "soft_timeout": soft_timeout,
+            "expires": expires.total_seconds() if isinstance(expires, timedelta) else expires,
             "unique_key": unique_key,
             "unique_until": unique_until,
             "unique_ttl": unique_ttl,
