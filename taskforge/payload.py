@@ -96,7 +96,7 @@ def describe_refusal(what: str, args: Any, kwargs: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Signature:
+class TypedSignature:
     """How one task's arguments are typed at the worker (None adapter: all plain, skipped)."""
 
     signature: inspect.Signature
@@ -104,10 +104,10 @@ class Signature:
     returns: TypeAdapter[Any] | None
 
 
-_signatures: dict[Callable[..., Any], Signature] = {}
+_signatures: dict[Callable[..., Any], TypedSignature] = {}
 
 
-def signature_of(fn: Callable[..., Any]) -> Signature:
+def signature_of(fn: Callable[..., Any]) -> TypedSignature:
     """The (cached) typed signature of ``fn``."""
     found = _signatures.get(fn)
     if found is None:
@@ -115,13 +115,13 @@ def signature_of(fn: Callable[..., Any]) -> Signature:
     return found
 
 
-def _build(fn: Callable[..., Any]) -> Signature:
+def _build(fn: Callable[..., Any]) -> TypedSignature:
     sig = inspect.signature(fn)
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
     except Exception as exc:  # an annotation that does not resolve: run untyped, say so once
         log.warning("task %s: annotations not resolvable (%s); arguments are not typed", fn, exc)
-        return Signature(sig, None, None)
+        return TypedSignature(sig, None, None)
     fields: dict[str, Any] = {}
     for p in sig.parameters.values():
         ann = hints.get(p.name, Any)
@@ -136,7 +136,7 @@ def _build(fn: Callable[..., Any]) -> Signature:
     adapter = None if plain else _adapter_of_fields(fields)
     ret = hints.get("return", Any)
     returns = None if _is_plain(ret) else TypeAdapter(ret, config=_config_for(ret))
-    return Signature(sig, adapter, returns)
+    return TypedSignature(sig, adapter, returns)
 
 
 #: typing_extensions' TypedDict: pydantic needs it on Python < 3.12. Called, not subclassed: the
