@@ -207,3 +207,23 @@ async def test_the_pickle_serializer_covers_results(any_url: str, prefix_of_test
         json_only.handle(handle.id).result(timeout=5)
     app.client.close()
     json_only.client.close()
+
+
+async def test_a_caller_without_the_task_gets_the_stored_json(
+    app: Taskforge, any_url: str, prefix_of_test: str
+) -> None:
+    @app.task(name="pl.when_done")
+    def when_done() -> datetime:
+        return WHEN
+
+    handle = when_done.delay()
+    await drain(app)
+    stranger = Taskforge(Settings(redis_url=any_url, prefix=prefix_of_test))
+
+    try:
+        value = stranger.handle(handle.id).result(timeout=5)
+    finally:
+        stranger.client.close()
+
+    assert handle.result(timeout=5) == WHEN
+    assert value == "2030-01-02T03:04:05.678901Z"
