@@ -7,6 +7,7 @@ from taskforge.cron import CatchUp
 from taskforge.errors import (
     BrokerConnectionError,
     BrokerError,
+    BrokerOutOfMemoryError,
     ConfigurationError,
     EnqueueError,
     JobCancelledError,
@@ -35,6 +36,7 @@ from taskforge.worker import Worker
 __all__ = [
     "BrokerConnectionError",
     "BrokerError",
+    "BrokerOutOfMemoryError",
     "CacheService",
     "Call",
     "CatchUp",

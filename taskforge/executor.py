@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
+import math
 import threading
 import traceback
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from contextvars import copy_context
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import anyio
 from pydantic import ValidationError
@@ -46,11 +47,17 @@ class Failure:
 
     @classmethod
     def of(cls, exc: BaseException) -> Failure:
-        """Describe ``exc`` (its traceback is cut to ``TRACEBACK_LIMIT`` characters)."""
-        tb = "".join(traceback.format_exception(exc))
+        """Describe ``exc`` (its traceback is cut to ``TRACEBACK_LIMIT`` characters).
+
+        Never raises: an exception whose ``__str__`` or ``__repr__`` fails is still described.
+        """
+        try:
+            tb = "".join(traceback.format_exception(exc))
+        except Exception as err:  # a frame or chain that cannot be formatted
+            tb = f"<traceback could not be formatted: {type(err).__name__}>"
         if len(tb) > TRACEBACK_LIMIT:
             tb = "...\n" + tb[-TRACEBACK_LIMIT:]
-        return cls(type_name(type(exc)), str(exc) or repr(exc), tb)
+        return cls(type_name(type(exc)), _describe(exc), tb)
 
 
 def type_name(cls: type[BaseException]) -> str:
@@ -60,6 +67,18 @@ def type_name(cls: type[BaseException]) -> str:
     if module == "builtins" or module == "taskforge" or module.startswith("taskforge."):
         return cls.__qualname__
     return f"{module}.{cls.__qualname__}"
+
+
+def _describe(exc: BaseException) -> str:
+    # A task's exception is user code: its __str__/__repr__ may raise, or recurse without end.
+    for render in (str, repr):
+        try:
+            text = render(exc)
+        except Exception as err:
+            text = f"<{type(exc).__name__}.__{render.__name__}__ failed: {type(err).__name__}>"
+        if text:
+            return text
+    return type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +151,7 @@ def classify_failure(
     if job.max_retries is not None and retry_number > job.max_retries:
         return Dead(failure)
     requested = isinstance(exc, Retry)
-    if isinstance(exc, Retry) and exc.countdown_s is not None:
+    if isinstance(exc, Retry) and _usable_delay(exc.countdown_s):
         return RetryLater(exc.countdown_s, failure, requested)
     delay = backoff_s(
         retry_number,
@@ -151,6 +170,13 @@ def describe_failure(exc: BaseException) -> Failure:
         cause = Failure.of(exc.exc)
         return Failure(cause.type, cause.message, failure.traceback)
     return failure
+
+
+def _usable_delay(countdown_s: float | None) -> TypeGuard[float]:
+    # NaN, infinity or a negative countdown (set after Retry's own check) falls back to the
+    # backoff schedule: the retry still happens, and the worker never sees a delay it cannot
+    # turn into milliseconds.
+    return countdown_s is not None and math.isfinite(countdown_s) and countdown_s >= 0
 
 
 #: Reused: ``json.dumps`` with options builds a new encoder per call. Carries typed values.
@@ -197,18 +223,32 @@ class Executor:
                 return Cancelled() if ctx.cancel_requested else Abandoned()
         except JobCancelledError:
             return Cancelled()
-        # The job boundary: whatever the task raised becomes its outcome, never a worker crash
-        # (sys.exit() in a task too: it would otherwise take the worker and its other jobs down).
-        except (Exception, SystemExit) as exc:
-            if ctx.cancel_requested:
-                return Cancelled()
-            return classify_failure(job, ctx.attempt - 1, exc, task.opts.retry_policy)
+        except asyncio.CancelledError as exc:
+            if scope.cancel_called or _cancelling():
+                raise  # the worker's own: stop, timeout handled above, cancel, run() cancelled
+            # The task's own: it awaited something that was cancelled. An attempt that failed.
+            log.warning(
+                "job %s: the task let a CancelledError escape; counted as a failure", job.id
+            )
+            return self._failed(ctx, exc, task)
+        # The job boundary: whatever the task raised becomes its outcome, never a worker crash:
+        # sys.exit(), KeyboardInterrupt, GeneratorExit or a BaseException of its own would
+        # otherwise take the worker and its other jobs down.
+        except BaseException as exc:
+            return self._failed(ctx, exc, task)
         if task.opts.ignore_result:
             return Succeeded("", task.opts.result_ttl)
         try:
             return Succeeded(encode_result(value, job.serializer), task.opts.result_ttl)
-        except (TypeError, ValueError) as exc:
+        # RecursionError: a result nested deeper than the encoder's recursion limit.
+        except (TypeError, ValueError, RecursionError) as exc:
             return Dead(Failure("SerializationError", f"result cannot be stored: {exc}"))
+
+    @staticmethod
+    def _failed(ctx: JobContext, exc: BaseException, task: Task[Any, Any]) -> Result:
+        if ctx.cancel_requested:
+            return Cancelled()
+        return classify_failure(ctx.job, ctx.attempt - 1, exc, task.opts.retry_policy)
 
     async def _call(self, task: Task[Any, Any], ctx: JobContext) -> Any:
         job = ctx.job
@@ -223,11 +263,13 @@ class Executor:
         call = task.fn(*args, **kwargs)
         if job.soft_timeout_s is not None:
             call = SoftLimited(call, job.soft_timeout_s)
-        with _deadline(job.timeout_s):
-            return await call
-        # Reached only when the deadline cancelled the task: a TimeoutError the task raised
-        # itself left the block above as itself, with its own message.
-        raise _timed_out(job)
+        with _deadline(job.timeout_s) as deadline:
+            value = await call
+        if deadline.cancelled_caught:
+            # Only the deadline's own expiry: a TimeoutError the task raised itself left the
+            # block above as itself, with its own message.
+            raise _timed_out(job)
+        return value
 
     async def _call_sync(
         self, fn: Callable[..., Any], ctx: JobContext, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -240,6 +282,10 @@ class Executor:
             try:
                 bind(ctx)
                 return fn(*args, **kwargs)
+            except BaseException as exc:
+                # Boxed out of the thread: a GeneratorExit thrown into the awaiting coroutine
+                # would close the coroutines above it instead of reaching the job boundary.
+                return _Raised(exc)
             finally:
                 running.leave()
 
@@ -250,8 +296,8 @@ class Executor:
             else arm_thread(running.interrupt, job.soft_timeout_s)
         )
         try:
-            with _deadline(job.timeout_s):
-                return await anyio.to_thread.run_sync(
+            with _deadline(job.timeout_s) as deadline:
+                value = await anyio.to_thread.run_sync(
                     context.run, target, limiter=self.thread_limiter, abandon_on_cancel=True
                 )
         except anyio.get_cancelled_exc_class():
@@ -260,14 +306,48 @@ class Executor:
         finally:
             if soft is not None:
                 soft.cancel()
-        running.interrupt(JobInterrupted)  # the deadline passed (see _call)
-        raise _timed_out(job)
+        if deadline.cancelled_caught:  # the deadline passed (see _call)
+            running.interrupt(JobInterrupted)
+            raise _timed_out(job)
+        if isinstance(value, _Raised):
+            raise value.exc
+        return value
 
 
-def _deadline(timeout_s: float | None) -> AbstractContextManager[Any]:
+@dataclass(frozen=True, slots=True)
+class _Raised:
+    """What a sync task raised, carried out of its thread as a value."""
+
+    exc: BaseException
+
+
+def _cancelling() -> bool:
+    """Whether cancellation of the current asyncio task was requested (by the worker, from
+    outside ``run()``), as opposed to a CancelledError the task raised or let escape."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+class _NoDeadline:
+    """Stands in for the deadline's cancel scope when a job has no timeout."""
+
+    cancelled_caught = False
+
+    def __enter__(self) -> _NoDeadline:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_DEADLINE = _NoDeadline()
+
+
+def _deadline(timeout_s: float | None) -> anyio.CancelScope | _NoDeadline:
     # No timeout, no timer: a cancel scope per job is a measurable share of a no-op job's cost.
-    # move_on_after, not fail_after: only this scope's own expiry may become JobTimeoutError.
-    return nullcontext() if timeout_s is None else anyio.move_on_after(timeout_s)
+    # move_on_after, not fail_after: only this scope's own expiry may become JobTimeoutError,
+    # read from its cancelled_caught.
+    return _NO_DEADLINE if timeout_s is None else anyio.move_on_after(timeout_s)
 
 
 def _timed_out(job: Job) -> JobTimeoutError:
