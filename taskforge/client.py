@@ -90,7 +90,7 @@ class Client:
             tail = self._fixed_fields(call.task, o, serializer)
         except (TypeError, ValueError, RecursionError) as exc:
             what = f"arguments of {call.task!r} cannot be sent as JSON"
-            raise SerializationError(describe_refusal(what, call.args, call.kwargs)) from exc
+            raise SerializationError(describe_refusal(what, call.args, call.kwargs, exc)) from exc
         check_args_json(args_json, call.task)
         check_args_json(kwargs_json, call.task)
         # The JSON object json.dumps would write (the worker decodes it with pydantic); the

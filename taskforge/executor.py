@@ -193,7 +193,10 @@ def encode_result(value: Any, serializer: str = JSON) -> str:
     try:
         text = _RESULT_JSON.encode(value)
     except (TypeError, ValueError) as exc:
-        found = find_uncarried(value, "result")
+        try:
+            found = find_uncarried(value, "result")
+        except RecursionError:  # nested past the recursion limit: say what the encoder said
+            found = None
         if found is None:
             raise
         where, type_name = found

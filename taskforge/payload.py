@@ -81,10 +81,13 @@ def _first(found: Iterable[tuple[str, str] | None]) -> tuple[str, str] | None:
     return next((f for f in found if f is not None), None)
 
 
-def describe_refusal(what: str, args: Any, kwargs: dict[str, Any]) -> str:
+def describe_refusal(what: str, args: Any, kwargs: dict[str, Any], cause: BaseException) -> str:
     """Why ``args``/``kwargs`` cannot be encoded, naming the type and its path."""
-    found = find_uncarried(list(args), "args") or find_uncarried(kwargs, "kwargs")
-    where = f"{found[0]} is a {found[1]}, which" if found else "a value"
+    try:
+        found = find_uncarried(list(args), "args") or find_uncarried(kwargs, "kwargs")
+    except RecursionError:  # nested past the recursion limit (or holding itself)
+        found = None
+    where = f"{found[0]} is a {found[1]}, which" if found else f"{cause}:"
     return (
         f"{what}: {where} JSON cannot carry; pass plain data (str, int, float, bool, None, "
         "list, dict), a datetime/date/time/timedelta, UUID, Decimal, bytes, an enum or a "
