@@ -13,6 +13,7 @@ from taskforge.errors import ConfigurationError
 from taskforge.handle import JobHandle
 from taskforge.job import JobPriority
 from taskforge.limits import rate_limit_spec
+from taskforge.policy import ExceptionTypes
 from taskforge.registry import Registry
 from taskforge.settings import Settings
 from taskforge.task import Call, Periodic, Task, TaskOptions, coerce_priority
@@ -54,7 +55,7 @@ class Taskforge:
     def client(self) -> Client:
         """The producer client (created on first use)."""
         if self._client is None:
-            self._client = Client(self.settings)
+            self._client = Client(self.settings, registry=self.registry)
         return self._client
 
     @contextmanager
@@ -161,13 +162,18 @@ class Taskforge:
         name: str | None = None,
         queue: str = "default",
         priority: JobPriority | str = JobPriority.NORMAL,
-        max_retries: int = 3,
+        max_retries: int | None = 3,
+        retry_on: ExceptionTypes | None = None,
+        dont_retry_on: ExceptionTypes = (),
         retry_backoff: float = 60.0,
         retry_backoff_cap: float = 3600.0,
         retry_jitter: bool = False,
         timeout: float | None = None,
         rate_limit: str | int | None = None,
         concurrency: int | None = None,
+        soft_timeout: float | None = None,
+        ignore_result: bool = False,
+        result_ttl: int | None = None,
         cron: str | None = None,
         timezone: str = "UTC",
         catch_up: CatchUp | str = CatchUp.ONCE,
@@ -180,13 +186,18 @@ class Taskforge:
         name: str | None = None,
         queue: str = "default",
         priority: JobPriority | str = JobPriority.NORMAL,
-        max_retries: int = 3,
+        max_retries: int | None = 3,
+        retry_on: ExceptionTypes | None = None,
+        dont_retry_on: ExceptionTypes = (),
         retry_backoff: float = 60.0,
         retry_backoff_cap: float = 3600.0,
         retry_jitter: bool = False,
         timeout: float | None = None,
         rate_limit: str | int | None = None,
         concurrency: int | None = None,
+        soft_timeout: float | None = None,
+        ignore_result: bool = False,
+        result_ttl: int | None = None,
         cron: str | None = None,
         timezone: str = "UTC",
         catch_up: CatchUp | str = CatchUp.ONCE,
@@ -195,7 +206,12 @@ class Taskforge:
 
         ``name`` defaults to ``module.function``. ``retry_backoff`` (s) is the base of the
         exponential backoff (retry n waits ``retry_backoff * 2**(n-1)``, capped at
-        ``retry_backoff_cap``); ``timeout`` (s) bounds one attempt.
+        ``retry_backoff_cap``); ``timeout`` (s) bounds one attempt. ``max_retries=None`` retries
+        forever; ``retry_on``/``dont_retry_on`` (tuples of exception classes) choose which
+        failures retry at all (see :mod:`taskforge.policy`). ``soft_timeout`` (s, shorter than
+        ``timeout``) raises ``SoftTimeoutExceeded`` in the task; ``ignore_result`` stores no
+        result; ``result_ttl`` (s) keeps this task's succeeded records that long instead of
+        ``Settings.result_ttl_s``.
 
         ``cron`` (5 fields, or 6 with seconds last) also makes it periodic: one job per tick, in
         ``timezone``, with ``catch_up`` (``"skip"``, ``"once"``, ``"all"``) for ticks missed while
@@ -214,12 +230,17 @@ class Taskforge:
                 queue=queue,
                 priority=prio,
                 max_retries=max_retries,
+                retry_on=retry_on,
+                dont_retry_on=dont_retry_on,
                 retry_backoff=retry_backoff,
                 retry_backoff_cap=retry_backoff_cap,
                 retry_jitter=retry_jitter,
                 timeout=timeout,
                 rate_limit=rate_limit_spec(rate_limit),
                 concurrency=concurrency,
+                soft_timeout=soft_timeout,
+                ignore_result=ignore_result,
+                result_ttl=result_ttl,
             )
             t: Task[Any, Any] = Task(func, opts, self)
             self.registry.add(t)

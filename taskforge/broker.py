@@ -207,6 +207,7 @@ class Outcome:
     error_type: str = ""
     error: str = ""
     traceback: str = ""
+    ttl_s: int | None = None  # how long a succeeded/cancelled record lives (None: settings')
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,12 +330,20 @@ class Ops:
         after a lost reply), which changes nothing.
         """
         k = self.keys(queue)
-        args: list[Arg] = [self.settings.events_channel, queue, self.settings.result_ttl_s]
-        for o in outcomes:
-            args += [o.id, o.token, o.status.value, o.result_json, o.error_type, o.error]
-            args.append(o.traceback)
-        raw = yield ScriptCall("finish", [k.inflight, k.dead, k.job_prefix], args)
-        return [bool(x) for x in raw]
+        # One script call per record TTL (the script takes one): nearly always a single call.
+        by_ttl: dict[int, list[int]] = {}
+        for i, o in enumerate(outcomes):
+            by_ttl.setdefault(o.ttl_s or self.settings.result_ttl_s, []).append(i)
+        accepted = [False] * len(outcomes)
+        for ttl_s, indexes in by_ttl.items():
+            args: list[Arg] = [self.settings.events_channel, queue, ttl_s]
+            for o in (outcomes[i] for i in indexes):
+                args += [o.id, o.token, o.status.value, o.result_json, o.error_type, o.error]
+                args.append(o.traceback)
+            raw = yield ScriptCall("finish", [k.inflight, k.dead, k.job_prefix], args)
+            for i, x in zip(indexes, raw, strict=True):
+                accepted[i] = bool(x)
+        return accepted
 
     def retry(
         self, queue: str, job_id: str, token: str, delay_ms: int, error: tuple[str, str, str]

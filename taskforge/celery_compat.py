@@ -57,8 +57,8 @@ _INSTEAD = {
     "routing_key": "queue=...",
     "exchange": "queue=...",
     "time_limit": "task.options(timeout=...)",
-    "soft_time_limit": "task.options(timeout=...)",
-    "ignore_result": "@task(ignore_result=True) where available; results expire after result_ttl",
+    "soft_time_limit": "task.options(soft_timeout=...)",
+    "ignore_result": "@task(ignore_result=True)",
     "shadow": "@task(name=...)",
 }
 
@@ -78,18 +78,12 @@ def apply_async_when(
     kwargs: object,
     countdown: float | None,
     eta: datetime | None,
-    expires: object,
     unsupported: Mapping[str, Any],
 ) -> float | datetime | None:
     """Check the Celery-only parts of an ``apply_async`` call; returns when the job should run
     (None: now). Raises ConfigurationError saying what to write instead."""
     if unsupported:
         raise ConfigurationError(unsupported_options_hint(task, unsupported))
-    if expires is not None:
-        raise ConfigurationError(
-            f"apply_async(expires=...) of {task!r} is not supported by this version; drop it, "
-            "or cancel the job with its handle (handle.cancel()) when it is no longer wanted"
-        )
     if countdown is not None and eta is not None:
         raise ConfigurationError("pass countdown= (seconds) or eta= (a datetime), not both")
     if isinstance(args, str | bytes | Mapping) or not isinstance(kwargs, Mapping | None):

@@ -20,6 +20,12 @@ from taskforge.handle import JobHandle
 from taskforge.job import JobPriority
 from taskforge.keys import check_queue_name
 from taskforge.limits import RateLimit
+from taskforge.policy import (
+    ExceptionTypes,
+    RetryPolicy,
+    check_exception_types,
+    check_max_retries,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,7 +43,9 @@ class TaskOptions:
     name: str
     queue: str = "default"
     priority: JobPriority = JobPriority.NORMAL
-    max_retries: int = 3
+    max_retries: int | None = 3
+    retry_on: ExceptionTypes | None = None
+    dont_retry_on: ExceptionTypes = ()
     retry_backoff: float = 60.0
     retry_backoff_cap: float = 3600.0
     retry_jitter: bool = False
@@ -48,19 +56,30 @@ class TaskOptions:
     unique_ttl: float | None = None
     rate_limit: str | None = None
     concurrency: int | None = None
+    soft_timeout: float | None = None
+    ignore_result: bool = False
+    result_ttl: int | None = None
+    expires: float | datetime | None = None
 
     def checked(self) -> TaskOptions:
         """Return self after validating every option; raises ConfigurationError."""
         check_queue_name(self.queue)
         if not self.name or any(c.isspace() for c in self.name):
             raise ConfigurationError(f"task name must be non-empty without spaces: {self.name!r}")
-        if self.max_retries < 0:
-            raise ConfigurationError(f"max_retries must be >= 0, got {self.max_retries}")
-        for label, value in (("retry_backoff", self.retry_backoff), ("timeout", self.timeout)):
+        check_max_retries(self.max_retries)
+        if self.retry_on is not None:
+            check_exception_types("retry_on", self.retry_on)
+        check_exception_types("dont_retry_on", self.dont_retry_on)
+        for label, value in (
+            ("retry_backoff", self.retry_backoff),
+            ("retry_backoff_cap", self.retry_backoff_cap),
+            ("timeout", self.timeout),
+        ):
             if value is not None and (not math.isfinite(value) or value < 0):
                 raise ConfigurationError(f"{label} must be a finite number >= 0, got {value}")
         if self.timeout is not None and self.timeout == 0:
             raise ConfigurationError("timeout must be > 0 seconds (None means no timeout)")
+        check_result_options(self)
         self._check_unique()
         if self.job_id is not None:
             check_job_id(self.job_id)
@@ -84,6 +103,57 @@ class TaskOptions:
                 f"unique_ttl must be a finite number of seconds > 0, got {self.unique_ttl}"
                 " (None: the lock lasts as long as unique_until says)"
             )
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The exception filters the worker applies to this task's failures."""
+        return RetryPolicy(self.retry_on, self.dont_retry_on)
+
+
+def check_result_options(o: TaskOptions) -> None:
+    """Validate ``soft_timeout``, ``result_ttl`` and ``expires``; raises ConfigurationError."""
+    soft = o.soft_timeout
+    if soft is not None and not (
+        isinstance(soft, int | float) and math.isfinite(soft) and soft > 0
+    ):
+        raise ConfigurationError(
+            f"soft_timeout must be a finite number of seconds > 0, got {soft!r}"
+        )
+    if soft is not None and o.timeout is not None and soft >= o.timeout:
+        raise ConfigurationError(
+            f"soft_timeout ({soft}s) must be shorter than timeout ({o.timeout}s): the soft limit "
+            "warns the task before the hard one stops it"
+        )
+    ttl = o.result_ttl
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1):
+        raise ConfigurationError(f"result_ttl must be a whole number of seconds >= 1, got {ttl!r}")
+    exp = o.expires
+    if isinstance(exp, datetime):
+        when_to_delay(exp)  # refuses a naive datetime, saying what to write
+    elif exp is not None and not _positive_seconds(exp):
+        raise ConfigurationError(
+            f"expires must be seconds > 0, a timedelta or an aware datetime, got {exp!r}"
+        )
+
+
+def _positive_seconds(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def expires_at_ms(expires: float | datetime | None, now_s: float) -> int | None:
+    """The epoch ms an ``expires`` option means for a call made at ``now_s`` (None: never)."""
+    if expires is None:
+        return None
+    if isinstance(expires, datetime):
+        return int(expires.timestamp() * 1000)
+    return int((now_s + expires) * 1000)
+
+
+class _Unset:
+    """Marks an option :meth:`Task.options` leaves as it is (None has a meaning of its own)."""
+
+
+UNSET = _Unset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,30 +293,39 @@ class Task(Generic[P, R]):
         queue: str | None = None,
         priority: JobPriority | str | None = None,
         job_id: str | None = None,
-        max_retries: int | None = None,
+        max_retries: int | _Unset | None = UNSET,
         retry_backoff: float | None = None,
         timeout: float | None = None,
         unique_key: str | None = None,
         unique_until: str | None = None,
         unique_ttl: float | None = None,
+        soft_timeout: float | None = None,
+        expires: float | timedelta | datetime | None = None,
     ) -> Task[P, R]:
         """A copy of this task whose calls carry these overrides: ``add.options(priority="high")``.
+
+        ``expires`` (seconds or a timedelta from each call, or an aware datetime) cancels a job
+        that has not started by then (see the README's "Results and expiry").
 
         Raises ConfigurationError for an invalid value, here rather than at ``.delay()``.
         """
         changes: dict[str, Any] = {
             "queue": queue,
             "job_id": job_id,
-            "max_retries": max_retries,
             "retry_backoff": retry_backoff,
             "timeout": timeout,
+            "soft_timeout": soft_timeout,
+            "expires": expires.total_seconds() if isinstance(expires, timedelta) else expires,
             "unique_key": unique_key,
             "unique_until": unique_until,
             "unique_ttl": unique_ttl,
         }
+        changes = {k: v for k, v in changes.items() if v is not None}
         if priority is not None:
             changes["priority"] = coerce_priority(priority)
-        opts = replace(self.opts, **{k: v for k, v in changes.items() if v is not None})
+        if not isinstance(max_retries, _Unset):  # None is "retry forever" here
+            changes["max_retries"] = max_retries
+        opts = replace(self.opts, **changes)
         clone: Task[P, R] = Task(self.fn, opts, self._dispatcher)
         return clone
 
@@ -292,8 +371,8 @@ class Task(Generic[P, R]):
     ) -> JobHandle[R]:
         """Celery's call form, untyped: ``add.apply_async(args=[1, 2], countdown=10)``.
 
-        ``countdown`` (seconds) or ``eta`` (an aware datetime) schedule the job; ``queue``,
-        ``priority`` and ``job_id`` are per-call options as in :meth:`options`. Prefer
+        ``countdown`` (seconds) or ``eta`` (an aware datetime) schedule the job; ``expires``,
+        ``queue``, ``priority`` and ``job_id`` are per-call options as in :meth:`options`. Prefer
         :meth:`delay`/:meth:`schedule`, whose arguments your type checker sees.
 
         Raises:
@@ -301,10 +380,10 @@ class Task(Generic[P, R]):
                 what to write instead), both ``countdown`` and ``eta``, or a bad value.
             EnqueueError: the arguments do not fit the function (nothing is written).
         """
-        when = apply_async_when(self.name, args, kwargs, countdown, eta, expires, unsupported)
+        when = apply_async_when(self.name, args, kwargs, countdown, eta, unsupported)
         task = self
-        if queue is not None or priority is not None or job_id is not None:
-            task = self.options(queue=queue, priority=priority, job_id=job_id)
+        if any(v is not None for v in (queue, priority, job_id, expires)):
+            task = self.options(queue=queue, priority=priority, job_id=job_id, expires=expires)
         call = task._call(tuple(args or ()), dict(kwargs or {}), when)
         return self._dispatcher.submit([call])[0]
 

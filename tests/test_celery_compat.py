@@ -62,13 +62,29 @@ def test_apply_async_options_reach_the_job(any_url: str, prefix: str) -> None:
         assert planned.info().run_at_ms == pytest.approx(at.timestamp() * 1000, abs=5)
 
 
+def test_apply_async_expires_reaches_the_job(any_url: str, prefix: str) -> None:
+    app = make_app(prefix)
+
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    with app.testing(redis_url=any_url, eager=False):
+        before_ms = datetime.now(UTC).timestamp() * 1000
+        handle = add.apply_async(args=[1, 2], countdown=30, expires=60)
+
+        job = handle.info().job
+        assert job is not None and job.expires_ms is not None
+        assert 55_000 <= job.expires_ms - before_ms <= 65_000
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
         ({"args": [1, 2], "task_id": "x"}, r"task_id= \(job_id=\.\.\.\)"),
         ({"args": [1, 2], "countdown": 1, "eta": datetime.now(UTC)}, "countdown= .* or eta="),
         ({"args": "12"}, r"args= as a list"),
-        ({"args": [1, 2], "expires": 60}, r"expires="),
+        ({"args": [1, 2], "expires": -1}, r"expires must be seconds > 0"),
         ({"args": [1, 2], "countdown": -1}, r"finite number >= 0"),
         ({"args": [1, 2], "priority": 9}, r"unknown priority 9; use one of"),
     ],
