@@ -1,9 +1,11 @@
 """taskforge: a Celery-style task framework built directly on Redis primitives."""
 
+from taskforge.admin import Admin, AsyncAdmin
 from taskforge.app import Taskforge, default_app, periodic, task
 from taskforge.cache import CacheService, SyncCacheService, cached, get_cache_service
 from taskforge.context import JobContext, current_job
 from taskforge.cron import CatchUp
+from taskforge.deadletters import DeadFilter
 from taskforge.errors import (
     BrokerConnectionError,
     BrokerError,
@@ -31,12 +33,15 @@ from taskforge.task import Call, Task
 from taskforge.worker import Worker
 
 __all__ = [
+    "Admin",
+    "AsyncAdmin",
     "BrokerConnectionError",
     "BrokerError",
     "CacheService",
     "Call",
     "CatchUp",
     "ConfigurationError",
+    "DeadFilter",
     "EnqueueError",
     "Job",
     "JobCancelledError",

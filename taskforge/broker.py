@@ -112,6 +112,8 @@ Op = Generator[Request, Any, T]
 SCRIPT_NAMES = (
     "enqueue", "fetch", "finish", "retry", "requeue", "extend", "watch", "cancel", "revive",
     "cron_tick", "limit_rate", "limit_acquire", "limit_extend", "progress",
+    # The admin API's (taskforge.inspection, taskforge.deadletters).
+    "purge_queue", "purge_drain", "purge_dead", "stats_series",
 )  # fmt: skip
 
 
