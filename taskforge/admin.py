@@ -84,8 +84,9 @@ class _Core:
 
     def overview(self, queues: Sequence[str] | None, minutes: int) -> Op[Overview]:
         names = yield from self.inspect.queue_names(queues)
-        depths = yield from self.inspect.depths(names)
-        series = yield from self.inspect.series(names, minutes=minutes)
+        depths, series = yield from self.inspect.series(
+            names, minutes=minutes, rate_minutes=min(minutes, RATE_WINDOW_MIN)
+        )
         return Overview(depths, series)
 
     def job(self, job_id: str, queue: str | None) -> Op[tuple[str, JobRecord]]:
@@ -346,9 +347,12 @@ class AsyncAdmin:
         """See :meth:`Admin.cron`."""
         return await self.broker.run(cron_status(self.broker.ops, periodics))
 
-    async def health(self, queues: list[str] | None = None) -> dict[str, Any]:
-        """See :meth:`Admin.health` (on this admin's connection)."""
-        return await health_check(self.broker, queues=queues)
+    async def health(
+        self, queues: list[str] | None = None, *, depths: Sequence[QueueDepth] | None = None
+    ) -> dict[str, Any]:
+        """See :meth:`Admin.health` (on this admin's connection); ``depths`` already read
+        (by :meth:`overview`) are used instead of reading them again."""
+        return await health_check(self.broker, queues=queues, depths=depths)
 
     async def record_depths(self, depths: Sequence[QueueDepth]) -> None:
         """Store the queues' current depths in this minute's bucket (for depth charts)."""

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from taskforge.broker import Op, Ops, ScriptCall
+from taskforge.broker import Batch, Command, Op, Ops, ScriptCall
 from taskforge.errors import ConfigurationError
+from taskforge.inspection import scored
 from taskforge.job import JobRecord
 
 #: Dead jobs read, moved or deleted per Redis call.
@@ -190,9 +191,13 @@ class DeadOps:
         now_ms = yield from self.ops.server_time_ms()
         read = records or flt.needs_records
         found: list[DeadJob] = []
-        for q in queues:
+        # Every queue's first page in one round trip: most dead sets are empty or short.
+        firsts = yield Batch([Command(("ZRANGE", self.ops.keys(q).dead, 0, batch - 1,
+                                       "WITHSCORES")) for q in queues])  # fmt: skip
+        for q, first in zip(queues, firsts, strict=True):
+            page = [(job_id, int(score)) for job_id, score in scored(first)]
             start = 0
-            while page := (yield from self.ops.dead_ids(q, start, start + batch - 1)):
+            while page:
                 ids = [job_id for job_id, _ in page]
                 recs = (yield from self.ops.records(q, ids)) if read else [None] * len(ids)
                 for (job_id, dead_ms), rec in zip(page, recs, strict=True):
@@ -201,7 +206,10 @@ class DeadOps:
                         found.append(DeadJob(q, job_id, dead_ms, age_s, rec))
                         if limit and len(found) >= limit:
                             return found
+                if len(page) < batch:
+                    break
                 start += batch
+                page = yield from self.ops.dead_ids(q, start, start + batch - 1)
         return found
 
     def select(

@@ -4,11 +4,12 @@ dashboard: the integration guide's dict, plus queue depths, live workers and war
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from taskforge.broker import AsyncBroker
 from taskforge.errors import BrokerError
-from taskforge.inspection import InspectOps
+from taskforge.inspection import InspectOps, QueueDepth
 from taskforge.job import PRIORITY_ORDER
 from taskforge.worker import node_warnings, read_nodes
 
@@ -20,7 +21,12 @@ HEALTH_KEYS = (
 )  # fmt: skip
 
 
-async def health_check(broker: AsyncBroker, *, queues: list[str] | None = None) -> dict[str, Any]:
+async def health_check(
+    broker: AsyncBroker,
+    *,
+    queues: list[str] | None = None,
+    depths: Sequence[QueueDepth] | None = None,
+) -> dict[str, Any]:
     """The guide's dict (``status, connected, latency_ms, version, used_memory,
     connected_clients, uptime_seconds``) plus ``queues`` (depths), ``workers`` (how many are
     live), ``warnings``, ``error`` and, on a cluster, ``nodes``: always every key of
@@ -29,13 +35,16 @@ async def health_check(broker: AsyncBroker, *, queues: list[str] | None = None) 
     ``status`` is ``healthy``, ``degraded`` (any warning: a Redis setting that can lose jobs,
     or ready jobs with no live worker) or ``unhealthy``. Never raises for an unreachable
     Redis: that is ``status: "unhealthy", connected: False`` with the reason in ``error``.
+    ``depths`` the caller already read are reported instead of reading them again.
     """
-    report = await _report(broker, queues)
+    report = await _report(broker, queues, depths)
     defaults: dict[str, Any] = {"queues": {}, "warnings": []}
     return {key: report.get(key, defaults.get(key)) for key in HEALTH_KEYS}
 
 
-async def _report(broker: AsyncBroker, queues: list[str] | None) -> dict[str, Any]:
+async def _report(
+    broker: AsyncBroker, queues: list[str] | None, known: Sequence[QueueDepth] | None
+) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         if broker.settings.is_memory:  # the embedded server has no INFO: answer for it
@@ -45,11 +54,13 @@ async def _report(broker: AsyncBroker, queues: list[str] | None) -> dict[str, An
         else:
             infos, saves = await read_nodes(broker)
         latency_ms = (time.perf_counter() - started) * 1000
-        names = queues if queues is not None else await broker.run(broker.ops.known_queues())
         inspect = InspectOps(broker.ops)
+        if known is None:
+            names = queues if queues is not None else await broker.run(broker.ops.known_queues())
+            known = await broker.run(inspect.depths(names))
         depths = {
             d.queue: {**d.ready, "scheduled": d.scheduled, "inflight": d.inflight, "dead": d.dead}
-            for d in await broker.run(inspect.depths(names))
+            for d in known
         }
         live = [w for w in await broker.run(inspect.workers()) if not w.lost]
     except BrokerError as exc:

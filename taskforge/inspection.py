@@ -13,13 +13,14 @@ lookup asks every known queue at once (one pipelined ``EXISTS`` per queue, one r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskforge.broker import Batch, Command, Op, Ops, ScriptCall
+from taskforge.broker import SOURCES, Arg, Batch, Command, Op, Ops, ScriptCall
 from taskforge.job import PRIORITY_ORDER, JobPriority, JobRecord
 from taskforge.keys import check_queue_name
 
@@ -29,6 +30,7 @@ PURGE_BATCH = 1000
 SERIES_COUNTERS = ("done", "failed", "dead", "depth")
 #: A worker whose heartbeat expired this long ago is forgotten (its entry deleted).
 FORGET_LOST_AFTER_S = 3600.0
+_SUMMARY_SHA = hashlib.sha1(SOURCES["queue_summary"].encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +192,7 @@ class InspectOps:
         placed: list[tuple[str, str, int | None]] = []
         for p, ids in zip(PRIORITY_ORDER, raw[:3], strict=True):
             placed += [(p.value, i, None) for i in ids]
-        placed += [("scheduled", i, int(s)) for i, s in _pairs(raw[3])]
+        placed += [("scheduled", i, int(s)) for i, s in scored(raw[3])]
         fields = yield from self._brief([i for _, i, _ in placed], queue)
         sections: dict[str, list[ListedJob]] = {p.value: [] for p in PRIORITY_ORDER}
         sections["scheduled"] = []
@@ -274,38 +276,68 @@ class InspectOps:
 
     # ---------------------------------------------------------------- charts
 
-    def series(self, queues: Sequence[str], *, minutes: int = 60) -> Op[Series]:
-        """Per-minute counters (done, failed, dead, depth) of the last ``minutes`` minutes, per
-        queue and summed; one script call per queue."""
+    def series(
+        self, queues: Sequence[str], *, minutes: int = 60, rate_minutes: int = 5
+    ) -> Op[tuple[list[QueueDepth], Series]]:
+        """Depths of ``queues``, with their per-minute counters (done, failed, dead, depth)
+        over the last ``rate_minutes``, and every queue's together over the last ``minutes``.
+
+        One script call for the totals and one per queue, in two round trips: the cost grows
+        with the queues times ``rate_minutes``, never with the jobs.
+        """
         now_min = (yield from self.ops.server_time_ms()) // 60_000
-        first = now_min - minutes + 1
         names = list(SERIES_COUNTERS)
-        totals = [dict.fromkeys(names, 0) for _ in range(minutes)]
-        per_queue: dict[str, list[dict[str, int]]] = {}
+        # The first call loads its script if Redis lost it; the per-queue calls share one
+        # pipeline (queue_summary is loaded by the same check, right before, in _ensure).
+        totals = yield ScriptCall(
+            "stats_series", [self.ops.globals.stats], [now_min - minutes + 1, minutes, *names]
+        )
+        args: list[Arg] = [now_min - rate_minutes + 1, rate_minutes, *names]
+        replies = yield from self._summaries(queues, args)
+        depths, per_queue = [], {}
+        for q, raw in zip(queues, replies, strict=True):
+            n = [int(x) for x in raw[:6]]
+            ready = {p.value: c for p, c in zip(PRIORITY_ORDER, n[:3], strict=True)}
+            depths.append(QueueDepth(q, ready, n[3], n[4], n[5]))
+            per_queue[q] = _points(names, raw[6:])
+        return depths, Series(now_min - minutes + 1, _points(names, totals), per_queue)
+
+    def _summaries(self, queues: Sequence[str], args: list[Arg]) -> Op[list[list[int]]]:
+        if not queues:
+            return []
+        calls = []
         for q in queues:
-            prefix = self.ops.keys(q).stats
-            raw = yield ScriptCall("stats_series", [prefix], [first, minutes, *names])
-            points = [dict(zip(names, raw[i : i + 4], strict=True)) for i in range(0, len(raw), 4)]
-            per_queue[q] = points
-            for total, point in zip(totals, points, strict=True):
-                for name in names:
-                    total[name] += int(point[name])
-        return Series(first, totals, per_queue)
+            k = self.ops.keys(q)
+            keys = [*k.ready_lists, k.scheduled, k.inflight, k.dead, k.stats]
+            calls.append(ScriptCall("queue_summary", keys, args))
+        # The first as a script call (it loads the script if Redis lost it), the rest pipelined
+        # as EVALSHA: one round trip for any number of queues.
+        first = yield calls[0]
+        rest = [Command(("EVALSHA", _SUMMARY_SHA, len(c.keys), *c.keys, *c.args))
+                for c in calls[1:]]  # fmt: skip
+        return [first, *((yield Batch(rest)) if rest else [])]
 
     def record_depths(self, depths: Sequence[QueueDepth], ttl_s: int = 3600) -> Op[None]:
-        """Store each queue's current ready+scheduled depth in this minute's bucket, so the
-        charts can draw depth over time (the dashboard samples once a minute)."""
+        """Store each queue's current ready+scheduled depth, and their sum, in this minute's
+        buckets, so the charts can draw depth over time (the dashboard samples once a minute)."""
         now_min = (yield from self.ops.server_time_ms()) // 60_000
         cmds: list[Command] = []
-        for d in depths:
-            key = f"{self.ops.keys(d.queue).stats}:{now_min}"
-            cmds += [Command(("HSET", key, "depth", d.ready_total + d.scheduled))]
-            cmds.append(Command(("EXPIRE", key, ttl_s)))
-        if cmds:
-            yield Batch(cmds)
+        keyed = [(f"{self.ops.keys(d.queue).stats}:{now_min}", d.ready_total + d.scheduled)
+                 for d in depths]  # fmt: skip
+        keyed.append((f"{self.ops.globals.stats}:{now_min}", sum(n for _, n in keyed)))
+        for key, n in keyed:
+            cmds += [Command(("HSET", key, "depth", n)), Command(("EXPIRE", key, ttl_s))]
+        yield Batch(cmds)
 
 
-def _pairs(raw: list[Any]) -> list[tuple[str, float]]:
+def _points(names: list[str], raw: list[int]) -> list[dict[str, int]]:
+    width = len(names)
+    return [dict(zip(names, map(int, raw[i : i + width]), strict=True))
+            for i in range(0, len(raw), width)]  # fmt: skip
+
+
+def scored(raw: list[Any]) -> list[tuple[str, float]]:
+    """``(member, score)`` pairs of a ``WITHSCORES`` reply, whatever redis-py's shape."""
     # redis-py 8 answers WITHSCORES as [member, score] pairs; older versions as a flat list.
     if raw and isinstance(raw[0], list | tuple):
         return [(str(m), float(s)) for m, s in raw]

@@ -221,19 +221,20 @@ def test_dead_filters_select_by_task_error_and_age(app_factory: AppFactory, admi
 def test_every_admin_script_touches_one_hash_slot() -> None:
     ops = Ops(Settings(prefix="tf"))
     inspect, dead = InspectOps(ops), DeadOps(ops)
+    series = inspect.series(["orders"], minutes=5)
+    next(series)  # TIME
+    totals = series.send([1_700_000_000, 0])  # the all-queues counters: one key of their own
     calls = [
         inspect.purge("orders"),
         inspect.drain_purged("orders"),
-        inspect.series(["orders"], minutes=5),
         dead.apply("purge", DeadSelection({"orders": ["j1"]}, [])),
     ]
 
-    for op in calls:
-        request = next(op)
-        if not isinstance(request, ScriptCall):  # series reads TIME first
-            request = op.send([1_700_000_000, 0])
+    requests = [next(op) for op in calls] + [series.send([0] * 5 * 4)]
+    for request in requests:
         assert isinstance(request, ScriptCall)
         assert {key_slot(k.encode()) for k in request.keys} == {key_slot(b"{orders}")}
+    assert isinstance(totals, ScriptCall) and len(totals.keys) == 1
 
 
 # --------------------------------------------------------------------------- workers, health

@@ -30,8 +30,9 @@ def dash(request: Request) -> Dashboard:
 async def overview(request: Request) -> Response:
     """Every queue's counts and rates, the last hour's charts, and Redis health."""
     d = dash(request)
-    data = await d.live_overview()
-    health = await d.admin.health()
+    overview = await d.admin.overview(minutes=60)
+    data = d.overview_json(overview)
+    health = await d.admin.health(depths=overview.depths)
     return d.render(request, "overview.html", {
         "page": "overview", "rows": data["queues"], "rate_window_min": data["rate_window_min"],
         "charts": overview_charts(data["series"]["points"]), "health": health,

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from taskforge.admin import RATE_WINDOW_MIN, AsyncAdmin
+from taskforge.admin import RATE_WINDOW_MIN, AsyncAdmin, Overview
 from taskforge.dashboard.charts import overview_charts
 from taskforge.dashboard.config import DashboardConfig
 from taskforge.dashboard.live import Hub
@@ -53,7 +53,10 @@ class Dashboard:
 
     async def live_overview(self) -> dict[str, Any]:
         """Queue counts, rates and charts of the last hour, as the overview page shows them."""
-        overview = await self.admin.overview(minutes=60)
+        return self.overview_json(await self.admin.overview(minutes=60))
+
+    def overview_json(self, overview: Overview) -> dict[str, Any]:
+        """An overview as the page and its live pushes use it (charts drawn)."""
         data = overview.to_json()
         data["charts"] = [c.to_json() for c in overview_charts(overview.series.points)]
         data["rate_window_min"] = RATE_WINDOW_MIN
