@@ -445,3 +445,20 @@ def test_every_asset_is_served_from_the_package(page: Page, url: str) -> None:
 
     assert outside == []
     assert re.search(r"/static/dashboard\.css", page.content())
+
+
+def test_the_dashboard_benchmark_prints_every_page_at_a_tiny_scale() -> None:
+    script = ROOT / "benchmarks" / "dashboard_bench.py"
+    cmd = [sys.executable, str(script), "--queues", "3", "--jobs", "300", "--records", "10",
+           "--loads", "2"]  # fmt: skip
+
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = proc.stdout.split("\n\n", 1)[1].splitlines()
+    assert table[0].split()[:3] == ["page", "median", "ms"]
+    assert [row.split()[0] for row in table[1:]] == [
+        "/", "/api/overview", "/queues/q000?limit=50", "/dead", "/workers",
+        table[6].split()[0], "live:",
+    ]  # fmt: skip
+    assert table[6].startswith("/jobs/")
