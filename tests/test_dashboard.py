@@ -19,10 +19,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import redis
 import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from typer.testing import CliRunner
 
 from taskforge import Admin, JobStatus, Settings
@@ -462,3 +465,21 @@ def test_the_dashboard_benchmark_prints_every_page_at_a_tiny_scale() -> None:
         table[6].split()[0], "live:",
     ]  # fmt: skip
     assert table[6].startswith("/jobs/")
+
+
+def test_the_dashboard_mounts_under_a_path_prefix_of_another_app(app: Any) -> None:
+    dashboard = create_app(app.settings, config=DashboardConfig(read_only=True))
+    host = Starlette(routes=[Mount("/ops", app=dashboard)])
+
+    async def visit() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=host)
+        async with httpx.AsyncClient(transport=transport, base_url="http://host") as client:
+            return [await client.get(p) for p in ("/ops/", "/ops/static/dashboard.css",
+                                                   "/ops/api/overview")]  # fmt: skip
+
+    page, css, api = anyio.run(visit)
+
+    assert page.status_code == 200
+    assert 'href="/ops/static/dashboard.css"' in page.text and 'href="/ops/dead"' in page.text
+    assert 'data-base="/ops"' in page.text  # the live script's stream is under the prefix too
+    assert css.status_code == 200 and api.json()["queues"] is not None
