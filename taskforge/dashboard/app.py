@@ -21,6 +21,7 @@ from taskforge.dashboard.config import DashboardConfig
 from taskforge.dashboard.live import EventFilter, Hub
 from taskforge.dashboard.security import AuthMiddleware
 from taskforge.dashboard.state import HERE, Dashboard
+from taskforge.errors import TaskforgeError
 from taskforge.registry import Registry
 from taskforge.settings import Settings
 
@@ -91,7 +92,7 @@ async def _sample_depths(dash: Dashboard) -> None:
     # The charts' depth line: one sample a minute (a few commands per queue), from the server.
     while True:
         # A missed sample is a gap in a chart, no more: nothing to stop for.
-        with suppress(Exception):
+        with suppress(TaskforgeError):
             await dash.admin.record_depths((await dash.admin.overview(minutes=1)).depths)
         await anyio.sleep(60)
 

@@ -19,6 +19,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from taskforge.admin import AsyncAdmin
+from taskforge.errors import TaskforgeError
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,12 @@ class Hub:
     overview: Callable[[], Awaitable[dict[str, Any]]]
     pages: set[_Page] = field(default_factory=set)
     running: bool = False
-    _dirty: anyio.Event = field(default_factory=anyio.Event)
+    _dirty: anyio.Event | None = None  # made in run(): an event belongs to its loop
 
     async def run(self) -> None:
         """Pump events and overview pushes until cancelled."""
         self.running = True
+        self._dirty = anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._pump)
@@ -89,16 +91,18 @@ class Hub:
             for page in list(self.pages):
                 if page.flt.matches(event):
                     self._offer(page, "job", data)
-            self._dirty.set()
+            if self._dirty is not None:
+                self._dirty.set()
 
     async def _push_overviews(self) -> None:
         while True:
+            assert self._dirty is not None  # run() made it
             await self._dirty.wait()
             self._dirty = anyio.Event()
             if self.pages:
                 try:
                     text = json.dumps(await self.overview())
-                except Exception as exc:
+                except TaskforgeError as exc:  # a Redis blip must not end the live feed
                     log.warning("live overview failed: %s", exc)
                 else:
                     for page in list(self.pages):
@@ -123,6 +127,7 @@ class Hub:
         finally:
             self.pages.discard(page)
             send.close()
+            receive.close()
 
 
 async def _frames(receive: MemoryObjectReceiveStream[tuple[str, str]]) -> AsyncIterator[str]:
