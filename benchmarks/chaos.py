@@ -45,6 +45,7 @@ from taskforge.client import Client  # noqa: E402
 from taskforge.job import JobPriority  # noqa: E402
 from taskforge.keys import QueueKeys  # noqa: E402
 from taskforge.task import Call, TaskOptions  # noqa: E402
+from tests.faultproxy import FaultProxy  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 FINAL = {"succeeded", "dead", "cancelled"}
@@ -154,12 +155,17 @@ class Chaos:
 
     # ---- workers
 
-    def start_worker(self, concurrency: int = 4, *, wait: bool = True) -> subprocess.Popen[bytes]:
-        """Start one ``taskforge worker`` process; with ``wait``, until it says it is up."""
+    def start_worker(
+        self, concurrency: int = 4, *, wait: bool = True, url: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start one ``taskforge worker`` process; with ``wait``, until it says it is up.
+
+        ``url`` points it elsewhere than the server itself (a fault proxy in front of it).
+        """
         self.started_workers += 1
         log_path = self.dir / f"worker-{self.started_workers}.log"
         env = {
-            **os.environ, "REDIS_URL": self.server.url, "TASKFORGE_PREFIX": self.prefix,
+            **os.environ, "REDIS_URL": url or self.server.url, "TASKFORGE_PREFIX": self.prefix,
             "TASKFORGE_LEASE": str(self.lease_s),
             "TASKFORGE_MAX_DELIVERIES": str(self.max_deliveries),
             "CHAOS_LEDGER": str(self.ledger),
@@ -769,6 +775,129 @@ def rss(jobs: int = 5000, concurrency: int = 50) -> Report:
     return report
 
 
+NETWORK_FAULTS = ("latency", "drops", "partition", "half_open")
+
+
+def network_fault(
+    fault: str | Sequence[str], jobs: int = 400, fault_s: float = 3.0, lease_s: float = 1.0,
+    proxied: int = 2, direct: int = 1, concurrency: int = 4, ms: int = 30,
+) -> Report:  # fmt: skip
+    """``proxied`` workers reach Redis through a :class:`~tests.faultproxy.FaultProxy`,
+    ``direct`` workers straight; half a second into the run the proxy injects ``fault`` (or each
+    of several, one second apart) for ``fault_s`` seconds while a producer enqueues straight to
+    Redis until the last fault begins:
+
+    * ``latency``: every chunk delivered 0.25 s late, both ways (a latency spike);
+    * ``drops``: every proxied connection reset every 0.5 s;
+    * ``partition``: a black hole (nothing passes, nothing closes), then healed;
+    * ``half_open``: requests reach Redis, replies never return, nothing closes, then healed.
+
+    ``fault_s`` longer than ``lease_s`` makes the proxied workers' leases lapse: the direct
+    worker (or the proxied ones after the fault) runs those jobs again and their late outcomes
+    are refused. Duplicates are allowed only for jobs a proxied worker held during a fault.
+    """
+    faults = [fault] if isinstance(fault, str) else list(fault)
+    for f in faults:
+        if f not in NETWORK_FAULTS:
+            raise ValueError(f"unknown fault {f!r}; use one of {NETWORK_FAULTS}")
+    report = Report("net_" + "+".join(faults))
+    t0 = time.monotonic()
+    env = {"REDIS_SOCKET_TIMEOUT": "1", "REDIS_SOCKET_CONNECT_TIMEOUT": "1"}
+    with Chaos(lease_s=lease_s, worker_env=env) as chaos, FaultProxy(chaos.server.port) as proxy:
+        behind = [
+            chaos.start_worker(concurrency, url=proxy.url(), wait=False) for _ in range(proxied)
+        ]
+        for _ in range(direct):
+            chaos.start_worker(concurrency, wait=False)
+        wait_until(lambda: len(chaos.up()) == proxied + direct, 60, "workers up")
+        windows = [
+            _FaultWindow(f, proxy, start_s=0.5 + i * (fault_s + 1.0), length_s=fault_s)
+            for i, f in enumerate(faults)
+        ]
+        produce_s = windows[-1].start_s + 0.5
+        batch = max(1, jobs // 40)
+        chaos.produce_in_background(chaos.calls(jobs, ms=ms), batch, every_s=produce_s / 40)
+        exposed: set[str] = set()  # jobs a proxied worker held at some time during a fault
+
+        def tick(t: float) -> None:
+            for window in windows:
+                window.step(t)
+            if any(w.on for w in windows):
+                for proc in behind:
+                    exposed.update(chaos.held_by(proc.pid))
+                report.in_flight_at_kills = len(exposed)
+
+        chaos.drive(90 + len(faults) * fault_s, tick)
+        for window in windows:
+            if window.healed_at is None:
+                window.end()
+        chaos.check(report)
+        report.max_recovery_s = _recovery_s(chaos, behind, windows[-1].healed_at)
+        report.notes["faults"] = f"{'+'.join(faults)} {fault_s:g}s each"
+        report.notes["lease"] = f"{lease_s:g}s"
+        report.notes["connections_dropped"] = sum(w.dropped for w in windows)
+        report.notes["late_outcomes_refused"] = chaos.logs().count("outcome refused")
+        report.notes["reclaimed_leases"] = chaos.reclaimed()
+        chaos.stop_workers()
+    report.wall_s = time.monotonic() - t0
+    return report
+
+
+class _FaultWindow:
+    """Turns one proxy fault on at ``start_s`` and off ``length_s`` later (wall time of
+    ``Chaos.drive``'s ticks)."""
+
+    def __init__(self, fault: str, proxy: FaultProxy, *, start_s: float, length_s: float):
+        self.fault, self.proxy = fault, proxy
+        self.start_s, self.end_s = start_s, start_s + length_s
+        self.on = False
+        self.healed_at: float | None = None  # epoch seconds, to compare with the ledger
+        self.dropped = 0
+        self._next_drop_s = start_s
+
+    def step(self, t: float) -> str:
+        if not self.on and self.healed_at is None and t >= self.start_s:
+            self.on = True
+            self._begin()
+            return "started"
+        if self.on and t >= self.end_s:
+            self.end()
+            return "ended"
+        if self.on and self.fault == "drops" and t >= self._next_drop_s:
+            self.dropped += self.proxy.drop_connections()
+            self._next_drop_s = t + 0.5
+        return ""
+
+    def _begin(self) -> None:
+        if self.fault == "latency":
+            self.proxy.latency_s = 0.25
+        elif self.fault == "partition":
+            self.proxy.partition()
+        elif self.fault == "half_open":
+            self.proxy.half_open()
+
+    def end(self) -> None:
+        self.on = False
+        self.proxy.latency_s = 0.0
+        self.dropped += self.proxy.heal()
+        self.healed_at = time.time()
+
+
+def _recovery_s(
+    chaos: Chaos, behind: Sequence[subprocess.Popen[bytes]], healed_at: float | None
+) -> float | None:
+    """Seconds from the heal to the first job a proxied worker started after it."""
+    if healed_at is None:
+        return None
+    pids = {str(p.pid) for p in behind}
+    starts = [
+        float(parts[4])
+        for line in chaos.ledger.read_text().splitlines()
+        if (parts := line.split())[3] in pids and float(parts[4]) >= healed_at
+    ]
+    return min(starts) - healed_at if starts else None
+
+
 SHORT: dict[str, Callable[[], Report]] = {
     "kill_workers": kill_workers,
     "redis_restarts": redis_restarts,
@@ -779,6 +908,7 @@ SHORT: dict[str, Callable[[], Report]] = {
     "poison": poison,
     "maxmemory": maxmemory,
     "rss": rss,
+    "net_faults": lambda: network_fault(NETWORK_FAULTS, jobs=200, fault_s=1.5, proxied=1),
 }
 LONG: dict[str, Callable[[], Report]] = {
     "kill_workers": lambda: kill_workers(
@@ -793,6 +923,10 @@ LONG: dict[str, Callable[[], Report]] = {
     "poison": lambda: poison(jobs=200, max_deliveries=5),
     "maxmemory": maxmemory,
     "rss": lambda: rss(jobs=100_000),
+    **{
+        f"net_{f}": (lambda f=f: network_fault(f, jobs=3000, fault_s=8.0, lease_s=2.0))  # type: ignore[misc]
+        for f in NETWORK_FAULTS
+    },
 }
 
 

@@ -9,6 +9,7 @@ from taskforge.deadletters import DeadFilter
 from taskforge.errors import (
     BrokerConnectionError,
     BrokerError,
+    BrokerOutOfMemoryError,
     ConfigurationError,
     EnqueueError,
     JobCancelledError,
@@ -37,6 +38,7 @@ __all__ = [
     "AsyncAdmin",
     "BrokerConnectionError",
     "BrokerError",
+    "BrokerOutOfMemoryError",
     "CacheService",
     "Call",
     "CatchUp",

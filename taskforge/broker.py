@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,12 @@ from taskforge.connection import (
     same_node,
     sync_client,
 )
-from taskforge.errors import BrokerConnectionError, BrokerError, NotReplicatedError
+from taskforge.errors import (
+    BrokerConnectionError,
+    BrokerError,
+    BrokerOutOfMemoryError,
+    NotReplicatedError,
+)
 from taskforge.job import PRIORITY_ORDER, JobPriority, JobRecord, JobStatus
 from taskforge.keys import GlobalKeys, QueueKeys
 from taskforge.settings import Settings
@@ -120,10 +126,27 @@ SCRIPT_NAMES = (
 def _load_sources() -> dict[str, str]:
     folder = resources.files("taskforge") / "lua"
     prelude = (folder / "_prelude.lua").read_text()
-    return {name: prelude + (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+    return {
+        name: _with_prelude(prelude, (folder / f"{name}.lua").read_text()) for name in SCRIPT_NAMES
+    }
+
+
+def _with_prelude(prelude: str, body: str) -> str:
+    # A script's '#!lua flags=...' line (Redis 7 script flags) must stay the first line.
+    if body.startswith("#!"):
+        shebang, _, rest = body.partition("\n")
+        return f"{shebang}\n{prelude}{rest}"
+    return prelude + body
+
+
+def _without_shebang(source: str) -> str:
+    # The embedded server (fakeredis) reads no script flags and cannot parse the line.
+    return source.partition("\n")[2] if source.startswith("#!") else source
 
 
 SOURCES = _load_sources()
+#: The scripts for ``memory://``: the same, without the flags line (it has no maxmemory).
+MEMORY_SOURCES = {name: _without_shebang(source) for name, source in SOURCES.items()}
 
 
 # --------------------------------------------------------------------------- request payloads
@@ -222,7 +245,9 @@ class Ops:
     def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> Op[list[Enqueued]]:
         """Create jobs in ``queue``; duplicates (same id or held unique key) write nothing."""
         k = self.keys(queue)
-        args: list[Arg] = [self.settings.events_channel, queue]
+        # A fresh token per call: redis-py's retry and the overlapped stream re-send this same
+        # call after a lost reply, and the script knows the jobs it wrote the first time.
+        args: list[Arg] = [self.settings.events_channel, queue, os.urandom(8).hex()]
         for j in jobs:
             args += [j.id, j.task, j.priority.value, j.envelope, j.delay_ms, j.at_ms]
             args += [j.unique_key, j.unique_until, j.unique_ttl_s]
@@ -754,6 +779,10 @@ def _one_connection(client: SyncRedis | AsyncRedis, settings: Settings) -> bool:
     return not (is_cluster(client) or settings.is_memory)
 
 
+def _source(name: str, settings: Settings) -> str:
+    return MEMORY_SOURCES[name] if settings.is_memory else SOURCES[name]
+
+
 def _evalsha(call: ScriptCall) -> tuple[Arg | bytes, ...]:
     return (
         "EVALSHA",
@@ -787,15 +816,23 @@ def _raw(text: str) -> str | bytes:
 def _wrap(exc: redis.RedisError, settings: Settings) -> BrokerError:
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return BrokerConnectionError(
-            f"cannot reach Redis at {settings.masked_url()}: {exc}; check REDIS_URL and that the"
-            " server is running"
+            f"cannot reach Redis at {settings.masked_url()}: {settings.scrub(str(exc))}; check"
+            " REDIS_URL and that the server is running"
         )
-    if "maxmemory" in str(exc):
-        return BrokerError(
+    text = str(exc)
+    if isinstance(exc, redis.exceptions.OutOfMemoryError) or "maxmemory" in text:
+        return BrokerOutOfMemoryError(
             f"Redis is out of memory (used memory > maxmemory): {exc}; the refused command wrote"
             " nothing. Free memory (purge dead jobs, shorten result TTLs) or raise maxmemory"
         )
-    return BrokerError(f"Redis error: {exc}")
+    if "WRONGTYPE" in text:
+        return BrokerError(
+            f"Redis refused a command: {exc}; a key under the prefix {settings.prefix!r} holds"
+            " another type (another app writing there?): give taskforge its own TASKFORGE_PREFIX"
+        )
+    if "script" in text.lower():
+        return BrokerError(f"a taskforge script failed inside Redis (Redis is reachable): {exc}")
+    return BrokerError(f"Redis refused a command (Redis is reachable): {exc}")
 
 
 class SyncBroker:
@@ -858,7 +895,7 @@ class SyncBroker:
             script = self._scripts.get(request.name)
             if script is None:
                 script = self._scripts[request.name] = self.client.register_script(
-                    SOURCES[request.name]
+                    _source(request.name, self.settings)
                 )
             return script(keys=_wire_keys(request.keys), args=_wire(request.args))
         if isinstance(request, Command):
@@ -943,7 +980,7 @@ class AsyncBroker:
             script = self._scripts.get(request.name)
             if script is None:
                 script = self._scripts[request.name] = self.client.register_script(
-                    SOURCES[request.name]
+                    _source(request.name, self.settings)
                 )
             return await script(keys=_wire_keys(request.keys), args=_wire(request.args))
         if isinstance(request, Command):

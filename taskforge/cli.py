@@ -6,6 +6,7 @@ import fnmatch
 import importlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -50,7 +51,7 @@ from taskforge.job import PRIORITY_ORDER, JobRecord, JobStatus
 from taskforge.keys import check_queue_name
 from taskforge.scheduler import cron_status
 from taskforge.settings import Settings
-from taskforge.task import Call, TaskOptions, coerce_priority
+from taskforge.task import Call, TaskOptions, coerce_priority, when_to_delay
 from taskforge.worker import Worker
 
 cli = typer.Typer(
@@ -93,7 +94,14 @@ def setup_logging(level: str, fmt: str = "text") -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     else:
         raise typer.BadParameter(f"--log-format must be text or json, got {fmt!r}")
+    if level.upper() not in _LOG_LEVELS:
+        raise typer.BadParameter(
+            f"--log-level must be one of {', '.join(_LOG_LEVELS)}, got {level!r}"
+        )
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def load_app(modules: list[str]) -> Taskforge:
@@ -143,9 +151,14 @@ def worker(
     ] = None,
 ) -> None:
     """Run a worker: fetch jobs in strict priority order and run them."""
+    if not math.isfinite(grace) or grace < 0:
+        raise typer.BadParameter(f"--grace must be a finite number of seconds >= 0, got {grace}")
     setup_logging(log_level, log_format)
-    app = load_app(modules)
-    settings = app.configure(redis_url=redis_url) if redis_url else app.settings
+    try:
+        app = load_app(modules)
+        settings = app.configure(redis_url=redis_url) if redis_url else app.settings
+    except ConfigurationError as exc:  # the environment's settings (REDIS_URL='' ...)
+        raise fail(str(exc), 2) from None
     try:
         w = Worker(
             settings,
@@ -235,7 +248,9 @@ def _settings(redis_url: str | None) -> Settings:
 
 
 def _bad_url(settings: Settings, exc: ValueError) -> typer.Exit:
-    return fail(f"cannot use Redis URL {settings.masked_url()}: {exc}", 2)
+    if isinstance(exc, ConfigurationError):  # ours: it names the masked URL already
+        return fail(settings.scrub(str(exc)), 2)
+    return fail(f"cannot use Redis URL {settings.masked_url()}: {settings.scrub(str(exc))}", 2)
 
 
 @contextmanager
@@ -707,12 +722,19 @@ def enqueue(
     call_args = _json_arg(args, list, "--args")
     call_kwargs = _json_arg(kwargs, dict, "--kwargs")
     settings = _settings(redis_url)
+    if settings.is_memory:
+        raise fail(
+            f"{settings.redis_url} is a server inside this command: the job would vanish when it"
+            " exits. Point --redis-url (or REDIS_URL) at the Redis your workers use",
+            2,
+        )
     try:
         opts = TaskOptions(
             name=task_name, queue=queue, priority=coerce_priority(priority),
             max_retries=max_retries, timeout=timeout, job_id=job_id,
         ).checked()  # fmt: skip
-        call = Call(task_name, tuple(call_args), call_kwargs, opts, delay_s=delay)
+        delay_s, _ = when_to_delay(delay)
+        call = Call(task_name, tuple(call_args), call_kwargs, opts, delay_s=delay_s)
     except (ConfigurationError, EnqueueError) as exc:
         raise fail(str(exc), 2) from None
     client = Client(settings)
@@ -866,12 +888,21 @@ def health(
     except ValueError as exc:
         raise _bad_url(settings, exc) from None
     report = anyio.run(_health, broker, queue)
+    if settings.is_memory and report["connected"]:
+        report["status"] = "degraded" if report["status"] == "healthy" else report["status"]
+        report["warnings"].insert(0, MEMORY_HEALTH_WARNING)
     if as_json:
         _print_json(report)
     else:
         _print_health(report)
     if report["status"] == "unhealthy" or (strict and report["status"] != "healthy"):
         raise typer.Exit(1)
+
+
+MEMORY_HEALTH_WARNING = (
+    "memory:// is a throwaway in-process server that lives as long as this command and holds"
+    " nothing of any worker or producer: this checked no Redis. Pass --redis-url (or REDIS_URL)"
+)
 
 
 async def _health(broker: AsyncBroker, queues: list[str] | None) -> dict[str, Any]:

@@ -6,11 +6,14 @@ import asyncio
 import json
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from taskforge.broker import AsyncBroker, NewJob, SyncBroker
+from taskforge.callcheck import check_args_json, check_job_id
 from taskforge.errors import (
+    BrokerConnectionError,
     JobNotFoundError,
     PayloadTooLargeError,
     ResultTimeoutError,
@@ -71,18 +74,20 @@ class Client:
     def encode(self, call: Call) -> tuple[str, NewJob]:
         """Build a job from a call: (queue, job). Raises EnqueueError subclasses; pure."""
         o = call.options
-        job_id = o.job_id or new_job_id()
+        job_id = check_job_id(o.job_id) if o.job_id else new_job_id()
         serializer = self.settings.serializer
         args, kwargs = dump_args(call.args, call.kwargs, serializer)
         try:
             args_json = _ENVELOPE_JSON.encode(args) if args else "[]"
             kwargs_json = _ENVELOPE_JSON.encode(kwargs) if kwargs else "{}"
             tail = self._fixed_fields(call.task, o, serializer)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise SerializationError(
                 f"arguments of {call.task!r} cannot be sent as JSON: {exc}; pass plain data "
                 "(str, int, float, bool, None, list, dict) or ids the task can load"
             ) from exc
+        check_args_json(args_json, call.task)
+        check_args_json(kwargs_json, call.task)
         # The JSON object json.dumps would write (the worker decodes it with pydantic); the
         # fields every job of one task and its options share are encoded once.
         text = (
@@ -151,6 +156,10 @@ class Client:
         runs the one before (see :meth:`SyncBroker.run_overlapped`).
         """
         groups = self._grouped(calls)
+        with _ambiguous(groups):
+            return self._submit(groups, len(calls))
+
+    def _submit(self, groups: dict[str, list[tuple[int, NewJob]]], n: int) -> list[JobHandle[Any]]:
         sent: list[tuple[str, list[tuple[int, NewJob]]]] = []
         ops = self.broker.ops
 
@@ -166,7 +175,7 @@ class Client:
             results = [self.broker.run(next(chunks))]
         else:
             results = self.broker.run_overlapped(chunks)
-        handles: list[JobHandle[Any] | None] = [None] * len(calls)
+        handles: list[JobHandle[Any] | None] = [None] * n
         for (queue, items), done in zip(sent, results, strict=True):
             for (i, _), res in zip(items, done, strict=True):
                 handles[i] = JobHandle(self, res.id, queue, created=res.created)
@@ -175,9 +184,16 @@ class Client:
     async def asubmit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]:
         """Async :meth:`submit`: every call encoded first, then one script call per queue and
         chunk of :data:`BULK_CHUNK` (one at a time, so Redis never runs one huge script)."""
+        groups = self._grouped(calls)
+        with _ambiguous(groups):
+            return await self._asubmit(groups, len(calls))
+
+    async def _asubmit(
+        self, groups: dict[str, list[tuple[int, NewJob]]], n: int
+    ) -> list[JobHandle[Any]]:
         broker = self.abroker
-        handles: list[JobHandle[Any] | None] = [None] * len(calls)
-        for queue, items in self._grouped(calls).items():
+        handles: list[JobHandle[Any] | None] = [None] * n
+        for queue, items in groups.items():
             if queue not in self._announced:
                 await broker.run(broker.ops.announce_queue(queue))
                 self._announced.add(queue)
@@ -252,6 +268,23 @@ class Client:
         if self._sync is not None:
             self._sync.close()
             self._sync = None
+
+
+@contextmanager
+def _ambiguous(groups: dict[str, list[tuple[int, NewJob]]]) -> Iterator[None]:
+    """Name the jobs of an enqueue that failed on a lost connection: the request may have
+    reached Redis, so the caller must re-send with the same ids (a duplicate id writes nothing)."""
+    try:
+        yield
+    except BrokerConnectionError as exc:
+        ids = tuple(job.id for items in groups.values() for _, job in items)
+        if len(ids) == 1:
+            what = f"job {ids[0]} may have been enqueued: re-send it with the same id"
+            what += f" (.options(job_id={ids[0]!r})); enqueue is idempotent by id"
+        else:
+            what = f"{len(ids)} jobs ({ids[0]}, ...) may have been enqueued: re-send them with"
+            what += " the same ids (error.job_ids); enqueue is idempotent by id"
+        raise BrokerConnectionError(f"{exc}; {what}", job_ids=ids) from exc
 
 
 def _found(record: JobRecord | None, job_id: str) -> JobRecord:

@@ -26,6 +26,7 @@ import redis.asyncio.cluster
 import redis.asyncio.sentinel
 import redis.cluster
 import redis.sentinel
+from pydantic import SecretStr
 from redis.asyncio.retry import Retry as AsyncRedisRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as RedisRetry
@@ -80,10 +81,18 @@ def topology(settings: Settings) -> Topology:
     url = settings.redis_url
     if settings.is_memory:
         return Topology("memory")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if "+" not in scheme:  # one host: urllib reads its port lazily, make it refuse a typo now
+            _ = parts.port
+        password = unquote(parts.password) if parts.password else _secret(settings.redis_password)
+    except ValueError as exc:  # "Invalid IPv6 URL", a port that is not a number
+        raise ConfigurationError(
+            f"cannot use Redis URL {settings.masked_url()}: {settings.scrub(str(exc))}; expected"
+            " e.g. redis://host:6379/0 or redis://[::1]:6379/0"
+        ) from None
     tls = settings.ssl or scheme.startswith("rediss")
-    password = unquote(parts.password) if parts.password else settings.redis_password
     username = unquote(parts.username) if parts.username else None
     if settings.cluster_nodes:
         nodes = parse_nodes(settings.cluster_nodes, default_port=6379)
@@ -104,6 +113,10 @@ def topology(settings: Settings) -> Topology:
         nodes = parse_nodes(hosts, 26379)
         return Topology("sentinel", nodes, segments[0], db, username, password, tls)
     return Topology("single", (), "", 0, username, password, tls)
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
 
 
 def parse_nodes(text: str, default_port: int) -> tuple[tuple[str, int], ...]:
@@ -170,7 +183,7 @@ def _single_kwargs(settings: Settings, *, socket_timeout_s: float | None) -> dic
     kwargs = _common_kwargs(settings, socket_timeout_s=socket_timeout_s)
     kwargs["retry_on_timeout"] = settings.retry_on_timeout
     if settings.redis_password is not None:
-        kwargs["password"] = settings.redis_password
+        kwargs["password"] = settings.redis_password.get_secret_value()
     if settings.ssl or settings.redis_url.startswith("rediss://"):
         kwargs.update(
             ssl_ca_certs=settings.ssl_ca_certs,
@@ -205,7 +218,7 @@ def sentinel_kwargs(
         "decode_responses": True,
     }
     if settings.sentinel_password is not None:
-        sentinels["password"] = settings.sentinel_password
+        sentinels["password"] = settings.sentinel_password.get_secret_value()
     if topo.tls:
         primary.update(_tls_kwargs(settings))
         sentinels.update(_tls_kwargs(settings))

@@ -10,6 +10,7 @@ Every error taskforge raises on purpose subclasses :class:`TaskforgeError`::
     ├── UnknownTaskError          a task name the registry does not know
     ├── BrokerError               Redis refused or failed a command
     │   ├── BrokerConnectionError Redis cannot be reached (after the configured retries)
+    │   ├── BrokerOutOfMemoryError Redis refused a write: used memory is over ``maxmemory`` (OOM)
     │   └── NotReplicatedError    a durable write was not acknowledged by a replica in time
     ├── JobNotFoundError          no record for a job id (never existed, or expired)
     ├── ResultTimeoutError        the job did not finish within the wait
@@ -53,7 +54,29 @@ class BrokerError(TaskforgeError):
 
 
 class BrokerConnectionError(BrokerError, ConnectionError):
-    """Redis could not be reached, after the configured retries."""
+    """Redis could not be reached, after the configured retries.
+
+    Raised by an enqueue, it is ambiguous: the request may have reached Redis before the
+    connection failed. ``job_ids`` names the jobs of that call (``job_id`` the one of a
+    ``.delay()``); re-send them with the same ids, which writes each job at most once.
+    """
+
+    def __init__(self, message: str, *, job_ids: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.job_ids = job_ids
+
+    @property
+    def job_id(self) -> str | None:
+        """The job id of an ambiguous single enqueue (``.delay()``), else None."""
+        return self.job_ids[0] if len(self.job_ids) == 1 else None
+
+
+class BrokerOutOfMemoryError(BrokerError):
+    """Redis refused a write because its used memory is over ``maxmemory`` (an OOM reply).
+
+    The refused command wrote nothing. Free memory (purge dead jobs, shorten result TTLs) or raise
+    ``maxmemory``; a worker pauses fetching and retries its outcomes until Redis accepts them.
+    """
 
 
 class NotReplicatedError(BrokerError):

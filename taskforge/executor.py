@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import json
 import logging
+import math
 import threading
 import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import copy_context
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import anyio
 from pydantic import ValidationError
@@ -43,11 +45,29 @@ class Failure:
 
     @classmethod
     def of(cls, exc: BaseException) -> Failure:
-        """Describe ``exc`` (its traceback is cut to ``TRACEBACK_LIMIT`` characters)."""
-        tb = "".join(traceback.format_exception(exc))
+        """Describe ``exc`` (its traceback is cut to ``TRACEBACK_LIMIT`` characters).
+
+        Never raises: an exception whose ``__str__`` or ``__repr__`` fails is still described.
+        """
+        try:
+            tb = "".join(traceback.format_exception(exc))
+        except Exception as err:  # a frame or chain that cannot be formatted
+            tb = f"<traceback could not be formatted: {type(err).__name__}>"
         if len(tb) > TRACEBACK_LIMIT:
             tb = "...\n" + tb[-TRACEBACK_LIMIT:]
-        return cls(type(exc).__name__, str(exc) or repr(exc), tb)
+        return cls(type(exc).__name__, _describe(exc), tb)
+
+
+def _describe(exc: BaseException) -> str:
+    # A task's exception is user code: its __str__/__repr__ may raise, or recurse without end.
+    for render in (str, repr):
+        try:
+            text = render(exc)
+        except Exception as err:
+            text = f"<{type(exc).__name__}.__{render.__name__}__ failed: {type(err).__name__}>"
+        if text:
+            return text
+    return type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +128,7 @@ def classify_failure(job: Job, attempts_before: int, exc: BaseException) -> Retr
     retry_number = attempts_before + 1
     if retry_number > job.max_retries:
         return Dead(failure)
-    if isinstance(exc, Retry) and exc.countdown_s is not None:
+    if isinstance(exc, Retry) and _usable_delay(exc.countdown_s):
         return RetryLater(exc.countdown_s, failure)
     delay = backoff_s(
         retry_number,
@@ -117,6 +137,13 @@ def classify_failure(job: Job, attempts_before: int, exc: BaseException) -> Retr
         jitter=job.retry_jitter,
     )
     return RetryLater(delay, failure)
+
+
+def _usable_delay(countdown_s: float | None) -> TypeGuard[float]:
+    # NaN, infinity or a negative countdown (set after Retry's own check) falls back to the
+    # backoff schedule: the retry still happens, and the worker never sees a delay it cannot
+    # turn into milliseconds.
+    return countdown_s is not None and math.isfinite(countdown_s) and countdown_s >= 0
 
 
 #: Reused: ``json.dumps`` with options builds a new encoder per call.
@@ -150,16 +177,30 @@ class Executor:
                 return Cancelled() if ctx.cancel_requested else Abandoned()
         except JobCancelledError:
             return Cancelled()
-        # The job boundary: whatever the task raised becomes its outcome, never a worker crash
-        # (sys.exit() in a task too: it would otherwise take the worker and its other jobs down).
-        except (Exception, SystemExit) as exc:
-            if ctx.cancel_requested:
-                return Cancelled()
-            return classify_failure(job, ctx.attempt - 1, exc)
+        except asyncio.CancelledError as exc:
+            if scope.cancel_called or _cancelling():
+                raise  # the worker's own: stop, timeout handled above, cancel, run() cancelled
+            # The task's own: it awaited something that was cancelled. An attempt that failed.
+            log.warning(
+                "job %s: the task let a CancelledError escape; counted as a failure", job.id
+            )
+            return self._failed(ctx, exc)
+        # The job boundary: whatever the task raised becomes its outcome, never a worker crash:
+        # sys.exit(), KeyboardInterrupt, GeneratorExit or a BaseException of its own would
+        # otherwise take the worker and its other jobs down.
+        except BaseException as exc:
+            return self._failed(ctx, exc)
         try:
             return Succeeded(encode_result(value))
-        except (TypeError, ValueError) as exc:
+        # RecursionError: a result nested deeper than the encoder's recursion limit.
+        except (TypeError, ValueError, RecursionError) as exc:
             return Dead(Failure("SerializationError", f"result cannot be stored: {exc}"))
+
+    @staticmethod
+    def _failed(ctx: JobContext, exc: BaseException) -> Result:
+        if ctx.cancel_requested:
+            return Cancelled()
+        return classify_failure(ctx.job, ctx.attempt - 1, exc)
 
     async def _call(self, task: Task[Any, Any], ctx: JobContext) -> Any:
         job = ctx.job
@@ -181,13 +222,17 @@ class Executor:
             try:
                 bind(ctx)
                 return fn(*job.args, **job.kwargs)
+            except BaseException as exc:
+                # Boxed out of the thread: a GeneratorExit thrown into the awaiting coroutine
+                # would close the coroutines above it instead of reaching the job boundary.
+                return _Raised(exc)
             finally:
                 running.leave()
 
         context = copy_context()
         try:
             with _deadline(job.timeout_s):
-                return await anyio.to_thread.run_sync(
+                value = await anyio.to_thread.run_sync(
                     context.run, target, limiter=self.thread_limiter, abandon_on_cancel=True
                 )
         except TimeoutError as exc:
@@ -196,6 +241,23 @@ class Executor:
         except anyio.get_cancelled_exc_class():
             running.interrupt(JobInterrupted)
             raise
+        if isinstance(value, _Raised):
+            raise value.exc
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Raised:
+    """What a sync task raised, carried out of its thread as a value."""
+
+    exc: BaseException
+
+
+def _cancelling() -> bool:
+    """Whether cancellation of the current asyncio task was requested (by the worker, from
+    outside ``run()``), as opposed to a CancelledError the task raised or let escape."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _deadline(timeout_s: float | None) -> AbstractContextManager[Any]:

@@ -46,8 +46,13 @@ class QueueKeys:
         return f"{self.base}:job:{job_id}"
 
     def done(self, job_id: str) -> str:
-        """List that result waiters block on; written only when someone waits."""
-        return f"{self.base}:job:{job_id}:done"
+        """List that result waiters block on; written only when someone waits.
+
+        Its own namespace (``:done:``), not a suffix of the record's key: otherwise job ``k``'s
+        list would be job ``k:done``'s record. Every per-id key is ``base:<kind>:<id>`` with a
+        fixed kind, so distinct ids (and kinds) never share a key.
+        """
+        return f"{self.base}:done:{job_id}"
 
     def ready(self, priority: JobPriority) -> str:
         """Ready list of one priority."""

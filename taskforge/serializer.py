@@ -39,7 +39,7 @@ def dump_args(
     if serializer == PICKLE:
         try:
             blob = pickle.dumps((tuple(args), dict(kwargs)), protocol=pickle.HIGHEST_PROTOCOL)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
             raise SerializationError(f"arguments cannot be pickled: {exc}") from exc
         return [base64.b64encode(blob).decode("ascii")], {}
     raise SerializerRefusedError(f"unknown serializer {serializer!r}; use 'json' or 'pickle'")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -53,10 +53,10 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     redis_url: str = "redis://localhost:6379/0"
-    redis_password: str | None = None
+    redis_password: SecretStr | None = None
     max_connections: int = Field(default=50, ge=1)
-    socket_timeout_s: float = Field(default=5.0, gt=0)
-    socket_connect_timeout_s: float = Field(default=5.0, gt=0)
+    socket_timeout_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    socket_connect_timeout_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
     retry_on_timeout: bool = True
     connect_retries: int = Field(
         default=3, ge=0, description="reconnect attempts, exponential backoff"
@@ -80,7 +80,10 @@ class Settings(BaseModel):
         description="'pickle' (trusted networks only): producers send, workers run pickle",
     )
     lease_s: float = Field(
-        default=30.0, gt=0, description="in-flight lease; renewed every lease_s / 3"
+        default=30.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="in-flight lease; renewed every lease_s / 3",
     )
     max_deliveries: int = Field(
         default=5,
@@ -93,7 +96,7 @@ class Settings(BaseModel):
         description="'host:port,host:port' seeds of a Redis Cluster; set, it overrides the URL's"
         " hosts (auth and TLS still come from the URL and the REDIS_* settings)",
     )
-    sentinel_password: str | None = Field(
+    sentinel_password: SecretStr | None = Field(
         default=None, description="password of the Sentinels themselves (redis+sentinel://)"
     )
     durable_enqueue: bool = Field(
@@ -101,7 +104,7 @@ class Settings(BaseModel):
         description="after each enqueue, WAIT until a replica has the job (or raise)",
     )
     durable_timeout_s: float = Field(
-        default=1.0, gt=0, description="longest WAIT of a durable enqueue"
+        default=1.0, gt=0, allow_inf_nan=False, description="longest WAIT of a durable enqueue"
     )
 
     @field_validator("prefix")
@@ -127,7 +130,14 @@ class Settings(BaseModel):
         try:
             return cls(**values)
         except ValidationError as exc:
-            raise ConfigurationError(f"invalid taskforge settings: {exc}") from exc
+            named = set(values) - set(overrides)
+            raise ConfigurationError(_one_line(exc, named)) from None
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # The URL may hold a password (``redis://:pw@host``, ``?password=``): repr() and str()
+        # show it masked, like the SecretStr fields.
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name == "redis_url" else value
 
     @property
     def is_memory(self) -> bool:
@@ -138,6 +148,35 @@ class Settings(BaseModel):
         """The Redis URL with any password replaced by ``***``, safe to log."""
         return mask_url(self.redis_url)
 
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret these settings hold replaced by ``***``: for error
+        messages that quote what a library said about the URL."""
+        secrets = _url_secrets(self.redis_url)
+        secrets += [
+            s.get_secret_value() for s in (self.redis_password, self.sentinel_password) if s
+        ]
+        # Longest first, so a secret that contains another is replaced whole.
+        for secret in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return mask_url(text)
+
+
+_FIELD_VAR = {field: var for var, field in _ENV.items()}
+
+
+def _one_line(exc: ValidationError, from_env: set[str]) -> str:
+    """A pydantic error as one line naming each variable (or field), its masked value and
+    what is wrong, instead of pydantic's multi-line dump."""
+    parts = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "settings"
+        name = _FIELD_VAR[field] if field in from_env and field in _FIELD_VAR else field
+        shown = "***" if "password" in field or field == "signing_key" else err.get("input")
+        if isinstance(shown, str):
+            shown = mask_url(shown)
+        parts.append(f"{name}={shown!r}: {err['msg'].lower()}")
+    return "invalid taskforge settings: " + "; ".join(parts)
+
 
 def _parse_env(var: str, raw: str) -> Any:
     if var in {"REDIS_RETRY_ON_TIMEOUT", "REDIS_SSL", "TASKFORGE_DURABLE"}:
@@ -147,14 +186,31 @@ def _parse_env(var: str, raw: str) -> Any:
         if lowered in _FALSE:
             return False
         raise ConfigurationError(f"{var}={raw!r}: expected true/false")
+    if var == "REDIS_URL" and not raw.strip():
+        raise ConfigurationError(
+            "REDIS_URL is set but empty: set it to a URL such as redis://localhost:6379/0, or"
+            " unset it for that default"
+        )
     return raw if raw != "" or var == "REDIS_PASSWORD" else None
 
 
+# ``user:password@`` after an optional ``scheme://``; the password runs to the last ``@`` before
+# the path, so one holding an unescaped ``@`` is still hidden whole.
+_USERINFO = re.compile(r"(^|\s|//)([^\s:/?#@]*):([^\s/?#]*)@")
+# A query parameter that carries a secret (redis-py reads ``?password=`` as the password).
+_SECRET_QUERY = re.compile(r"([?&;][^=&#\s]*(?:pass|secret|token|auth)[^=&#\s]*=)[^&#\s]*", re.I)
+
+
 def mask_url(url: str) -> str:
-    """Hide the password part of a URL (``redis://user:***@host``)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    """Hide the passwords in a URL: ``redis://user:***@host``, ``?password=***``.
+
+    Works on text, not on a parsed URL, so it never raises: a URL without a scheme or with a
+    malformed host (``redis://:pw@[::1/0``) is masked too.
+    """
+    masked = _SECRET_QUERY.sub(r"\1***", url)
+    return _USERINFO.sub(r"\1\2:***@", masked)
+
+
+def _url_secrets(url: str) -> list[str]:
+    found = [m.group(3) for m in _USERINFO.finditer(url)]
+    return found + [m.group(0).split("=", 1)[1] for m in _SECRET_QUERY.finditer(url)]

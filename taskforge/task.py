@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
+from taskforge.callcheck import check_job_id
 from taskforge.cron import CatchUp, CronSchedule
 from taskforge.errors import ConfigurationError, EnqueueError
 from taskforge.handle import JobHandle
@@ -57,17 +58,29 @@ class TaskOptions:
                 raise ConfigurationError(f"{label} must be a finite number >= 0, got {value}")
         if self.timeout is not None and self.timeout == 0:
             raise ConfigurationError("timeout must be > 0 seconds (None means no timeout)")
+        self._check_unique()
+        if self.job_id is not None:
+            check_job_id(self.job_id)
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ConfigurationError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.rate_limit is not None:
+            RateLimit.parse(self.rate_limit)
+        return self
+
+    def _check_unique(self) -> None:
         if self.unique_until not in UNIQUE_POLICIES:
             raise ConfigurationError(
                 f"unique_until must be one of {UNIQUE_POLICIES}, got {self.unique_until!r}"
             )
         if self.unique_until == "ttl" and not self.unique_ttl:
             raise ConfigurationError("unique_until='ttl' needs unique_ttl (seconds)")
-        if self.concurrency is not None and self.concurrency < 1:
-            raise ConfigurationError(f"concurrency must be >= 1, got {self.concurrency}")
-        if self.rate_limit is not None:
-            RateLimit.parse(self.rate_limit)
-        return self
+        if self.unique_ttl is not None and not (
+            math.isfinite(self.unique_ttl) and self.unique_ttl > 0
+        ):
+            raise ConfigurationError(
+                f"unique_ttl must be a finite number of seconds > 0, got {self.unique_ttl}"
+                " (None: the lock lasts as long as unique_until says)"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from taskforge.context import JobContext
 from taskforge.errors import (
     BrokerConnectionError,
     BrokerError,
+    BrokerOutOfMemoryError,
     ConfigurationError,
     UnknownTaskError,
 )
@@ -51,6 +52,7 @@ from taskforge.job import Job, JobStatus
 from taskforge.keys import check_queue_name
 from taskforge.limiter import Limiter
 from taskforge.metrics import MetricsExporter, WorkerMetrics
+from taskforge.oom import MemoryPause
 from taskforge.progress import ProgressWriter
 from taskforge.registry import Registry
 from taskforge.scheduler import Scheduler
@@ -155,6 +157,8 @@ class Worker:
         self._job_error: BaseException | None = None
         self._started_at = time.time()
         self._outage_since: float | None = None
+        self._oom = MemoryPause(self.id)
+        self._in_write: dict[str, _Pending] = {}  # outcomes being written (their leases renewed)
         self.metrics = WorkerMetrics()
         self.metrics_port = metrics_port
         self.heartbeat_s = heartbeat_interval_s()
@@ -299,6 +303,9 @@ class Worker:
     async def _fetch_loop(self, queue: str) -> None:
         ops = self.broker.ops
         while not self._stopping:
+            if self._oom.active and (self._pending or self._in_write):
+                await self._oom.wait()  # the outcomes go first; their write ends the pause
+                continue
             if self._free == 0:
                 await self._wait_slot()
                 continue
@@ -331,14 +338,20 @@ class Worker:
                 fetched = idle
 
     async def _idle(self, queue: str, last: Fetched) -> Fetched | None:
-        """Block until work may be ready, then fetch in the same round trip (None: outage)."""
+        """Block until work may be ready, then fetch in the same round trip (None: an outage,
+        or a multi-queue wake: the fetch loop leases next)."""
         timeout_s = self.block_s
         for ms in (last.next_due_ms, last.next_lease_ms):
             if ms is not None:
                 timeout_s = min(timeout_s, ms / 1000 + 0.001)
-        want = self._free
-        if want == 0:  # another queue's fetch took the slots: wait for one to free
+        if self._free == 0:  # another queue's fetch took the slots: wait for one to free
             return None
+        # One queue: lease what the free slots take as soon as the block returns. Several: the
+        # idle fetches of all queues block at once and cannot share the free slots, so each
+        # only waits (and does housekeeping); the fetch loop then leases what it has reserved.
+        # Otherwise two queues could lease one slot's job each, and the one handed back would
+        # have been shown active without running.
+        want = self._free if len(self.queues) == 1 else 0
         ops = self._blocker.ops
         request, answered = self._request_ids(queue)
         call = asyncio.ensure_future(
@@ -365,7 +378,8 @@ class Worker:
         finally:
             self._idle_queues.discard(queue)
         self._recovered()
-        # The slots were not held while blocked: another queue's fetch may have taken some.
+        if not want:
+            return None  # woken (or timed out): back to the fetch loop's reserving fetch
         if await self._accept(queue, request, fetched):
             # Let the jobs take their first step before this loop sends its next fetch: an idle
             # worker's pickup latency is the job's start, not the next fetch's.
@@ -433,13 +447,18 @@ class Worker:
         return not self._running
 
     async def _outage(self, exc: BrokerError) -> None:
+        if isinstance(exc, BrokerOutOfMemoryError):
+            unwritten = len(self._pending) + len(self._in_write)
+            await anyio.sleep(self._oom.refused(exc, outcomes=unwritten))
+            return
         now = time.monotonic()
         if self._outage_since is None:
             self._outage_since = now
-            log.error("worker %s cannot reach Redis: %s; retrying", self.id, exc)
+            log.error("worker %s %s; retrying", self.id, _trouble(exc))
         await anyio.sleep(min(2.0, 0.1 + (now - self._outage_since) / 5))
 
     def _recovered(self) -> None:
+        self._oom.accepted()
         if self._outage_since is not None:
             log.warning(
                 "worker %s reconnected to Redis after %.1fs",
@@ -483,9 +502,12 @@ class Worker:
         task_name, attempt = "?", lease.attempts + 1
         try:
             result, task_name = await self._execute(running)
+        except BaseException:
+            self._release_slot()  # no outcome to write
+            raise
         finally:
             del self._running[lease.id]
-            self._release_slot()
+            self._slot_freed.set()  # wakes _drain; the slot itself frees once the outcome is in
         duration_s = time.monotonic() - running.started
         self._pending.append(_Pending(running.queue, lease, result, task_name, attempt, duration_s))
         self._flush_wanted.set()
@@ -554,9 +576,15 @@ class Worker:
         if not batch:
             return
         self._writing += 1
+        self._in_write.update((p.lease.id, p) for p in batch)
         try:
             with anyio.CancelScope(shield=True):
                 await self._write(batch)
+            self._recovered()
+            # A slot is free once its job's outcome is in Redis, not when the task returns: at
+            # -c 1 the next job must not be leased (and shown active) before this one ended.
+            self._release_slots(len(batch))
+            await self._write_minute_counts()
         except BrokerError as exc:
             # Keep the outcomes: they are written once Redis answers (or the lease lapses and
             # the job runs again, which the fenced token makes safe).
@@ -565,6 +593,8 @@ class Worker:
             self._flush_wanted.set()
         finally:
             self._writing -= 1
+            for p in batch:
+                self._in_write.pop(p.lease.id, None)
 
     async def _write(self, batch: list[_Pending]) -> None:
         ops = self.broker.ops
@@ -595,7 +625,6 @@ class Worker:
                         ops.retry(queue, p.lease.id, p.lease.token, delay_ms, _triple(f))
                     )
                     self._log(p, ok)
-        await self._write_minute_counts()
 
     async def _write_minute_counts(self) -> None:
         # Per-minute counters for `taskforge queues`: one round trip per flushed batch. A failure
@@ -653,7 +682,10 @@ class Worker:
             await anyio.sleep(self.settings.lease_s / 3)
             await self._limiter.extend()
             by_queue: dict[str, list[tuple[str, str]]] = {}
-            for r in self._running.values():
+            # Jobs whose outcome is not written yet keep their lease too: Redis may be refusing
+            # the write (OOM), and a lapsed lease would let another worker run the job again.
+            held: list[_Running | _Pending] = [*self._running.values(), *self._pending]
+            for r in [*held, *self._in_write.values()]:
                 by_queue.setdefault(r.queue, []).append((r.lease.id, r.lease.token))
             for queue, leases in by_queue.items():
                 try:
@@ -725,6 +757,14 @@ def heartbeat_interval_s() -> float:
     if not (math.isfinite(value) and value > 0):
         raise ConfigurationError(f"{HEARTBEAT_ENV}={raw!r}: expected seconds > 0, e.g. 5")
     return value
+
+
+def _trouble(exc: BrokerError) -> str:
+    # Say what failed: an unreachable server, or one that answered with an error (a script
+    # error, WRONGTYPE), which a reconnect will not fix.
+    if isinstance(exc, BrokerConnectionError):
+        return f"cannot reach Redis: {exc}"
+    return f"Redis error: {exc}"
 
 
 def _triple(f: Failure) -> tuple[str, str, str]:

@@ -107,7 +107,7 @@ def test_job_that_kills_its_worker_is_buried_as_poison_after_max_deliveries() ->
 def test_delay_at_maxmemory_raises_a_clear_error_and_writes_nothing() -> None:
     report = chaos.maxmemory(payload_kib=16, limit_mib=4)
 
-    assert report.notes["error"].startswith("BrokerError: Redis is out of memory")
+    assert report.notes["error"].startswith("BrokerOutOfMemoryError: Redis is out of memory")
     assert report.notes["half_written"] == 0
     assert report.notes["accepted"] > 0
     assert report.lost == 0, report
@@ -124,7 +124,7 @@ def test_worker_memory_stays_flat_over_many_jobs() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(chaos.LONG))
+@pytest.mark.parametrize("name", [n for n in chaos.LONG if not n.startswith("net_")])
 def test_long_form_loses_nothing(name: str) -> None:
     report = chaos.LONG[name]()
 

@@ -218,7 +218,7 @@ def test_security_settings_come_from_the_environment() -> None:
 
 
 def test_unknown_serializer_is_refused_at_configuration() -> None:
-    with pytest.raises(ConfigurationError, match="serializer"):
+    with pytest.raises(ConfigurationError, match="TASKFORGE_SERIALIZER='yaml'"):
         Settings.from_env({"TASKFORGE_SERIALIZER": "yaml"})
 
 

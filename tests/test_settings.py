@@ -29,7 +29,8 @@ def test_every_seed_variable_is_read() -> None:
     settings = Settings.from_env(SEED_ENV)
 
     assert settings.redis_url == "redis://cache.internal:6380/2"
-    assert settings.redis_password == "your-secure-password"
+    assert settings.redis_password is not None
+    assert settings.redis_password.get_secret_value() == "your-secure-password"
     assert settings.max_connections == 7
     assert settings.socket_timeout_s == 2.5
     assert settings.socket_connect_timeout_s == 1.5
@@ -88,7 +89,8 @@ def test_overrides_win_over_the_environment_and_none_keeps_it() -> None:
     assert settings.redis_url == "redis://override:6379/0"
     assert settings.max_connections == 3
     assert settings.prefix == "taskforge"
-    assert settings.redis_password == "your-secure-password"
+    assert settings.redis_password is not None
+    assert settings.redis_password.get_secret_value() == "your-secure-password"
 
 
 def test_app_configure_replaces_settings() -> None:

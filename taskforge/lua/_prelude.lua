@@ -17,9 +17,16 @@ local function emit(channel, job_id, task, queue, status, attempt, now, err)
   redis.call('PUBLISH', channel, cjson.encode(ev))
 end
 
+-- The result waiters' list of a job (keys.QueueKeys.done): 'base:done:<id>' for the record
+-- 'base:job:<id>', where base ends at the hash tag's '}' (prefixes and queue names have no braces).
+local function done_key(job_key)
+  local close = string.find(job_key, '}', 1, true)
+  return string.sub(job_key, 1, close) .. ':done:' .. string.sub(job_key, close + 6)
+end
+
 -- Wake the result waiters of a job whose record has the flag watch.lua sets.
 local function wake_waiters(job_key, status, ttl_s)
-  local done = job_key .. ':done'
+  local done = done_key(job_key)
   redis.call('RPUSH', done, status)
   redis.call('EXPIRE', done, ttl_s)
 end
@@ -54,3 +61,72 @@ local function release_unique(job_key, job_id, stage)
   end
 end
 
+
+-- A count field (attempts, deliveries, lost) as a number, or nil unless it is a whole number
+-- >= 0: Lua's tonumber also reads 'inf', 'nan' and hex, which no script ever wrote.
+local function as_count(v)
+  local n = tonumber(v)
+  if n and n >= 0 and n < 2 ^ 53 and math.floor(n) == n then return n end
+  return nil
+end
+
+local function shown(v)
+  return "'" .. string.sub(tostring(v), 1, 40) .. "'"
+end
+
+-- Why a job record cannot be moved or run (nil when it can). Scripts check what they read
+-- before they write: a damaged record must be buried, not raise half-way through a batch.
+local function unreadable(priority, attempts)
+  local why = nil
+  if not priority then
+    why = 'priority is missing'
+  elseif not PRIORITY_INDEX[priority] then
+    why = 'priority ' .. shown(priority) .. ' is not high, normal or low'
+  elseif not attempts then
+    why = 'attempts is missing'
+  elseif not as_count(attempts) then
+    why = 'attempts ' .. shown(attempts) .. ' is not a count'
+  end
+  if why then return 'unreadable job record: ' .. why end
+  return nil
+end
+
+-- HMGET that survives a key of another type: the fields, or nil and why.
+local function read_record(key, ...)
+  local rec = redis.pcall('HMGET', key, ...)
+  if type(rec) == 'table' and rec.err then
+    return nil, 'unreadable job record: it is a ' .. redis.call('TYPE', key).ok .. ', not a hash'
+  end
+  return rec
+end
+
+-- Read a job's fields, 'priority' and 'attempts' first, then the ones asked for: the fields, or
+-- nil and why the job cannot be moved or run.
+local function read_job(key, ...)
+  local rec, why = read_record(key, 'priority', 'attempts', ...)
+  if rec and not rec[1] and not rec[2] and redis.call('EXISTS', key) == 0 then
+    -- An id without a record (foreign bytes pushed onto a list, or an evicted record).
+    return nil, 'no job record for this id'
+  end
+  if rec then why = unreadable(rec[1], rec[2]) end
+  if why then return nil, why end
+  return rec
+end
+
+-- Dead-letter a job whose record the scripts cannot read, with the reason: seen, never dropped.
+-- Its counters are made readable again so status reads and `taskforge dead list` work on it.
+local function bury_unreadable(key, id, dead_key, why, channel, queue, now)
+  local err = 'poison: ' .. why
+  local task = ''
+  local kind = redis.call('TYPE', key).ok
+  if kind == 'hash' or kind == 'none' then
+    local rec = redis.call('HMGET', key, 'attempts', 'deliveries', 'task')
+    task = rec[3] or ''
+    redis.call('HSET', key, 'status', 'dead', 'error_type', 'PoisonJob', 'error', err,
+      'finished_ms', now, 'attempts', as_count(rec[1]) or 0, 'deliveries', as_count(rec[2]) or 0)
+    release_unique(key, id, 'any')
+    notify(key, 'dead', 3600)
+  end
+  redis.call('ZADD', dead_key, now, id)
+  emit(channel, id, task, queue, 'dead', 0, now, err)
+end

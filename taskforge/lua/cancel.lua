@@ -16,7 +16,12 @@ if not st then return {'missing', ''} end
 local now = now_ms()
 if st == 'queued' or st == 'scheduled' or st == 'retrying' then
   if st == 'queued' then
-    redis.call('LREM', KEYS[PRIORITY_INDEX[rec[2]]], 1, id)
+    -- A damaged priority names no list: look in all three rather than fail.
+    for p = 1, 3 do
+      if PRIORITY_INDEX[rec[2]] == p or not PRIORITY_INDEX[rec[2]] then
+        redis.call('LREM', KEYS[p], 1, id)
+      end
+    end
   else
     redis.call('ZREM', KEYS[4], id)
   end
@@ -25,7 +30,7 @@ if st == 'queued' or st == 'scheduled' or st == 'retrying' then
   redis.call('EXPIRE', key, tonumber(ARGV[4]))
   release_unique(key, id, 'any')
   notify(key, 'cancelled', tonumber(ARGV[4]))
-  emit(ARGV[1], id, rec[3], ARGV[2], 'cancelled', tonumber(rec[4]) + 1, now)
+  emit(ARGV[1], id, rec[3], ARGV[2], 'cancelled', (as_count(rec[4]) or 0) + 1, now)
   return {'cancelled', 'cancelled'}
 end
 if st == 'active' then

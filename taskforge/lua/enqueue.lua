@@ -6,17 +6,25 @@
 -- KEYS[7]     unique lock prefix (lock = prefix .. unique key; same hash tag)
 -- ARGV[1]     events channel ('' = none)
 -- ARGV[2]     queue name
--- ARGV[3..]   per job, 9 values: id, task, priority, envelope json, delay_ms (>= 0),
+-- ARGV[3]     request token: random per call, the same when the call is sent again after its
+--             reply was lost; stored as the record's 'enq', so the re-sent call answers 'new'
+--             for the jobs it wrote itself the first time ('' = none)
+-- ARGV[4..]   per job, 9 values: id, task, priority, envelope json, delay_ms (>= 0),
 --             at_ms (absolute run time in ms, -1 = use delay), unique key ('' = none),
 --             unique policy ('queued' | 'running' | 'ttl'), unique ttl in s (0 = none)
 -- Returns     per job 2 values: status, and 'new' or 'existing:<id>'. A duplicate id or a held
 --             unique key writes nothing and names the job that holds it.
-local channel, queue = ARGV[1], ARGV[2]
+local channel, queue, token = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
 local out = {}
 local woke = false
 local ready = {{}, {}, {}}
-for a = 3, #ARGV, 9 do
+local created = {}  -- ids this call wrote: a second copy of one in the same call is a duplicate
+-- Whether the record at `key` was written by an earlier send of this very call.
+local function ours(id, key)
+  return token ~= '' and not created[id] and redis.call('HGET', key, 'enq') == token
+end
+for a = 4, #ARGV, 9 do
   local id, task, prio, env = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local delay_ms, at_ms = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
   local ukey, upolicy, uttl = ARGV[a + 6], ARGV[a + 7], tonumber(ARGV[a + 8])
@@ -28,12 +36,14 @@ for a = 3, #ARGV, 9 do
     -- A lock whose job record is gone (expired) no longer guards anything.
     if owner and redis.call('EXISTS', KEYS[6] .. owner) == 0 then owner = nil end
   end
-  if owner then
-    table.insert(out, redis.call('HGET', KEYS[6] .. owner, 'status'))
-    table.insert(out, 'existing:' .. owner)
-  elseif redis.call('EXISTS', key) == 1 then
-    table.insert(out, redis.call('HGET', key, 'status'))
-    table.insert(out, 'existing:' .. id)
+  if owner or redis.call('EXISTS', key) == 1 then
+    local holder = owner or id
+    table.insert(out, redis.call('HGET', KEYS[6] .. holder, 'status'))
+    if holder == id and ours(id, key) then
+      table.insert(out, 'new')
+    else
+      table.insert(out, 'existing:' .. holder)
+    end
   else
     local run_at = now + delay_ms
     if at_ms >= 0 then run_at = at_ms end
@@ -45,7 +55,9 @@ for a = 3, #ARGV, 9 do
       table.insert(ready[PRIORITY_INDEX[prio]], id)
     end
     redis.call('HSET', key, 'envelope', env, 'task', task, 'priority', prio, 'status', status,
-      'attempts', 0, 'deliveries', 0, 'created_ms', now, 'enqueued_ms', now, 'run_at_ms', run_at)
+      'attempts', 0, 'deliveries', 0, 'created_ms', now, 'enqueued_ms', now, 'run_at_ms', run_at,
+      'enq', token)
+    created[id] = true
     if ukey ~= '' then
       redis.call('HSET', key, 'unique_lock', lock, 'unique_until', upolicy)
       if uttl > 0 then

@@ -1,3 +1,6 @@
+#!lua flags=allow-oom
+-- (allow-oom: leases are renewed even at maxmemory, so a worker whose outcomes Redis refuses
+-- keeps its jobs; ZADD XX of an existing member does not grow memory.)
 -- extend: renew the leases of running jobs, batched (the lease keeper calls it every lease/3).
 -- KEYS[1]     inflight zset
 -- KEYS[2]     job key prefix

@@ -1,3 +1,7 @@
+#!lua
+-- (Script flags, Redis 7: none, so unlike the flagless scripts Redis refuses the whole fetch up
+-- front at maxmemory instead of letting it write once an earlier write dirtied it: a full Redis
+-- leases nothing, promotes nothing, and reclaims nothing while the leases' owners cannot write.)
 -- fetch: promote due jobs, reclaim expired leases, then lease up to ARGV[1] ready jobs.
 -- Popping and recording in flight happen in this one script, so no job is ever out of Redis.
 -- KEYS[1..3]  ready lists high, normal, low
@@ -33,11 +37,13 @@ if request ~= '' then replay = redis.call('GET', KEYS[9] .. request) end
 local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, batch)
 for _, id in ipairs(due) do
   local key = prefix .. id
-  local rec = redis.call('HMGET', key, 'priority', 'task', 'attempts')
-  if rec[1] then
+  local rec, why = read_job(key, 'task')
+  if not rec then
+    bury_unreadable(key, id, KEYS[7], why, channel, queue, now)
+  else
     redis.call('RPUSH', KEYS[PRIORITY_INDEX[rec[1]]], id)
     redis.call('HSET', key, 'status', 'queued', 'enqueued_ms', now)
-    emit(channel, id, rec[2], queue, 'queued', tonumber(rec[3]) + 1, now)
+    emit(channel, id, rec[3], queue, 'queued', tonumber(rec[2]) + 1, now)
   end
 end
 if #due > 0 then redis.call('ZREM', KEYS[4], unpack(due)) end
@@ -46,17 +52,21 @@ if #due > 0 then redis.call('ZREM', KEYS[4], unpack(due)) end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, batch)
 for _, id in ipairs(expired) do
   local key = prefix .. id
-  local rec = redis.call('HMGET', key, 'priority', 'task', 'attempts', 'cancel')
-  if rec[1] then
-    local lost = redis.call('HINCRBY', key, 'lost', 1)
-    local attempt = tonumber(rec[3]) + 1
-    if rec[4] == '1' then
+  local rec, why = read_job(key, 'task', 'cancel', 'lost')
+  if not rec then
+    bury_unreadable(key, id, KEYS[7], why, channel, queue, now)
+  else
+    local priority, task, cancelled = rec[1], rec[3], rec[4] == '1'
+    local attempt = tonumber(rec[2]) + 1
+    local lost = (as_count(rec[5]) or 0) + 1
+    redis.call('HSET', key, 'lost', lost)
+    if cancelled then
       -- Cancelled while running, and its worker is gone: it stays cancelled.
       redis.call('HSET', key, 'status', 'cancelled', 'finished_ms', now)
       redis.call('EXPIRE', key, 86400)
       release_unique(key, id, 'any')
       notify(key, 'cancelled', 3600)
-      emit(channel, id, rec[2], queue, 'cancelled', attempt, now)
+      emit(channel, id, task, queue, 'cancelled', attempt, now)
     elseif lost >= max_lost then
       local err = 'poison: its worker was lost ' .. lost .. ' times while running it'
       redis.call('HSET', key, 'status', 'dead', 'error', err, 'error_type', 'PoisonJob',
@@ -64,11 +74,11 @@ for _, id in ipairs(expired) do
       redis.call('ZADD', KEYS[7], now, id)
       release_unique(key, id, 'any')
       notify(key, 'dead', 3600)
-      emit(channel, id, rec[2], queue, 'dead', attempt, now, err)
+      emit(channel, id, task, queue, 'dead', attempt, now, err)
     else
-      redis.call('LPUSH', KEYS[PRIORITY_INDEX[rec[1]]], id)
+      redis.call('LPUSH', KEYS[PRIORITY_INDEX[priority]], id)
       redis.call('HSET', key, 'status', 'queued', 'enqueued_ms', now)
-      emit(channel, id, rec[2], queue, 'queued', attempt, now)
+      emit(channel, id, task, queue, 'queued', attempt, now)
     end
   end
 end
@@ -106,26 +116,22 @@ while remaining > 0 do
   local leases = {}
   for _, id in ipairs(popped[2]) do
     local key = prefix .. id
-    local rec = redis.call('HMGET', key, 'envelope', 'task', 'attempts', 'deliveries', 'unique_lock')
-    if not rec[1] then
-      -- An id without a record (foreign bytes pushed onto the list, or an evicted record)
-      -- cannot run: bury it as poison so it is seen, never dropped.
-      local err = 'poison: no job record for this id'
-      redis.call('HSET', key, 'status', 'dead', 'error_type', 'PoisonJob', 'error', err,
-        'attempts', 0, 'deliveries', 0, 'finished_ms', now)
-      redis.call('ZADD', KEYS[7], now, id)
-      emit(channel, id, '', queue, 'dead', 0, now, err)
+    local job, why = read_job(key, 'envelope', 'task', 'deliveries', 'unique_lock')
+    if job and not job[3] then why = 'unreadable job record: envelope is missing' end
+    if why then
+      -- It cannot run (nor be handed back or retried): bury it as poison, seen, never dropped.
+      bury_unreadable(key, id, KEYS[7], why, channel, queue, now)
     else
-      local token = (tonumber(rec[4]) or 0) + 1
+      local envelope, task, attempts = job[3], job[4], tonumber(job[2])
+      local token = (as_count(job[5]) or 0) + 1
       redis.call('HSET', key, 'status', 'active', 'started_ms', now, 'worker', worker,
         'deliveries', token)
       table.insert(leases, now + lease_ms)
       table.insert(leases, id)
-      if rec[5] then release_unique(key, id, 'queued') end
-      local attempts = tonumber(rec[3]) or 0
-      emit(channel, id, rec[2], queue, 'active', attempts + 1, now)
+      if job[6] then release_unique(key, id, 'queued') end
+      emit(channel, id, task, queue, 'active', attempts + 1, now)
       table.insert(out, id)
-      table.insert(out, rec[1])
+      table.insert(out, envelope)
       table.insert(out, token)
       table.insert(out, attempts)
       table.insert(granted, {id, tostring(token)})

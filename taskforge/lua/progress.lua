@@ -20,7 +20,7 @@ for a = 3, #ARGV, 4 do
     redis.call('HSET', key, 'progress', fraction, 'progress_message', message)
     if channel ~= '' then
       redis.call('PUBLISH', channel, cjson.encode({job_id = id, task = rec[3], queue = queue,
-        status = 'active', attempt = tonumber(rec[4]) + 1, timestamp = now / 1000,
+        status = 'active', attempt = (as_count(rec[4]) or 0) + 1, timestamp = now / 1000,
         progress = tonumber(fraction), progress_message = message}))
     end
     table.insert(out, 1)

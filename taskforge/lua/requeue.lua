@@ -23,14 +23,17 @@ for j = n, 1, -1 do
   out[j] = 0
   if rec[1] == ARGV[a + 1] and rec[2] == 'active' then
     redis.call('ZREM', KEYS[4], id)
-    if delay_ms > 0 then
+    local attempt = (as_count(rec[5]) or 0) + 1
+    if delay_ms > 0 or unreadable(rec[4], rec[5]) then
+      -- A record damaged while leased goes through the scheduled set: the next fetch's
+      -- promotion validates it and buries it as poison (this script has no dead set).
       redis.call('ZADD', KEYS[5], now + delay_ms, id)
       redis.call('HSET', key, 'status', 'scheduled', 'run_at_ms', now + delay_ms)
-      emit(channel, id, rec[3], queue, 'scheduled', tonumber(rec[5]) + 1, now)
+      emit(channel, id, rec[3], queue, 'scheduled', attempt, now)
     else
       redis.call('LPUSH', KEYS[PRIORITY_INDEX[rec[4]]], id)
       redis.call('HSET', key, 'status', 'queued', 'enqueued_ms', now)
-      emit(channel, id, rec[3], queue, 'queued', tonumber(rec[5]) + 1, now)
+      emit(channel, id, rec[3], queue, 'queued', attempt, now)
     end
     out[j] = 1
   end

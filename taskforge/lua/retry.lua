@@ -13,12 +13,15 @@
 -- ARGV[8]     traceback
 -- Returns     1 scheduled for retry, 0 refused (stale token or not active)
 local key, id = KEYS[4], ARGV[3]
-local rec = redis.call('HMGET', key, 'deliveries', 'status', 'task')
+local rec = redis.call('HMGET', key, 'deliveries', 'status', 'task', 'attempts')
 if rec[1] ~= ARGV[4] or rec[2] ~= 'active' then return 0 end
 local now = now_ms()
 local run_at = now + tonumber(ARGV[5])
-local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-redis.call('HSET', key, 'status', 'retrying', 'run_at_ms', run_at, 'error_type', ARGV[6],
+-- Not HINCRBY: a count damaged while the job ran must not fail the script (the next fetch
+-- validates the record and buries it if it is still unreadable).
+local attempt = (as_count(rec[4]) or 0) + 1
+redis.call('HSET', key, 'status', 'retrying', 'run_at_ms', run_at, 'attempts', attempt,
+  'error_type', ARGV[6],
   'error', ARGV[7], 'traceback', ARGV[8])
 redis.call('ZREM', KEYS[1], id)
 redis.call('ZADD', KEYS[2], run_at, id)
