@@ -288,15 +288,15 @@ def _ago(seconds: float) -> str:
 
 @contextmanager
 def _admin(redis_url: str | None) -> Iterator[Admin]:
-    """The operator API for one command; Redis errors become one line and exit code 1, a bad
-    selection (ConfigurationError) a usage error."""
+    """The operator API for one command; Redis errors and unknown jobs become one line and exit
+    code 1, bad input (a queue name, a selection) one line and exit code 2."""
     with _connect(redis_url) as broker:
         try:
             yield Admin(broker.settings, broker=broker)
         except JobNotFoundError as exc:
             raise fail(str(exc)) from None
         except ConfigurationError as exc:
-            raise typer.BadParameter(str(exc)) from None
+            raise fail(str(exc), 2) from None
 
 
 queues_cli = typer.Typer(
