@@ -9,7 +9,7 @@ local n = 0
 for _, id in ipairs(ARGV) do
   if redis.call('ZREM', KEYS[1], id) == 1 then
     local key = KEYS[2] .. id
-    redis.call('DEL', key, key .. ':done')
+    redis.call('DEL', key, done_key(key))
     n = n + 1
   end
 end

@@ -1,4 +1,4 @@
--- purge_drain: delete up to a batch of purged jobs (their records, done markers and uniqueness
+-- purge_drain: delete up to a batch of purged jobs (their records, waiter lists and uniqueness
 -- locks), from the graveyards purge_queue.lua left; forget a token once its graveyards are empty.
 -- KEYS[1]     set of purge tokens still draining
 -- KEYS[2]     graveyard key prefix
@@ -12,7 +12,7 @@ local function bury(ids)
   for _, id in ipairs(ids) do
     local key = KEYS[3] .. id
     release_unique(key, id, 'any')
-    redis.call('DEL', key, key .. ':done')
+    redis.call('DEL', key, done_key(key))
   end
   deleted = deleted + #ids
   budget = budget - #ids
