@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -477,7 +478,9 @@ def test_the_dashboard_mounts_under_a_path_prefix_of_another_app(app: Any) -> No
             return [await client.get(p) for p in ("/ops/", "/ops/static/dashboard.css",
                                                    "/ops/api/overview")]  # fmt: skip
 
-    page, css, api = anyio.run(visit)
+    # A thread of its own: Playwright's sync API keeps an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        page, css, api = pool.submit(anyio.run, visit).result()
 
     assert page.status_code == 200
     assert 'href="/ops/static/dashboard.css"' in page.text and 'href="/ops/dead"' in page.text
