@@ -20,6 +20,8 @@ from taskforge.errors import (
     PayloadTooLargeError,
     ResultTimeoutError,
     SerializationError,
+    SoftTimeoutExceeded,
+    TaskFailedError,
     TaskforgeError,
     UnknownTaskError,
 )
@@ -28,7 +30,7 @@ from taskforge.job import Job, JobPriority, JobRecord, JobStatus
 from taskforge.pubsub import RedisClient, get_redis_client
 from taskforge.queue import JobQueue, JobWorker
 from taskforge.registry import Registry
-from taskforge.retry import Retry
+from taskforge.retry import Fail, Retry
 from taskforge.settings import Settings
 from taskforge.task import Call, Task
 from taskforge.worker import Worker
@@ -45,6 +47,7 @@ __all__ = [
     "ConfigurationError",
     "DeadFilter",
     "EnqueueError",
+    "Fail",
     "Job",
     "JobCancelledError",
     "JobContext",
@@ -65,8 +68,10 @@ __all__ = [
     "Retry",
     "SerializationError",
     "Settings",
+    "SoftTimeoutExceeded",
     "SyncCacheService",
     "Task",
+    "TaskFailedError",
     "Taskforge",
     "TaskforgeError",
     "UnknownTaskError",

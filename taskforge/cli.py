@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import importlib
 import json
 import logging
 import math
@@ -26,8 +25,9 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from taskforge import demo as demo_module
+from taskforge import loader
 from taskforge.admin import RATE_WINDOW_MIN, Admin
-from taskforge.app import Taskforge, default_app
+from taskforge.app import Taskforge
 from taskforge.broker import AsyncBroker, SyncBroker
 from taskforge.client import Client
 from taskforge.deadletters import (
@@ -66,7 +66,7 @@ RedisUrl = Annotated[
     str | None,
     typer.Option("--redis-url", help="Redis URL (default: $REDIS_URL)", show_default=False),
 ]
-LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR")]
+LogLevel = Annotated[str, typer.Option("-l", "--log-level", help="DEBUG, INFO, WARNING, ERROR")]
 LogFormat = Annotated[str, typer.Option("--log-format", help="text or json (one object per line)")]
 
 
@@ -105,22 +105,17 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def load_app(modules: list[str]) -> Taskforge:
-    """Import task modules; ``pkg.mod:attr`` names the app, else the default app is used."""
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    app = default_app
-    for spec in modules:
-        module_name, _, attr = spec.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise typer.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
-        if attr:
-            found = getattr(module, attr, None)
-            if not isinstance(found, Taskforge):
-                raise typer.BadParameter(f"{spec!r} is not a taskforge.Taskforge app")
-            app = found
-    return app
+    """Import task modules or files (``pkg.mod[:app]``, ``tasks.py``); see taskforge.loader."""
+    try:
+        return loader.load_app(modules)
+    except ConfigurationError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def split_queues(values: list[str] | None) -> list[str]:
+    """``-Q a,b -Q c`` (Celery's comma lists, repeats too) as ``["a", "b", "c"]``."""
+    names = [name.strip() for value in values or [] for name in value.split(",")]
+    return [name for name in names if name] or ["default"]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -131,9 +126,12 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 @cli.command()
 def worker(
-    modules: Annotated[list[str], typer.Argument(help="modules that define tasks (pkg.mod[:app])")],
+    modules: Annotated[
+        list[str],
+        typer.Argument(help="modules or files that define tasks (pkg.mod[:app], tasks.py)"),
+    ],
     queue: Annotated[
-        list[str] | None, typer.Option("-Q", "--queue", help="queue (repeatable)")
+        list[str] | None, typer.Option("-Q", "--queue", help="queue (repeatable, or a,b,c)")
     ] = None,
     concurrency: Annotated[int, typer.Option("-c", "--concurrency", min=1)] = 10,
     burst: Annotated[bool, typer.Option("--burst", help="exit once the queues are empty")] = False,
@@ -163,7 +161,7 @@ def worker(
         w = Worker(
             settings,
             app.registry,
-            queues=queue or ["default"],
+            queues=split_queues(queue),
             concurrency=concurrency,
             burst=burst,
             grace_s=grace,

@@ -15,7 +15,9 @@ Every error taskforge raises on purpose subclasses :class:`TaskforgeError`::
     ├── JobNotFoundError          no record for a job id (never existed, or expired)
     ├── ResultTimeoutError        the job did not finish within the wait
     ├── JobFailedError            the job ended dead or cancelled; carries the remote error
-    └── JobCancelledError         raised inside a running task whose cancellation was requested
+    │   └── TaskFailedError       the task raised: its type name, message and traceback
+    ├── JobCancelledError         raised inside a running task whose cancellation was requested
+    └── SoftTimeoutExceeded       raised inside a running task at its ``soft_timeout``
 
 ``Retry`` (in :mod:`taskforge.retry`) is not an error: tasks raise it to ask for another attempt.
 :class:`JobInterrupted` is not one either: it is a ``BaseException`` that stops a sync task's
@@ -23,6 +25,8 @@ thread at its timeout or cancel, past any ``except Exception``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class TaskforgeError(Exception):
@@ -104,11 +108,52 @@ class JobFailedError(TaskforgeError):
         self.error_type = error_type
         self.message = message
         detail = f"{error_type}: {message}" if error_type else (message or "no error recorded")
-        super().__init__(f"job {job_id} ended {status}: {detail}")
+        self.text = f"job {job_id} ended {status}: {detail}"
+        # BaseException's, not super()'s: in a class merged with the task's own exception class
+        # (see TaskFailedError), the next __init__ would be that class's, with its own arguments.
+        BaseException.__init__(self, self.text)
+
+
+class TaskFailedError(JobFailedError):
+    """The job ended dead because its task raised: ``exc_type`` (qualified name), ``message``,
+    ``traceback`` (the worker's text) and ``job_id``.
+
+    When the original class can be found safely (see :mod:`taskforge.remote_errors`), the raised
+    error is also an instance of it, so ``except ValueError`` catches a remote ``ValueError``.
+    """
+
+    def __init__(
+        self, job_id: str, status: str, exc_type: str, message: str | None, traceback: str | None
+    ):
+        self.exc_type = exc_type
+        self.traceback = traceback or ""
+        JobFailedError.__init__(self, job_id, status, exc_type, message)
+
+    def __str__(self) -> str:
+        # Our own text, never the original class's __str__ (an OSError's would print errno).
+        return self.text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickles (to another process) as a plain TaskFailedError: the merged class is local.
+        args = (self.job_id, self.status, self.exc_type, self.message, self.traceback)
+        return (TaskFailedError, args)
 
 
 class JobCancelledError(TaskforgeError):
     """Raised inside a running task when its cancellation was requested."""
+
+
+class SoftTimeoutExceeded(TaskforgeError):
+    """Raised inside a running task when its ``soft_timeout`` passes: time to wrap up.
+
+    An ``Exception`` (catch it to clean up or return early) and deliberately not a
+    ``TimeoutError``, so an ``except TimeoutError`` around a network call does not swallow it.
+    Uncaught, it fails the attempt like any error (retried per the task's policy). The hard
+    ``timeout`` still stops the task if it runs on.
+    """
+
+    def __init__(self, message: str = "soft time limit exceeded"):
+        super().__init__(message)
 
 
 class JobInterrupted(BaseException):

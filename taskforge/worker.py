@@ -48,6 +48,7 @@ from taskforge.executor import (
     describe_unknown,
     resolve,
 )
+from taskforge.expiry import ServerClock, expired_reason
 from taskforge.job import Job, JobStatus
 from taskforge.keys import check_queue_name
 from taskforge.limiter import Limiter
@@ -165,6 +166,7 @@ class Worker:
         self._signing_key = signing_key(settings)
         self._limiter = Limiter(self.broker)
         self._progress = ProgressWriter(self.broker)
+        self._clock = ServerClock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -532,6 +534,8 @@ class Worker:
             return Cancelled(), job.task
         if running.scope.cancel_called:  # stop_now() came before the job began
             return Abandoned(), job.task
+        if (expired := await self._expired(job)) is not None:
+            return expired, job.task
         wait_s = await self._limiter.acquire(task, lease.id)
         if running.ctx.cancel_requested:  # cancelled during the limit check
             await self._limiter.release(task, lease.id)
@@ -542,6 +546,13 @@ class Worker:
             return await self._executor.run(task, running.ctx, running.scope), job.task
         finally:
             await self._limiter.release(task, lease.id)
+
+    async def _expired(self, job: Job) -> Cancelled | None:
+        """``expires=``: an attempt too late to start is cancelled, not run."""
+        if job.expires_ms is None:
+            return None
+        reason = expired_reason(job, await self._clock.now_ms(self.broker))
+        return None if reason is None else Cancelled("Expired", reason)
 
     def _open(self, lease: Leased) -> Job:
         """Check the signature (when signing is on), decode, and unpack the arguments."""
@@ -655,9 +666,11 @@ class Worker:
             log.info("job %s %s succeeded attempt=%d in %.1fms", p.lease.id, p.task, p.attempt, ms)
         elif isinstance(r, RetryLater):
             self.stats.retried += 1
+            verb = "retrying" if r.requested else "failed"  # a Retry is asked for, not a fault
             log.info(
-                "job %s %s failed attempt=%d in %.1fms (%s: %s); retry in %.1fs",
-                p.lease.id, p.task, p.attempt, ms, r.failure.type, r.failure.message, r.delay_s,
+                "job %s %s %s attempt=%d in %.1fms (%s: %s); retry in %.1fs",
+                p.lease.id, p.task, verb, p.attempt, ms, r.failure.type, r.failure.message,
+                r.delay_s,
             )  # fmt: skip
         elif isinstance(r, Dead):
             self.stats.dead += 1
@@ -774,11 +787,14 @@ def _triple(f: Failure) -> tuple[str, str, str]:
 def _outcome(p: _Pending) -> Outcome:
     lease, r = p.lease, p.result
     if isinstance(r, Succeeded):
-        return Outcome(lease.id, lease.token, JobStatus.SUCCEEDED, result_json=r.result_json)
+        ok = JobStatus.SUCCEEDED
+        return Outcome(lease.id, lease.token, ok, result_json=r.result_json, ttl_s=r.ttl_s)
     if isinstance(r, Dead):
         f = r.failure
         return Outcome(lease.id, lease.token, JobStatus.DEAD, "", *_triple(f))
-    return Outcome(lease.id, lease.token, JobStatus.CANCELLED, "", "Cancelled", "cancelled")
+    reason = r.reason if isinstance(r, Cancelled) else "cancelled"
+    kind = r.type if isinstance(r, Cancelled) else "Cancelled"
+    return Outcome(lease.id, lease.token, JobStatus.CANCELLED, "", kind, reason)
 
 
 def server_warnings(info: dict[str, Any], save_config: str | None = None) -> list[str]:
