@@ -1,10 +1,12 @@
 """taskforge: a Celery-style task framework built directly on Redis primitives."""
 
+from taskforge.admin import Admin, AsyncAdmin
 from taskforge.app import Taskforge, default_app, periodic, task
 from taskforge.cache import CacheService, SyncCacheService, cached, get_cache_service
 from taskforge.canvas import chain, chord, group
 from taskforge.context import JobContext, current_job
 from taskforge.cron import CatchUp
+from taskforge.deadletters import DeadFilter
 from taskforge.errors import (
     BrokerConnectionError,
     BrokerError,
@@ -41,6 +43,8 @@ from taskforge.worker import Worker
 from taskforge.workflow import WorkflowHandle, WorkflowInfo, WorkflowMember, WorkflowStatus
 
 __all__ = [
+    "Admin",
+    "AsyncAdmin",
     "BrokerConnectionError",
     "BrokerError",
     "BrokerOutOfMemoryError",
@@ -48,6 +52,7 @@ __all__ = [
     "Call",
     "CatchUp",
     "ConfigurationError",
+    "DeadFilter",
     "EnqueueError",
     "Fail",
     "Job",

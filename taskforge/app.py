@@ -11,8 +11,9 @@ from taskforge.canvas import Canvas
 from taskforge.celery_compat import cron_hint
 from taskforge.client import Client
 from taskforge.cron import CatchUp, CronSchedule, coerce_catch_up
-from taskforge.errors import ConfigurationError, EnqueueError
+from taskforge.errors import ConfigurationError, EnqueueError, JobNotFoundError
 from taskforge.handle import JobHandle
+from taskforge.inspection import InspectOps
 from taskforge.job import JobPriority
 from taskforge.limits import rate_limit_spec
 from taskforge.policy import ExceptionTypes
@@ -143,8 +144,25 @@ class Taskforge:
         """A handle on an existing workflow, from its id."""
         return self.workflows.handle(workflow_id)
 
-    def handle(self, job_id: str, *, queue: str = "default") -> JobHandle[Any]:
-        """A handle on an existing job, from its id."""
+    def handle(self, job_id: str, *, queue: str | None = None) -> JobHandle[Any]:
+        """A handle on an existing job, from its id.
+
+        With ``queue``, no I/O. Without it, the job's queue is found first: one round trip that
+        asks every known queue at once (no scan, no per-job index).
+
+        Raises:
+            JobNotFoundError: ``queue`` not given and no queue holds the job.
+        """
+        if queue is None:
+            broker = self.client.broker
+            queue = _located(job_id, broker.run(InspectOps(broker.ops).locate(job_id)))
+        return JobHandle(self.client, job_id, queue)
+
+    async def ahandle(self, job_id: str, *, queue: str | None = None) -> JobHandle[Any]:
+        """Async :meth:`handle` (the lookup does not block the event loop)."""
+        if queue is None:
+            broker = self.client.abroker
+            queue = _located(job_id, await broker.run(InspectOps(broker.ops).locate(job_id)))
         return JobHandle(self.client, job_id, queue)
 
     def call(self, task_name: str, *args: Any, **kwargs: Any) -> Call:
@@ -291,6 +309,14 @@ class Taskforge:
         if fn is not None:
             return register(fn)
         return register
+
+
+def _located(job_id: str, queue: str | None) -> str:
+    if queue is None:
+        raise JobNotFoundError(
+            f"no job {job_id!r} in any queue (never enqueued, purged, or its record expired)"
+        )
+    return queue
 
 
 class _Decorator:

@@ -122,6 +122,8 @@ SCRIPT_NAMES = (
     "enqueue", "fetch", "finish", "retry", "requeue", "extend", "watch", "cancel", "revive",
     "cron_tick", "limit_rate", "limit_acquire", "limit_extend", "progress",
     "wf_create", "wf_advance", "wf_cancel", "wf_outbox",
+    # The admin API's (taskforge.inspection, taskforge.deadletters).
+    "purge_queue", "purge_drain", "purge_dead", "stats_series", "queue_summary",
 )  # fmt: skip
 
 
@@ -586,17 +588,24 @@ class Ops:
     def count_outcomes(
         self, minute: int, counts: Mapping[str, Mapping[str, int]], ttl_s: int = 3600
     ) -> Op[None]:
-        """Add ``{queue: {counter: n}}`` to per-queue counters of one epoch minute.
+        """Add ``{queue: {counter: n}}`` to per-queue counters of one epoch minute, and their
+        sums to the all-queues counters of that minute (the dashboard's charts).
 
         Each minute is its own small hash (``<stats>:<minute>``) that expires after ``ttl_s``,
         so old buckets clean themselves up without a sweeper.
         """
         cmds: list[Command] = []
+        totals: dict[str, int] = {}
         for queue, named in counts.items():
             key = f"{self.keys(queue).stats}:{minute}"
             cmds += [Command(("HINCRBY", key, name, n)) for name, n in named.items() if n]
             cmds.append(Command(("EXPIRE", key, ttl_s)))
+            for name, n in named.items():
+                totals[name] = totals.get(name, 0) + n
         if cmds:
+            key = f"{self.globals.stats}:{minute}"
+            cmds += [Command(("HINCRBY", key, name, n)) for name, n in totals.items() if n]
+            cmds.append(Command(("EXPIRE", key, ttl_s)))
             yield Batch(cmds)
 
     def recent_outcomes(self, queue: str, minutes: Sequence[int]) -> Op[dict[str, int]]:
