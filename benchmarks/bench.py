@@ -1,22 +1,27 @@
-"""taskforge's benchmark: enqueue, drain, pickup latency, RSS and Redis commands per job,
-side by side with arq and RQ, in one run.
+"""taskforge's benchmark: enqueue, drain with real job bodies, pickup latency, worker startup,
+worker RSS, Redis bytes per waiting job and Redis CPU per job, side by side with Huey, Dramatiq,
+taskiq, SAQ, BullMQ (its Python package), arq and RQ, in one run.
 
-    python benchmarks/bench.py                      # private redis-server, default run (< 2 min)
-    python benchmarks/bench.py --full               # adds rounds and the 100,000-job RSS run
+    python benchmarks/bench.py --quick              # private redis-server, one round (~3 min)
+    python benchmarks/bench.py                      # 3 rounds
+    python benchmarks/bench.py --full               # 5 rounds, bigger N, the 100,000-job run
     python benchmarks/bench.py --redis-url redis://127.0.0.1:6379/15 --systems taskforge
 
 Every figure comes from a fresh subprocess (one per system and measurement; a drain is one
-worker process). Rounds are interleaved (taskforge, arq, rq, taskforge, ...) and the table shows
-medians, because a shared 2-core machine is noisy. Results go to ``benchmarks/results/`` as JSON.
+worker process). Rounds are interleaved (taskforge, huey, dramatiq, ..., taskforge, ...) and the
+table shows medians, because a shared 2-core machine is noisy. Results go to
+``benchmarks/results/`` as JSON.
 
-Peers: arq pins ``redis<6`` while taskforge uses redis-py 8, so arq and RQ may live in their own
-venv: ``--peer-python /path/to/venv/bin/python`` (or ``TASKFORGE_BENCH_PEER_PYTHON``). By default
-the peers run under this interpreter when it can import them, and are skipped otherwise.
+Peers run in venvs of their own (arq pins ``redis<6``, which taskforge cannot import with):
+``--peer-venvs DIR`` looks for ``DIR/<system>/bin/python`` (``DIR/arqrq`` for arq and RQ
+together), ``--python SYSTEM=PATH`` names one, ``--peer-python`` is the old one-venv option for
+arq and RQ. A peer whose interpreter cannot import it is skipped (said on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -35,15 +40,24 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import redis.asyncio
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SYSTEMS = ("taskforge", "arq", "rq")
-SCRIPTS = {
-    "taskforge": "taskforge_tasks.py",
-    "arq": "peer_tasks_arq.py",
-    "rq": "peer_tasks_rq.py",
-}
+SYSTEMS = ("taskforge", "huey", "dramatiq", "taskiq", "saq", "bullmq", "arq", "rq")
+PEERS = SYSTEMS[1:]
+SCRIPTS = {s: f"peer_tasks_{s}.py" for s in PEERS} | {"taskforge": "taskforge_tasks.py"}
+#: What a peer's interpreter must import.
+MODULES = {
+    "huey": "huey", "dramatiq": "dramatiq", "taskiq": "taskiq_redis", "saq": "saq",
+    "bullmq": "bullmq", "arq": "arq", "rq": "rq",
+}  # fmt: skip
+#: Peers whose workers run plain functions in threads (their drains use sync job bodies).
+THREAD_WORKERS = frozenset({"huey", "dramatiq", "rq"})
+BODIES = ("noop", "incr", "sleep", "cpu")
+#: runner.STAMP_SUFFIX (bench.py is also imported as ``benchmarks.bench``, without runner.py's
+#: folder on the path).
+STAMP_SUFFIX = ":stamps"
 RUN_TIMEOUT_S = 900.0
 
 
@@ -63,35 +77,39 @@ class Measure:
 
 
 def plan(args: argparse.Namespace) -> list[Measure]:
-    """The measurements of this run, scaled by --n/--peer-n/--samples and --full."""
-    n, pn, one = args.n, args.peer_n, args.one_call_n
+    """The measurements of this run, scaled by --n/--peer-n/--samples, --quick and --full."""
+    n, one, c = args.n, args.one_call_n, args.concurrency
+    sync_peers = ("taskforge", "huey", "dramatiq", "rq")
+    async_peers = ("taskforge", "taskiq", "saq", "bullmq", "arq")
     rows = [
-        Measure("enqueue_sync", f"enqueue .delay() one at a time ({one})", "enqueue",
-                ("taskforge", "rq"), {"mode": "sync", "n": one}),
-        Measure("enqueue_async", f"enqueue .adelay() one at a time ({one})", "enqueue",
-                ("taskforge", "arq"), {"mode": "async", "n": one}),
+        Measure("enqueue_sync", f"enqueue one call at a time, sync ({one})", "enqueue",
+                sync_peers, {"mode": "sync", "n": one}),
+        Measure("enqueue_async", f"enqueue one call at a time, asyncio ({one})", "enqueue",
+                async_peers, {"mode": "async", "n": one}),
         Measure("enqueue_bulk", f"enqueue bulk, chunks of 1000 ({n})", "enqueue",
-                ("taskforge", "rq"), {"mode": "bulk", "n": n}),
-        Measure("drain_async_c50", f"drain async no-op, c=50 ({n}; peers {pn})", "drain",
-                ("taskforge", "arq"), {"kind": "async", "concurrency": 50, "n": n}),
-        Measure("drain_async_c10", f"drain async no-op, c=10 ({n}; peers {pn})", "drain",
-                ("taskforge", "arq"), {"kind": "async", "concurrency": 10, "n": n}, 1),
-        Measure("drain_async_c200", f"drain async no-op, c=200 ({n}; peers {pn})", "drain",
-                ("taskforge", "arq"), {"kind": "async", "concurrency": 200, "n": n}, 1),
-        Measure("drain_sync_c50", f"drain sync no-op, c=50 ({n}; rq {pn}, c=1)", "drain",
-                ("taskforge", "rq"), {"kind": "sync", "concurrency": 50, "n": n}),
+                ("taskforge", "rq", "bullmq"), {"mode": "bulk", "n": n}),
+    ]  # fmt: skip
+    for body in BODIES:
+        label = f"drain, job body {body}, c={c} ({n}; peers {args.peer_n})"
+        rows.append(Measure(f"drain_{body}", label, "drain", SYSTEMS,
+                            {"kind": "async", "concurrency": c, "n": n, "body": body}))  # fmt: skip
+    rows += [
         Measure("latency", f"pickup latency, idle worker ({args.samples}; peers "
-                f"{args.peer_samples})", "latency", SYSTEMS, {"samples": args.samples}, 1),
+                f"{args.peer_samples})", "latency", SYSTEMS, {"samples": args.samples}),
+        Measure("startup", "worker start -> first job", "startup", SYSTEMS, {"cli": False}),
+        Measure("startup_cli", "`taskforge worker` start -> first job", "startup",
+                ("taskforge",), {"cli": True}),
     ]  # fmt: skip
     if args.big_n:
         rows.append(
-            Measure("drain_async_big", f"drain async no-op, c=50 ({args.big_n})", "drain",
-                    ("taskforge",), {"kind": "async", "concurrency": 50, "n": args.big_n}, 1)
+            Measure("drain_big", f"drain no-op, c={c} ({args.big_n})", "drain", ("taskforge",),
+                    {"kind": "async", "concurrency": c, "n": args.big_n, "body": "noop"}, 1)
         )  # fmt: skip
     if args.uvloop:
         rows.append(
-            Measure("drain_async_c50_uvloop", f"drain async no-op, c=50, uvloop ({n})", "drain",
-                    ("taskforge",), {"kind": "async", "concurrency": 50, "n": n, "uvloop": True})
+            Measure("drain_noop_uvloop", f"drain no-op, c={c}, uvloop ({n})", "drain",
+                    ("taskforge",), {"kind": "async", "concurrency": c, "n": n, "uvloop": True,
+                                     "body": "noop"})
         )  # fmt: skip
     return rows
 
@@ -140,12 +158,16 @@ def private_redis() -> Iterator[str]:
 class Runner:
     """Starts system runners as subprocesses and reads their RESULT lines."""
 
-    def __init__(self, url: str, peer_python: str | None, rq_worker: str):
+    def __init__(self, url: str, pythons: dict[str, str], rq_worker: str, *, private: bool):
         self.url = url
-        self.peer_python = peer_python
+        self.pythons = pythons
         self.rq_worker = rq_worker
+        self.private = private
         self.redis = redis.Redis.from_url(url, decode_responses=True)
         self._seq = 0
+        # The runners' stderr (peers print shutdown noise) goes to a log next to the results.
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        self.log = (RESULTS / "runners-stderr.log").open("a")
 
     def fresh_prefix(self) -> str:
         """A key namespace nobody used in this run."""
@@ -153,8 +175,19 @@ class Runner:
         return f"tfb{os.getpid()}x{self._seq}"
 
     def _cmd(self, system: str, argv: list[str], wrap: tuple[str, ...] = ()) -> list[str]:
-        python = sys.executable if system == "taskforge" else (self.peer_python or sys.executable)
+        python = self.pythons.get(system, sys.executable)
         return [python, *wrap, str(HERE / SCRIPTS[system]), *argv]
+
+    def clean_slate(self) -> None:
+        """Empty the private server between measurements, so a memory delta is only the jobs
+        just written (earlier records expiring meanwhile would hide part of it). Never on a
+        ``--redis-url`` server: that one may hold other people's data."""
+        if self.private:
+            self.redis.flushall()
+
+    def used_memory(self) -> int:
+        """Redis' ``used_memory`` (INFO memory), bytes."""
+        return int(self.redis.info("memory")["used_memory"])
 
     def _env(self, prefix: str) -> dict[str, str]:
         env = {**os.environ, "REDIS_URL": self.url, "BENCH_PREFIX": prefix}
@@ -167,7 +200,8 @@ class Runner:
     ) -> subprocess.Popen[str]:
         """Start a runner (``wrap``: arguments before the script, e.g. a profiler module)."""
         cmd = self._cmd(system, argv, wrap)
-        return subprocess.Popen(cmd, env=self._env(prefix), stdout=subprocess.PIPE, text=True)
+        return subprocess.Popen(cmd, env=self._env(prefix), stdout=subprocess.PIPE, text=True,
+                                stderr=self.log)  # fmt: skip
 
     def profile_drain(self, n: int, out: Path) -> dict[str, Any]:
         """A taskforge drain (async, c=50) under pyinstrument; its text report goes to ``out``."""
@@ -207,12 +241,18 @@ class Runner:
         return self.call(system, self.fresh_prefix(), argv)
 
     def drain(self, system: str, opts: dict[str, Any], n: int) -> dict[str, Any]:
-        prefix, kind = self.fresh_prefix(), opts["kind"]
-        filled = self.call(system, prefix, ["fill", "--n", str(n), "--kind", kind])
+        prefix, body = self.fresh_prefix(), opts["body"]
+        kind = "sync" if system in THREAD_WORKERS else opts["kind"]
+        self.clean_slate()
+        memory = self.used_memory()
+        filled = self.call(system, prefix, ["fill", "--n", str(n), "--kind", kind, "--body", body])
         if "unsupported" in filled:
             return filled
+        waiting_bytes = (self.used_memory() - memory) / n
         argv = ["drain", "--n", str(n), "--concurrency", str(opts["concurrency"]), "--kind", kind]
-        argv.append("--count-round-trips")
+        argv += ["--body", body]
+        if system in {"taskforge", "arq", "rq"}:
+            argv.append("--count-round-trips")
         if opts.get("uvloop"):
             argv.append("--uvloop")
         before, redis_cpu = self.commandstats(), self.redis_cpu_s()
@@ -233,20 +273,49 @@ class Runner:
             result["round_trips_per_job"] = result["round_trips"] / jobs
         result["top_commands"] = dict(sorted(calls.items(), key=lambda kv: -kv[1])[:8])
         result["rss_mib_over_time"] = rss.samples
+        result["redis_bytes_per_waiting_job"] = waiting_bytes
         return result
+
+    def startup(self, system: str, cli: bool) -> dict[str, Any]:
+        """One job is queued; a worker process starts; seconds from its spawn to the job's
+        first line (the job stamps ``time.monotonic()``, which is system-wide on Linux)."""
+        prefix = self.fresh_prefix()
+        self.clean_slate()
+        self.call(system, prefix, ["kick"])
+        if cli:
+            argv = ["-m", "taskforge.cli", "worker", "taskforge_tasks:app", "-c", "100"]
+            argv += ["--log-level", "ERROR"]
+            started = time.monotonic()
+            proc = subprocess.Popen([sys.executable, *argv], env=self._env(prefix), cwd=HERE,
+                                    stdout=subprocess.DEVNULL, stderr=self.log)  # fmt: skip
+        else:
+            started = time.monotonic()
+            proc = self.start(system, prefix, ["serve", "--concurrency", "100"])
+        try:
+            reply = self.redis.blpop([prefix + STAMP_SUFFIX], timeout=60)
+            if reply is None:
+                raise RuntimeError(f"{system}: the first job did not start within 60 s")
+            return {"startup_s": float(reply[1]) - started}
+        finally:
+            _stop(proc)
 
     def latency(self, system: str, samples: int) -> dict[str, Any]:
         prefix = self.fresh_prefix()
-        server = self.start(system, prefix, ["serve", "--concurrency", "50"])
+        self.clean_slate()
+        server = self.start(system, prefix, ["serve", "--concurrency", "100"])
         try:
             return self.call(system, prefix, ["latency", "--samples", str(samples)])
         finally:
-            server.terminate()
-            try:
-                server.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.communicate()
+            _stop(server)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
 
 
 class RssSampler:
@@ -311,6 +380,8 @@ def run_all(
 ) -> list[dict[str, Any]]:
     """Every measurement, rounds interleaved across systems; the raw results."""
     rows = plan(args)
+    if args.measures:
+        rows = [m for m in rows if m.key in args.measures.split(",")]
     schedule: list[tuple[int, Measure, str]] = []
     for r in range(args.rounds):
         for m in rows:
@@ -339,6 +410,8 @@ def _measure(args: argparse.Namespace, runner: Runner, m: Measure, system: str) 
     if m.workload == "drain":
         n = min(m.options["n"], args.peer_n) if peer else m.options["n"]
         return runner.drain(system, m.options, n)
+    if m.workload == "startup":
+        return runner.startup(system, m.options["cli"])
     return runner.latency(system, args.peer_samples if peer else m.options["samples"])
 
 
@@ -348,7 +421,7 @@ def _measure(args: argparse.Namespace, runner: Runner, m: Measure, system: str) 
 NUMERIC = (
     "jobs_per_s", "seconds", "cpu_us_per_job", "redis_cpu_us_per_job", "p50_ms", "p99_ms",
     "max_ms", "peak_rss_mib", "commands_per_job", "script_calls_per_job", "round_trips_per_job",
-    "samples",
+    "samples", "redis_bytes_per_waiting_job", "startup_s", "p50_us", "p99_us",
 )  # fmt: skip
 
 
@@ -386,38 +459,41 @@ def _thin(values: list[float], keep: int) -> list[float]:
     return [values[round(i * step)] for i in range(keep)]
 
 
-ROWS: tuple[tuple[str, str, str, str], ...] = (
-    # (measure, field, label suffix, target)
-    ("enqueue_sync", "jobs_per_s", "jobs/s", ">= 8,000"),
-    ("enqueue_async", "jobs_per_s", "jobs/s", ""),
-    ("enqueue_bulk", "jobs_per_s", "jobs/s", ">= 50,000"),
-    ("drain_async_c10", "jobs_per_s", "jobs/s", ""),
-    ("drain_async_c50", "jobs_per_s", "jobs/s", ">= 10,000 and >= 5x arq"),
-    ("drain_async_c200", "jobs_per_s", "jobs/s", ""),
-    ("drain_async_c50_uvloop", "jobs_per_s", "jobs/s", ""),
-    ("drain_sync_c50", "jobs_per_s", "jobs/s", ""),
-    ("drain_async_big", "jobs_per_s", "jobs/s", ""),
-    ("drain_async_c50", "cpu_us_per_job", "worker CPU us/job", ""),
-    ("drain_async_big", "cpu_us_per_job", "worker CPU us/job", ""),
-    ("drain_sync_c50", "cpu_us_per_job", "worker CPU us/job", ""),
-    ("drain_async_c50", "redis_cpu_us_per_job", "Redis CPU us/job", ""),
-    ("drain_async_big", "redis_cpu_us_per_job", "Redis CPU us/job", ""),
-    ("latency", "p50_ms", "p50 ms", "<= 1"),
-    ("latency", "p99_ms", "p99 ms", "<= 2"),
-    ("drain_async_c50", "round_trips_per_job", "round trips/job", ""),
-    ("drain_async_c50", "commands_per_job", "commands/job (incl. Lua)", "<= 3 (see README)"),
-    ("drain_async_c50", "script_calls_per_job", "script calls/job", ""),
-    ("drain_sync_c50", "commands_per_job", "commands/job (incl. Lua)", ""),
-    ("drain_async_c50", "peak_rss_mib", "worker peak RSS MiB", ""),
-    ("drain_async_big", "peak_rss_mib", "worker peak RSS MiB", "<= 50, flat"),
-)
+MAX, MIN = "higher", "lower"
+ROWS: tuple[tuple[str, str, str, str, str], ...] = (
+    # (measure, field, label, which is better, target)
+    ("enqueue_sync", "jobs_per_s", "enqueue one call, sync, jobs/s", MAX, ">= 1.5x Huey"),
+    ("enqueue_sync", "p50_us", "enqueue one call, sync, p50 us", MIN, "<= 1.3x LPUSH"),
+    ("enqueue_async", "jobs_per_s", "enqueue one call, asyncio, jobs/s", MAX, ""),
+    ("enqueue_async", "p50_us", "enqueue one call, asyncio, p50 us", MIN, "<= 1.3x LPUSH"),
+    ("enqueue_bulk", "jobs_per_s", "enqueue bulk, jobs/s", MAX, ">= 50,000"),
+    ("drain_noop", "jobs_per_s", "drain no-op, jobs/s", MAX, ">= 17,000"),
+    ("drain_incr", "jobs_per_s", "drain 1 Redis INCR, jobs/s", MAX, ">= 3x best"),
+    ("drain_sleep", "jobs_per_s", "drain 1 ms sleep, jobs/s", MAX, ">= 3x best"),
+    ("drain_cpu", "jobs_per_s", "drain 1 ms CPU, jobs/s", MAX, ">= 3x best"),
+    ("drain_noop_uvloop", "jobs_per_s", "drain no-op under uvloop, jobs/s", MAX, ""),
+    ("drain_big", "jobs_per_s", "drain no-op, big N, jobs/s", MAX, ""),
+    ("drain_noop", "cpu_us_per_job", "worker CPU per no-op job, us", MIN, ""),
+    ("drain_incr", "cpu_us_per_job", "worker CPU per INCR job, us", MIN, ""),
+    ("drain_noop", "redis_cpu_us_per_job", "Redis CPU per no-op job, us", MIN, ""),
+    ("drain_incr", "redis_cpu_us_per_job", "Redis CPU per INCR job, us", MIN, ""),
+    ("drain_noop", "commands_per_job", "Redis commands per no-op job (incl. Lua)", MIN, ""),
+    ("drain_noop", "redis_bytes_per_waiting_job", "Redis bytes per waiting no-op job", MIN,
+     "<= 200"),
+    ("latency", "p50_ms", "pickup latency p50, ms", MIN, "<= 1.1x RTT + start"),
+    ("latency", "p99_ms", "pickup latency p99, ms", MIN, "<= 2"),
+    ("startup", "startup_s", "worker start -> first job, s", MIN, "<= 0.3"),
+    ("startup_cli", "startup_s", "`taskforge worker` start -> first job, s", MIN, "<= 0.3"),
+    ("drain_noop", "peak_rss_mib", "worker peak RSS, MiB", MIN, "<= 40"),
+    ("drain_big", "peak_rss_mib", "worker peak RSS after big N, MiB", MIN, "flat"),
+)  # fmt: skip
 
 
 def derived(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
-    """Figures computed from two measurements (the 100k / 10k time ratio)."""
+    """Figures computed from two measurements (the big / small drain time ratio)."""
     out: dict[str, Any] = {}
-    small = summary.get("drain_async_c50", {}).get("taskforge", {})
-    big = summary.get("drain_async_big", {}).get("taskforge", {})
+    small = summary.get("drain_noop", {}).get("taskforge", {})
+    big = summary.get("drain_big", {}).get("taskforge", {})
     if small.get("seconds") and big.get("seconds") and small.get("jobs") and big.get("jobs"):
         out["big_over_small_time_ratio"] = big["seconds"] / small["seconds"]
         out["big_over_small_jobs_ratio"] = big["jobs"] / small["jobs"]
@@ -444,6 +520,15 @@ def _cell(summary: dict[str, Any] | None, name: str) -> str:
     return _fmt(summary.get(name))
 
 
+def best_peer(cells: dict[str, dict[str, Any]], name: str, better: str) -> tuple[str, float] | None:
+    """The peer with the best median of ``name`` (None: no peer measured it)."""
+    values = [(s, c[name]) for s, c in cells.items() if s != "taskforge" and c.get(name)]
+    if not values:
+        return None
+    pick = max if better == MAX else min
+    return pick(values, key=lambda sv: sv[1])
+
+
 def _ratio(tf: float | None, peer: float | None) -> str:
     if not tf or not peer:
         return "-"
@@ -452,27 +537,20 @@ def _ratio(tf: float | None, peer: float | None) -> str:
 
 
 def table(summary: dict[str, dict[str, dict[str, Any]]], systems: tuple[str, ...]) -> str:
-    """The medians as a plain-text table with taskforge/peer ratios."""
-    peers = [s for s in systems if s != "taskforge"]
-    head = ["figure", *systems, *(f"tf/{p}" for p in peers), "target"]
+    """The medians as a markdown table: every system, the best peer, taskforge / best peer."""
+    head = ["figure", *systems, "best peer", "tf / best", "better", "target"]
     lines: list[list[str]] = [head]
-    for key, name, unit, target in ROWS:
+    for key, name, label, better, target in ROWS:
         if key not in summary:
             continue
         cells = summary[key]
         tf = cells.get("taskforge", {}).get(name)
-        row = [f"{key} {unit}"]
-        for s in systems:
-            c = cells.get(s)
-            row.append(_cell(c, name))
-        for p in peers:
-            pv = cells.get(p, {}).get(name)
-            row.append(_ratio(tf, pv))
-        row.append(target)
+        row = [label, *(_cell(cells.get(s), name) for s in systems)]
+        best = best_peer(cells, name, better)
+        row += [best[0] if best else "-", _ratio(tf, best[1] if best else None), better, target]
         lines.append(row)
-    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
-    text = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
+    text = ["| " + " | ".join(r) + " |" for r in lines]
+    text.insert(1, "|" + "---|" * len(head))
     return "\n".join(text)
 
 
@@ -489,7 +567,7 @@ def idle_ping_ms(runner: Runner, samples: int = 200, gap_s: float = 0.015) -> di
     return {"p50": gaps[len(gaps) // 2], "p99": gaps[int(len(gaps) * 0.99) - 1]}
 
 
-def machine(runner: Runner, peer_python: str | None) -> dict[str, Any]:
+def machine(runner: Runner, pythons: dict[str, str]) -> dict[str, Any]:
     """What the figures were measured on."""
     info = runner.redis.info("server")
     cpu = ""
@@ -511,39 +589,87 @@ def machine(runner: Runner, peer_python: str | None) -> dict[str, Any]:
         "redis_server": info.get("redis_version"),
         "redis_py": redis.__version__,
         "hiredis": HIREDIS_AVAILABLE,
-        "peer_python": peer_python,
-        "peer_versions": _peer_versions(peer_python),
+        "peer_pythons": pythons,
+        "peer_versions": {s: _versions(py, s) for s, py in pythons.items()},
         "load_avg_at_end": os.getloadavg(),
         "idle_ping_ms": idle_ping_ms(runner),
+        "lpush_us": lpush_us(runner),
     }
 
 
-def _peer_versions(peer_python: str | None) -> dict[str, str]:
+def lpush_us(runner: Runner, n: int = 2000) -> dict[str, float]:
+    """A raw ``LPUSH`` round trip on a warm connection, blocking and asyncio, p50 in us: the
+    floor a one-call enqueue is compared with."""
+    key = runner.fresh_prefix() + ":lpush"
+    sync_us = _p50_us(lambda: runner.redis.lpush(key, "x"), n)
+
+    async def _async() -> float:
+        client = redis.asyncio.Redis.from_url(runner.url)
+        await client.ping()
+        gaps = []
+        for _ in range(n):
+            started = time.perf_counter()
+            await client.lpush(key, "x")
+            gaps.append(time.perf_counter() - started)
+        await client.aclose()
+        return statistics.median(gaps) * 1e6
+
+    async_us = asyncio.run(_async())
+    runner.redis.delete(key)
+    return {"sync_p50": sync_us, "async_p50": async_us}
+
+
+def _p50_us(call: Any, n: int) -> float:
+    call()
+    gaps = []
+    for _ in range(n):
+        started = time.perf_counter()
+        call()
+        gaps.append(time.perf_counter() - started)
+    return statistics.median(gaps) * 1e6
+
+
+def _versions(python: str, system: str) -> dict[str, str]:
+    dist = {"taskiq": ("taskiq", "taskiq-redis"), "arqrq": ("arq", "rq")}.get(system, (system,))
     code = (
         "import json, importlib.metadata as m\n"
-        "print(json.dumps({p: m.version(p) for p in ('arq', 'rq', 'redis')}))"
+        f"print(json.dumps({{p: m.version(p) for p in {(*dist, 'redis')!r}}}))"
     )
     try:
-        out = subprocess.run(
-            [peer_python or sys.executable, "-c", code], capture_output=True, text=True, timeout=30
-        )
+        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=30)
         versions: dict[str, str] = json.loads(out.stdout) if out.returncode == 0 else {}
         return versions
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return {}
 
 
-def find_peer_python(given: str | None) -> str | None:
-    """The interpreter that can import arq and rq (None: peers are skipped)."""
-    for candidate in (given, os.environ.get("TASKFORGE_BENCH_PEER_PYTHON"), sys.executable):
-        if not candidate:
+def find_pythons(args: argparse.Namespace, systems: tuple[str, ...]) -> dict[str, str]:
+    """An interpreter for each peer that can import it; peers without one are left out."""
+    named = dict(item.split("=", 1) for item in args.python)
+    legacy = args.peer_python or os.environ.get("TASKFORGE_BENCH_PEER_PYTHON")
+    found: dict[str, str] = {}
+    for system in systems:
+        if system == "taskforge":
             continue
-        probe = subprocess.run(
-            [candidate, "-c", "import arq, rq"], capture_output=True, timeout=60, check=False
-        )
-        if probe.returncode == 0:
-            return candidate
-    return None
+        candidates = [named.get(system)]
+        if args.peer_venvs:
+            venvs = Path(args.peer_venvs)
+            candidates += [str(venvs / system / "bin" / "python")]
+            candidates += [str(venvs / "arqrq" / "bin" / "python")] * (system in {"arq", "rq"})
+        candidates += [legacy, sys.executable]
+        for candidate in candidates:
+            if candidate and Path(candidate).exists() and _imports(candidate, MODULES[system]):
+                found[system] = candidate
+                break
+        else:
+            print(f"{system}: no interpreter imports {MODULES[system]} (--peer-venvs, --python"
+                  f" {system}=PATH): skipped", file=sys.stderr)  # fmt: skip
+    return found
+
+
+def _imports(python: str, module: str) -> bool:
+    probe = subprocess.run([python, "-c", f"import {module}"], capture_output=True, timeout=60)
+    return probe.returncode == 0
 
 
 # --------------------------------------------------------------------------- entry point
@@ -553,23 +679,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--redis-url", help="benchmark this Redis (default: a private redis-server)")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
-    p.add_argument("--peer-python", help="interpreter with arq and rq installed")
+    p.add_argument("--measures", help="comma-separated subset of the figures (e.g. drain_noop)")
+    p.add_argument("--peer-venvs", help="folder of peer venvs: DIR/<system>/bin/python")
+    p.add_argument("--python", action="append", default=[], metavar="SYSTEM=PATH",
+                   help="the interpreter of one peer (repeatable)")  # fmt: skip
+    p.add_argument("--peer-python", help="one interpreter with arq and rq installed (old form)")
     rq_help = "RQ worker class: SimpleWorker (default, faster) or the forking Worker"
     p.add_argument("--rq-worker", choices=["simple", "fork"], default="simple", help=rq_help)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--n", type=int, default=10_000, help="jobs per drain and bulk enqueue")
     p.add_argument("--peer-n", type=int, default=3_000, help="jobs per peer drain (slower peers)")
     p.add_argument("--one-call-n", type=int, default=2_000, help="jobs per one-at-a-time enqueue")
+    c_help = "jobs at once per worker (thread peers: at most 16 threads; RQ: 1)"
+    p.add_argument("--concurrency", type=int, default=100, help=c_help)
     p.add_argument("--samples", type=int, default=500, help="latency samples (taskforge)")
-    p.add_argument("--peer-samples", type=int, default=100, help="latency samples (peers)")
+    p.add_argument("--peer-samples", type=int, default=200, help="latency samples (peers)")
     p.add_argument("--big-n", type=int, default=0, help="also drain this many (RSS, scaling)")
     p.add_argument("--uvloop", action="store_true", help="also drain under uvloop")
-    full_help = "5 rounds, peers at --n, and a 100,000-job drain (several minutes)"
+    quick_help = "one round, small N: every figure in a few minutes"
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    full_help = "5 rounds, peers at --n, and a 100,000-job drain (tens of minutes)"
     p.add_argument("--full", action="store_true", help=full_help)
     p.add_argument("--json", type=Path, help="write results here (default: results/<time>.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--profile", action="store_true", help="also profile a drain (pyinstrument)")
     args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.n, args.peer_n, args.one_call_n = 1, 3_000, 1_500, 1_000
+        args.samples, args.peer_samples = 200, 100
     if args.full:
         args.rounds = max(args.rounds, 5)
         args.peer_n = args.n
@@ -584,15 +721,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
         raise SystemExit(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
-    peer_python = None
-    if set(systems) - {"taskforge"}:
-        peer_python = find_peer_python(args.peer_python)
-        if peer_python is None:
-            print("arq/rq not importable (pip install -e '.[bench]' or --peer-python): peers"
-                  " skipped", file=sys.stderr)  # fmt: skip
-            systems = tuple(s for s in systems if s == "taskforge")
+    pythons = find_pythons(args, systems)
+    systems = tuple(s for s in systems if s == "taskforge" or s in pythons)
     with _redis(args.redis_url) as url:
-        runner = Runner(url, peer_python, args.rq_worker)
+        runner = Runner(url, pythons, args.rq_worker, private=args.redis_url is None)
         started = time.time()
         raw = run_all(args, runner, systems)
         if args.profile:
@@ -604,7 +736,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "started": started,
             "wall_s": round(time.time() - started, 1),
-            "machine": machine(runner, peer_python),
+            "machine": machine(runner, pythons),
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "systems": list(systems),
             "summary": summary,
@@ -614,8 +746,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(table(summary, systems))
     for name, value in doc["derived"].items():
         print(f"{name}: {value:.2f}")
-    ping = doc["machine"]["idle_ping_ms"]
+    ping, lpush = doc["machine"]["idle_ping_ms"], doc["machine"]["lpush_us"]
     print(f"Redis PING after 15 ms idle: p50 {ping['p50']:.2f} ms, p99 {ping['p99']:.2f} ms")
+    print(f"raw LPUSH round trip p50: {lpush['sync_p50']:.0f} us (redis-py),"
+          f" {lpush['async_p50']:.0f} us (redis.asyncio)")  # fmt: skip
     path = args.json or RESULTS / time.strftime("bench-%Y%m%d-%H%M%S.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1))

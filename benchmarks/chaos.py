@@ -838,6 +838,7 @@ def network_fault(
         report.notes["connections_dropped"] = sum(w.dropped for w in windows)
         report.notes["late_outcomes_refused"] = chaos.logs().count("outcome refused")
         report.notes["reclaimed_leases"] = chaos.reclaimed()
+        report.notes["proxied_workers_alive"] = all(p.poll() is None for p in behind)
         chaos.stop_workers()
     report.wall_s = time.monotonic() - t0
     return report

@@ -67,3 +67,20 @@ async def awork() -> None:
 def poison() -> None:
     """Kill the worker process under the job, as a segfaulting C extension would."""
     os._exit(13)
+
+
+@app.task(name="chaos.step", max_retries=0)
+def step(value: int, ms: float = 0.0) -> int:
+    """A workflow step (benchmarks/chaos_workflows.py): sleep ``ms``, record, return value + 1."""
+    started = time.time()
+    if ms > 0:
+        time.sleep(ms / 1000)
+    record_run(started)
+    return value + 1
+
+
+@app.task(name="chaos.gather", max_retries=0)
+def gather(values: list[int]) -> int:
+    """A chord's callback: record (so a second run shows in the ledger) and sum."""
+    record_run(time.time())
+    return sum(values)

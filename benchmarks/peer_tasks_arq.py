@@ -15,14 +15,18 @@ from typing import Any
 from arq import Worker, create_pool
 from arq.connections import RedisSettings
 from runner import (
+    BODY_S,
     IDLE_GAP_S,
     STAMP_SUFFIX,
+    burn_cpu,
     count_round_trips,
+    counter_key,
     cpu_s,
+    drain_result,
     emit,
+    enqueue_result,
     latency_result,
     parse,
-    peak_rss_mib,
     prefix,
     redis_url,
 )
@@ -42,6 +46,21 @@ async def noop(ctx: dict[str, Any]) -> None:
     """Does nothing."""
 
 
+async def incr(ctx: dict[str, Any]) -> None:
+    """One Redis INCR (arq's own pool)."""
+    await ctx["redis"].incr(counter_key())
+
+
+async def sleep(ctx: dict[str, Any]) -> None:
+    """Waits 1 ms."""
+    await asyncio.sleep(BODY_S)
+
+
+async def cpu(ctx: dict[str, Any]) -> None:
+    """Burns 1 ms of CPU on the event loop."""
+    burn_cpu()
+
+
 async def stamp(ctx: dict[str, Any]) -> None:
     """Push this job's start time (monotonic, system-wide) for the latency runner."""
     started = time.monotonic()
@@ -52,27 +71,28 @@ async def _enqueue(n: int) -> dict[str, Any]:
     pool = await create_pool(_settings())
     await pool.enqueue_job("noop", _queue_name=_queue())
     started = time.perf_counter()
+    gaps = []
     for _ in range(n):
+        sent = time.perf_counter()
         await pool.enqueue_job("noop", _queue_name=_queue())
-    seconds = time.perf_counter() - started
+        gaps.append(time.perf_counter() - sent)
+    result = enqueue_result(gaps, time.perf_counter() - started)
     await pool.aclose()
-    return {"jobs": n, "queued": n + 1, "seconds": seconds, "jobs_per_s": n / seconds}
+    return result
 
 
-async def _fill(n: int, chunk: int = 500) -> dict[str, Any]:
+async def _fill(n: int, body: str, chunk: int = 500) -> dict[str, Any]:
     pool = await create_pool(_settings())
     for done in range(0, n, chunk):
         batch = min(chunk, n - done)
-        await asyncio.gather(
-            *(pool.enqueue_job("noop", _queue_name=_queue()) for _ in range(batch))
-        )
+        await asyncio.gather(*(pool.enqueue_job(body, _queue_name=_queue()) for _ in range(batch)))
     await pool.aclose()
     return {"queued": n}
 
 
 def _worker(concurrency: int, burst: bool) -> Worker:
     return Worker(
-        functions=[noop, stamp],  # type: ignore[list-item]
+        functions=[noop, incr, sleep, cpu, stamp],  # type: ignore[list-item]
         queue_name=_queue(),
         redis_settings=_settings(),
         burst=burst,
@@ -100,14 +120,7 @@ def drain(concurrency: int, round_trips: bool) -> dict[str, Any]:
     started, cpu_started = time.perf_counter(), cpu_s()
     done = asyncio.run(_drain(concurrency))
     seconds = time.perf_counter() - started
-    return {
-        "jobs": done,
-        "seconds": seconds,
-        "jobs_per_s": done / seconds,
-        "cpu_us_per_job": (cpu_s() - cpu_started) * 1e6 / max(1, done),
-        "peak_rss_mib": peak_rss_mib(),
-        "round_trips": reader() if reader else None,
-    }
+    return drain_result(done, seconds, cpu_started, round_trips=reader() if reader else None)
 
 
 async def _latency(samples: int, warmup: int = 5) -> dict[str, Any]:
@@ -136,7 +149,7 @@ def main() -> None:
             return
         emit(asyncio.run(_enqueue(args.n)))
     elif args.workload == "fill":
-        emit(asyncio.run(_fill(args.n)))
+        emit(asyncio.run(_fill(args.n, args.body)))
     elif args.workload == "drain":
         if args.kind != "async":
             emit({"unsupported": "arq runs coroutines only"})
@@ -144,6 +157,8 @@ def main() -> None:
         emit(drain(args.concurrency, args.count_round_trips))
     elif args.workload == "serve":
         asyncio.run(_serve(args.concurrency))
+    elif args.workload == "kick":
+        emit(asyncio.run(_fill(1, "stamp")))
     else:
         emit(asyncio.run(_latency(args.samples)))
 

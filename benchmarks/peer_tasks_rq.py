@@ -14,25 +14,44 @@ from typing import Any
 from redis import Redis
 from rq import Queue, SimpleWorker, Worker
 from runner import (
+    BODY_S,
     IDLE_GAP_S,
     STAMP_SUFFIX,
+    burn_cpu,
     count_round_trips,
+    counter_key,
     cpu_s,
+    drain_result,
     emit,
+    enqueue_result,
     latency_result,
     parse,
-    peak_rss_mib,
     prefix,
     redis_url,
 )
 
-NOOP = "peer_tasks_rq.noop"
 STAMP = "peer_tasks_rq.stamp"
+_client = Redis.from_url(redis_url())
 BULK_CHUNK = 1000
 
 
 def noop() -> None:
     """Does nothing."""
+
+
+def incr() -> None:
+    """One Redis INCR."""
+    _client.incr(counter_key())
+
+
+def sleep() -> None:
+    """Waits 1 ms."""
+    time.sleep(BODY_S)
+
+
+def cpu() -> None:
+    """Burns 1 ms of CPU."""
+    burn_cpu()
 
 
 def stamp() -> None:
@@ -49,20 +68,23 @@ def _worker_class() -> type[Worker]:
     return SimpleWorker if os.environ.get("RQ_WORKER") == "simple" else Worker
 
 
-def enqueue(mode: str, n: int) -> dict[str, Any]:
-    """Enqueue ``n`` no-op jobs one call at a time (sync) or with ``enqueue_many`` (bulk)."""
-    q = _queue()
-    q.enqueue(NOOP)
+def enqueue(mode: str, n: int, body: str = "noop") -> dict[str, Any]:
+    """Enqueue ``n`` jobs one call at a time (sync) or with ``enqueue_many`` (bulk)."""
+    q, func = _queue(), f"peer_tasks_rq.{body}"
+    q.enqueue(func)
     started = time.perf_counter()
     if mode == "sync":
+        gaps = []
         for _ in range(n):
-            q.enqueue(NOOP)
-    else:
-        for done in range(0, n, BULK_CHUNK):
-            batch = [Queue.prepare_data(NOOP) for _ in range(min(BULK_CHUNK, n - done))]
-            with q.connection.pipeline() as pipe:
-                q.enqueue_many(batch, pipeline=pipe)
-                pipe.execute()
+            sent = time.perf_counter()
+            q.enqueue(func)
+            gaps.append(time.perf_counter() - sent)
+        return enqueue_result(gaps, time.perf_counter() - started)
+    for done in range(0, n, BULK_CHUNK):
+        batch = [Queue.prepare_data(func) for _ in range(min(BULK_CHUNK, n - done))]
+        with q.connection.pipeline() as pipe:
+            q.enqueue_many(batch, pipeline=pipe)
+            pipe.execute()
     seconds = time.perf_counter() - started
     return {"jobs": n, "queued": n + 1, "seconds": seconds, "jobs_per_s": n / seconds}
 
@@ -77,16 +99,14 @@ def drain(round_trips: bool) -> dict[str, Any]:
     worker.work(burst=True, logging_level="WARNING")
     seconds = time.perf_counter() - started
     done = queued - q.count - q.failed_job_registry.count
-    return {
-        "jobs": done,
-        "seconds": seconds,
-        "jobs_per_s": done / seconds,
-        "cpu_us_per_job": (cpu_s() - cpu_started) * 1e6 / max(1, done),
-        "peak_rss_mib": peak_rss_mib(),
-        "round_trips": reader() if reader else None,
-        "concurrency": 1,
-        "worker_class": _worker_class().__name__,
-    }
+    return drain_result(
+        done,
+        seconds,
+        cpu_started,
+        round_trips=reader() if reader else None,
+        concurrency=1,
+        worker_class=_worker_class().__name__,
+    )
 
 
 def serve() -> None:
@@ -121,7 +141,7 @@ def main() -> None:
             return
         emit(enqueue(args.mode, args.n))
     elif args.workload == "fill":
-        emit(enqueue("bulk", args.n - 1))
+        emit(enqueue("bulk", args.n - 1, args.body))
     elif args.workload == "drain":
         if args.kind != "sync":
             emit({"unsupported": "RQ runs plain functions only"})
@@ -129,6 +149,9 @@ def main() -> None:
         emit(drain(args.count_round_trips))
     elif args.workload == "serve":
         serve()
+    elif args.workload == "kick":
+        _queue().enqueue(STAMP)
+        emit({"queued": 1})
     else:
         emit(latency(args.samples))
 

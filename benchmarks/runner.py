@@ -7,13 +7,21 @@
 and reads one ``RESULT {json}`` line from its stdout. Workloads:
 
 * ``enqueue --mode sync|async|bulk --n N [--kind async|sync]``: enqueue N no-op jobs, timed.
-* ``fill --n N [--kind async|sync]``: queue N no-op jobs for a drain, by the fastest means the
-  system has (not a reported figure).
-* ``drain --n N --concurrency C [--kind async|sync]``: one worker process runs the jobs already
-  queued until the queue is empty (burst mode); timed from the worker's start to its end.
-* ``serve --concurrency C``: an idle worker for the latency workload, until SIGTERM.
+* ``fill --n N [--kind async|sync] [--body B]``: queue N jobs for a drain, by the fastest means
+  the system has (not a reported figure; the driver reads Redis' memory around it).
+* ``drain --n N --concurrency C [--kind async|sync] [--body B]``: one worker process runs the
+  jobs already queued until all N have run (burst mode where the system has one, else until the
+  task bodies have counted N in the process); timed from the worker's start to its end.
+* ``serve --concurrency C``: an idle worker for the latency and startup workloads, until SIGTERM.
 * ``latency --samples S``: enqueue one ``stamp`` job at a time; the task pushes its start time
   (``time.monotonic()``, system-wide on Linux) to ``STAMP_KEY``; the runner reports the gaps.
+* ``kick``: enqueue one ``stamp`` job (the startup workload: the driver then starts ``serve``
+  and times the gap from the process's start to the stamp).
+
+Job bodies (``--body``), the same for every system: ``noop``; ``incr`` (one Redis ``INCR`` with
+the system's own client kind: asyncio for asyncio workers); ``sleep`` (``asyncio.sleep(0.001)``,
+``time.sleep(0.001)`` in thread workers); ``cpu`` (1 ms of the thread's own CPU time, so a
+loaded machine does not shorten it).
 
 Runners take the Redis URL from ``REDIS_URL`` and a key namespace from ``BENCH_PREFIX``.
 """
@@ -25,6 +33,8 @@ import json
 import os
 import resource
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +42,69 @@ from typing import Any
 STAMP_SUFFIX = ":stamps"
 #: Pause between latency samples, so the worker is idle (blocked) when the next job arrives.
 IDLE_GAP_S = 0.015
+#: The job bodies a drain can run (see the module docstring).
+BODIES = ("noop", "incr", "sleep", "cpu")
+#: What the ``sleep`` body waits and the ``cpu`` body burns, s.
+BODY_S = 0.001
+
+
+def burn_cpu(seconds: float = BODY_S) -> None:
+    """Spin until this thread has used ``seconds`` of CPU (not wall) time."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def counter_key() -> str:
+    """The key the ``incr`` body increments."""
+    return prefix() + ":incr"
+
+
+class Countdown:
+    """Counts finished job bodies in a worker process; ``done`` is set at ``n``.
+
+    For systems without a burst mode: the driver's drain ends when the bodies have run N times
+    (which is before the system records the job as finished: it favours them slightly).
+    """
+
+    def __init__(self, n: int):
+        self.n = n
+        self.count = 0
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+
+    def hit(self) -> None:
+        """One more body ran."""
+        with self._lock:
+            self.count += 1
+            if self.count >= self.n:
+                self.done.set()
+
+
+def enqueue_result(gaps_s: list[float], seconds: float) -> dict[str, Any]:
+    """The figures every one-call-at-a-time enqueue reports (``gaps_s``: each call's time)."""
+    n = len(gaps_s)
+    us = sorted(g * 1e6 for g in gaps_s)
+    return {
+        "jobs": n,
+        "queued": n + 1,  # the warm-up call counts as queued work
+        "seconds": seconds,
+        "jobs_per_s": n / seconds,
+        "p50_us": percentile(us, 50),
+        "p99_us": percentile(us, 99),
+    }
+
+
+def drain_result(jobs: int, seconds: float, cpu_started: float, **extra: Any) -> dict[str, Any]:
+    """The figures every drain reports."""
+    return {
+        "jobs": jobs,
+        "seconds": seconds,
+        "jobs_per_s": jobs / seconds,
+        "cpu_us_per_job": (cpu_s() - cpu_started) * 1e6 / max(1, jobs),
+        "peak_rss_mib": peak_rss_mib(),
+        **extra,
+    }
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,10 +118,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     f = sub.add_parser("fill")
     f.add_argument("--n", type=int, required=True)
     f.add_argument("--kind", choices=["async", "sync"], default="async")
+    f.add_argument("--body", choices=BODIES, default="noop")
     d = sub.add_parser("drain")
     d.add_argument("--n", type=int, required=True)
     d.add_argument("--concurrency", type=int, default=50)
     d.add_argument("--kind", choices=["async", "sync"], default="async")
+    d.add_argument("--body", choices=BODIES, default="noop")
     d.add_argument("--count-round-trips", action="store_true")
     d.add_argument("--uvloop", action="store_true")
     s = sub.add_parser("serve")
@@ -56,6 +131,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--uvloop", action="store_true")
     lat = sub.add_parser("latency")
     lat.add_argument("--samples", type=int, default=500)
+    sub.add_parser("kick")
     return p.parse_args(argv)
 
 

@@ -1,9 +1,12 @@
 """taskforge: a Celery-style task framework built directly on Redis primitives."""
 
+from taskforge.admin import Admin, AsyncAdmin
 from taskforge.app import Taskforge, default_app, periodic, task
 from taskforge.cache import CacheService, SyncCacheService, cached, get_cache_service
+from taskforge.canvas import chain, chord, group
 from taskforge.context import JobContext, current_job
 from taskforge.cron import CatchUp
+from taskforge.deadletters import DeadFilter
 from taskforge.errors import (
     BrokerConnectionError,
     BrokerError,
@@ -18,9 +21,16 @@ from taskforge.errors import (
     PayloadTooLargeError,
     ResultTimeoutError,
     SerializationError,
+    SoftTimeoutExceeded,
+    TaskFailedError,
     TaskforgeError,
     UnknownTaskError,
     WorkerLostError,
+    WorkflowCycleError,
+    WorkflowError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+    WorkflowTooLargeError,
 )
 from taskforge.handle import JobHandle
 from taskforge.job import Job, JobPriority, JobRecord, JobStatus
@@ -28,12 +38,15 @@ from taskforge.middleware import Enqueueing, Middleware, RunOutcome
 from taskforge.pubsub import RedisClient, get_redis_client
 from taskforge.queue import JobQueue, JobWorker
 from taskforge.registry import Registry
-from taskforge.retry import Retry
+from taskforge.retry import Fail, Retry
 from taskforge.settings import Settings
 from taskforge.task import Call, Task
 from taskforge.worker import Worker
+from taskforge.workflow import WorkflowHandle, WorkflowInfo, WorkflowMember, WorkflowStatus
 
 __all__ = [
+    "Admin",
+    "AsyncAdmin",
     "BrokerConnectionError",
     "BrokerError",
     "BrokerOutOfMemoryError",
@@ -41,8 +54,10 @@ __all__ = [
     "Call",
     "CatchUp",
     "ConfigurationError",
+    "DeadFilter",
     "EnqueueError",
     "Enqueueing",
+    "Fail",
     "Job",
     "JobCancelledError",
     "JobContext",
@@ -65,18 +80,32 @@ __all__ = [
     "RunOutcome",
     "SerializationError",
     "Settings",
+    "SoftTimeoutExceeded",
     "SyncCacheService",
     "Task",
+    "TaskFailedError",
     "Taskforge",
     "TaskforgeError",
     "UnknownTaskError",
     "Worker",
     "WorkerLostError",
+    "WorkflowCycleError",
+    "WorkflowError",
+    "WorkflowFailedError",
+    "WorkflowHandle",
+    "WorkflowInfo",
+    "WorkflowMember",
+    "WorkflowNotFoundError",
+    "WorkflowStatus",
+    "WorkflowTooLargeError",
     "cached",
+    "chain",
+    "chord",
     "current_job",
     "default_app",
     "get_cache_service",
     "get_redis_client",
+    "group",
     "periodic",
     "task",
 ]

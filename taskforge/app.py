@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
+from taskforge.canvas import Canvas
+from taskforge.celery_compat import cron_hint
 from taskforge.client import Client
 from taskforge.cron import CatchUp, CronSchedule, coerce_catch_up
-from taskforge.errors import ConfigurationError
+from taskforge.errors import ConfigurationError, EnqueueError, JobNotFoundError
 from taskforge.handle import JobHandle
+from taskforge.inspection import InspectOps
 from taskforge.job import JobPriority
+from taskforge.limits import rate_limit_spec
 from taskforge.middleware import Middleware
+from taskforge.policy import ExceptionTypes
 from taskforge.registry import Registry
 from taskforge.settings import Settings
 from taskforge.task import Call, Periodic, Task, TaskOptions, coerce_priority
+from taskforge.testing import Testbed, testing_settings
+from taskforge.workflow import WorkflowClient, WorkflowHandle
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,6 +39,7 @@ class Taskforge:
         self._settings = settings
         self.registry = registry if registry is not None else Registry()
         self._client: Client | None = None
+        self._workflows: WorkflowClient | None = None
         #: Registered middleware, in order (see :meth:`add_middleware`).
         self.middleware: list[Middleware] = []
 
@@ -60,14 +70,47 @@ class Taskforge:
         if self._client is not None:
             self._client.close()
             self._client = None
+        self._workflows = None
         return self._settings
 
     @property
     def client(self) -> Client:
         """The producer client (created on first use)."""
         if self._client is None:
-            self._client = Client(self.settings, middleware=self.middleware)
+            self._client = Client(self.settings, registry=self.registry, middleware=self.middleware)
         return self._client
+
+    @contextmanager
+    def testing(
+        self,
+        *,
+        eager: bool = True,
+        skip_delays: bool = True,
+        concurrency: int = 1,
+        redis_url: str = "memory://",
+    ) -> Iterator[Testbed]:
+        """Run this app on a private test server for the block: ``with app.testing() as bed:``.
+
+        ``eager``: each ``.delay()`` runs the job (and the jobs it sends) through a real burst
+        worker before it returns. ``skip_delays``: scheduled jobs and retry backoff are due at
+        once. ``redis_url``: ``memory://`` (a fresh embedded server) or a real Redis, with a key
+        prefix of the block's own. The app's settings and client come back afterwards.
+        See :mod:`taskforge.testing`.
+        """
+        bed = Testbed(
+            testing_settings(self.settings, redis_url),
+            self.registry,
+            eager=eager,
+            skip_delays=skip_delays,
+            concurrency=concurrency,
+        )
+        saved = self._settings, self._client
+        self._settings, self._client = bed.settings, bed.client
+        try:
+            yield bed
+        finally:
+            self._settings, self._client = saved
+            bed.close()
 
     # The dispatcher protocol for tasks: resolve the client only when a job is sent.
     def submit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]:
@@ -86,12 +129,64 @@ class Taskforge:
         """Async :meth:`enqueue_many`."""
         return await self.asubmit(calls)
 
-    def handle(self, job_id: str, *, queue: str = "default") -> JobHandle[Any]:
-        """A handle on an existing job, from its id."""
+    @property
+    def workflows(self) -> WorkflowClient:
+        """The workflow client (created on first use)."""
+        if self._workflows is None:
+            self._workflows = WorkflowClient(self.client)
+        return self._workflows
+
+    def submit_workflow(
+        self,
+        canvas: Canvas,
+        *,
+        workflow_id: str | None = None,
+        when: datetime | timedelta | float | None = None,
+    ) -> WorkflowHandle:
+        """Send a chain, group or chord (what ``workflow.delay()`` does)."""
+        return self.workflows.submit(canvas, workflow_id=workflow_id, when=when)
+
+    async def asubmit_workflow(
+        self,
+        canvas: Canvas,
+        *,
+        workflow_id: str | None = None,
+        when: datetime | timedelta | float | None = None,
+    ) -> WorkflowHandle:
+        """Async :meth:`submit_workflow`."""
+        return await self.workflows.asubmit(canvas, workflow_id=workflow_id, when=when)
+
+    def workflow(self, workflow_id: str) -> WorkflowHandle:
+        """A handle on an existing workflow, from its id."""
+        return self.workflows.handle(workflow_id)
+
+    def handle(self, job_id: str, *, queue: str | None = None) -> JobHandle[Any]:
+        """A handle on an existing job, from its id.
+
+        With ``queue``, no I/O. Without it, the job's queue is found first: one round trip that
+        asks every known queue at once (no scan, no per-job index).
+
+        Raises:
+            JobNotFoundError: ``queue`` not given and no queue holds the job.
+        """
+        if queue is None:
+            broker = self.client.broker
+            queue = _located(job_id, broker.run(InspectOps(broker.ops).locate(job_id)))
+        return JobHandle(self.client, job_id, queue)
+
+    async def ahandle(self, job_id: str, *, queue: str | None = None) -> JobHandle[Any]:
+        """Async :meth:`handle` (the lookup does not block the event loop)."""
+        if queue is None:
+            broker = self.client.abroker
+            queue = _located(job_id, await broker.run(InspectOps(broker.ops).locate(job_id)))
         return JobHandle(self.client, job_id, queue)
 
     def call(self, task_name: str, *args: Any, **kwargs: Any) -> Call:
-        """A call of a task known only by name (no import needed); options via ``call_options``."""
+        """A call of a task known only by name (no import needed), for :meth:`enqueue_many`.
+
+        It carries the default options (queue ``default``, priority ``normal``, the default
+        retry policy); the worker that registered the name runs it.
+        """
         return Call(task_name, args, kwargs, TaskOptions(name=task_name).checked())
 
     def periodic(
@@ -116,7 +211,13 @@ class Taskforge:
             ConfigurationError: bad cron expression, time zone, policy or name.
             EnqueueError: the arguments do not fit the task.
         """
+        if not isinstance(cron, str):  # Celery's run_every=10.0 / timedelta habit
+            raise ConfigurationError(cron_hint(cron))
         call = task.s(*args, **(kwargs or {}))
+        if call.partial and call.fits is not None:  # a workflow's partial signature: not here
+            raise EnqueueError(
+                f"bad arguments for task {task.name!r}: {call.fits(call.args, call.kwargs)}"
+            )
         schedule = CronSchedule(cron, timezone)
         entry = Periodic(name or task.name, call, schedule, coerce_catch_up(catch_up))
         self.registry.add_periodic(entry)
@@ -135,13 +236,18 @@ class Taskforge:
         name: str | None = None,
         queue: str = "default",
         priority: JobPriority | str = JobPriority.NORMAL,
-        max_retries: int = 3,
+        max_retries: int | None = 3,
+        retry_on: ExceptionTypes | None = None,
+        dont_retry_on: ExceptionTypes = (),
         retry_backoff: float = 60.0,
         retry_backoff_cap: float = 3600.0,
         retry_jitter: bool = False,
         timeout: float | None = None,
-        rate_limit: str | None = None,
+        rate_limit: str | int | None = None,
         concurrency: int | None = None,
+        soft_timeout: float | None = None,
+        ignore_result: bool = False,
+        result_ttl: int | None = None,
         cron: str | None = None,
         timezone: str = "UTC",
         catch_up: CatchUp | str = CatchUp.ONCE,
@@ -154,13 +260,18 @@ class Taskforge:
         name: str | None = None,
         queue: str = "default",
         priority: JobPriority | str = JobPriority.NORMAL,
-        max_retries: int = 3,
+        max_retries: int | None = 3,
+        retry_on: ExceptionTypes | None = None,
+        dont_retry_on: ExceptionTypes = (),
         retry_backoff: float = 60.0,
         retry_backoff_cap: float = 3600.0,
         retry_jitter: bool = False,
         timeout: float | None = None,
-        rate_limit: str | None = None,
+        rate_limit: str | int | None = None,
         concurrency: int | None = None,
+        soft_timeout: float | None = None,
+        ignore_result: bool = False,
+        result_ttl: int | None = None,
         cron: str | None = None,
         timezone: str = "UTC",
         catch_up: CatchUp | str = CatchUp.ONCE,
@@ -169,12 +280,18 @@ class Taskforge:
 
         ``name`` defaults to ``module.function``. ``retry_backoff`` (s) is the base of the
         exponential backoff (retry n waits ``retry_backoff * 2**(n-1)``, capped at
-        ``retry_backoff_cap``); ``timeout`` (s) bounds one attempt.
+        ``retry_backoff_cap``); ``timeout`` (s) bounds one attempt. ``max_retries=None`` retries
+        forever; ``retry_on``/``dont_retry_on`` (tuples of exception classes) choose which
+        failures retry at all (see :mod:`taskforge.policy`). ``soft_timeout`` (s, shorter than
+        ``timeout``) raises ``SoftTimeoutExceeded`` in the task; ``ignore_result`` stores no
+        result; ``result_ttl`` (s) keeps this task's succeeded records that long instead of
+        ``Settings.result_ttl_s``.
 
         ``cron`` (5 fields, or 6 with seconds last) also makes it periodic: one job per tick, in
         ``timezone``, with ``catch_up`` (``"skip"``, ``"once"``, ``"all"``) for ticks missed while
-        no worker ran; see :meth:`periodic`. ``rate_limit`` (``"100/m"``) and ``concurrency`` cap
-        its job starts per window and its running jobs, across all workers.
+        no worker ran; see :meth:`periodic`. ``rate_limit`` (``"100/m"``, ``"10/s"``, or ``10``:
+        per second) and ``concurrency`` cap its job starts per window and its running jobs,
+        across all workers.
 
         Raises:
             ConfigurationError: an option cannot work (negative timeout, unknown priority, ...).
@@ -187,12 +304,17 @@ class Taskforge:
                 queue=queue,
                 priority=prio,
                 max_retries=max_retries,
+                retry_on=retry_on,
+                dont_retry_on=dont_retry_on,
                 retry_backoff=retry_backoff,
                 retry_backoff_cap=retry_backoff_cap,
                 retry_jitter=retry_jitter,
                 timeout=timeout,
-                rate_limit=rate_limit,
+                rate_limit=rate_limit_spec(rate_limit),
                 concurrency=concurrency,
+                soft_timeout=soft_timeout,
+                ignore_result=ignore_result,
+                result_ttl=result_ttl,
             )
             t: Task[Any, Any] = Task(func, opts, self)
             self.registry.add(t)
@@ -203,6 +325,14 @@ class Taskforge:
         if fn is not None:
             return register(fn)
         return register
+
+
+def _located(job_id: str, queue: str | None) -> str:
+    if queue is None:
+        raise JobNotFoundError(
+            f"no job {job_id!r} in any queue (never enqueued, purged, or its record expired)"
+        )
+    return queue
 
 
 class _Decorator:

@@ -8,10 +8,13 @@ the producer API can be synchronous without a second copy of the protocol.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -118,6 +121,9 @@ Op = Generator[Request, Any, T]
 SCRIPT_NAMES = (
     "enqueue", "fetch", "finish", "retry", "requeue", "extend", "watch", "cancel", "revive",
     "cron_tick", "limit_rate", "limit_acquire", "limit_extend", "progress",
+    "wf_create", "wf_advance", "wf_cancel", "wf_outbox",
+    # The admin API's (taskforge.inspection, taskforge.deadletters).
+    "purge_queue", "purge_drain", "purge_dead", "stats_series", "queue_summary",
 )  # fmt: skip
 
 
@@ -204,7 +210,8 @@ class Outcome:
     error_type: str = ""
     error: str = ""
     traceback: str = ""
-    duration_ms: int = 0
+    ttl_s: int | None = None  # how long a succeeded/cancelled record lives (None: settings')
+    duration_ms: int = 0  # the run's, as the worker measured it (for the event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,12 +334,21 @@ class Ops:
         after a lost reply), which changes nothing.
         """
         k = self.keys(queue)
-        args: list[Arg] = [self.settings.events_channel, queue, self.settings.result_ttl_s]
-        for o in outcomes:
-            args += [o.id, o.token, o.status.value, o.result_json, o.error_type, o.error]
-            args += [o.traceback, o.duration_ms]
-        raw = yield ScriptCall("finish", [k.inflight, k.dead, k.job_prefix], args)
-        return [bool(x) for x in raw]
+        # One script call per record TTL (the script takes one): nearly always a single call.
+        by_ttl: dict[int, list[int]] = {}
+        for i, o in enumerate(outcomes):
+            by_ttl.setdefault(o.ttl_s or self.settings.result_ttl_s, []).append(i)
+        accepted = [False] * len(outcomes)
+        for ttl_s, indexes in by_ttl.items():
+            args: list[Arg] = [self.settings.events_channel, queue, ttl_s]
+            for o in (outcomes[i] for i in indexes):
+                args += [o.id, o.token, o.status.value, o.result_json, o.error_type, o.error]
+                args += [o.traceback, o.duration_ms]
+            keys = [k.inflight, k.dead, k.job_prefix, k.base + ":wf_outbox"]
+            raw = yield ScriptCall("finish", keys, args)
+            for i, x in zip(indexes, raw, strict=True):
+                accepted[i] = bool(x)
+        return accepted
 
     def retry(
         self,
@@ -392,7 +408,7 @@ class Ops:
     def cancel(self, queue: str, job_id: str, control_channel: str) -> Op[tuple[str, str]]:
         """Cancel a waiting job, or flag a running one; returns (outcome, status)."""
         k = self.keys(queue)
-        keys = [*k.ready_lists, k.scheduled, k.job(job_id)]
+        keys = [*k.ready_lists, k.scheduled, k.job(job_id), k.base + ":wf_outbox"]
         args: list[Arg] = [self.settings.events_channel, queue, job_id]
         args += [self.settings.result_ttl_s, control_channel]
         raw = yield ScriptCall("cancel", keys, args)
@@ -419,6 +435,14 @@ class Ops:
         raw = yield Batch(cmds)
         ready = dict(zip(PRIORITY_ORDER, (int(x) for x in raw[:3]), strict=True))
         return QueueCounts(queue, ready, int(raw[3]), int(raw[4]), int(raw[5]))
+
+    def hurry(self, queue: str) -> Op[int]:
+        """Make every scheduled job of ``queue`` due now; returns how many (testing mode only).
+
+        One command (scores times 0), so a job cannot be promoted twice or missed.
+        """
+        k = self.keys(queue).scheduled
+        return int((yield Command(("ZUNIONSTORE", k, 1, k, "WEIGHTS", 0))))
 
     def heartbeat(self, worker_id: str, info: dict[str, Any], ttl_s: int) -> Op[None]:
         """Publish a worker's liveness and stats; the per-worker key expires after ``ttl_s``."""
@@ -574,17 +598,24 @@ class Ops:
     def count_outcomes(
         self, minute: int, counts: Mapping[str, Mapping[str, int]], ttl_s: int = 3600
     ) -> Op[None]:
-        """Add ``{queue: {counter: n}}`` to per-queue counters of one epoch minute.
+        """Add ``{queue: {counter: n}}`` to per-queue counters of one epoch minute, and their
+        sums to the all-queues counters of that minute (the dashboard's charts).
 
         Each minute is its own small hash (``<stats>:<minute>``) that expires after ``ttl_s``,
         so old buckets clean themselves up without a sweeper.
         """
         cmds: list[Command] = []
+        totals: dict[str, int] = {}
         for queue, named in counts.items():
             key = f"{self.keys(queue).stats}:{minute}"
             cmds += [Command(("HINCRBY", key, name, n)) for name, n in named.items() if n]
             cmds.append(Command(("EXPIRE", key, ttl_s)))
+            for name, n in named.items():
+                totals[name] = totals.get(name, 0) + n
         if cmds:
+            key = f"{self.globals.stats}:{minute}"
+            cmds += [Command(("HINCRBY", key, name, n)) for name, n in totals.items() if n]
+            cmds.append(Command(("EXPIRE", key, ttl_s)))
             yield Batch(cmds)
 
     def recent_outcomes(self, queue: str, minutes: Sequence[int]) -> Op[dict[str, int]]:
@@ -662,7 +693,13 @@ _MARKER_TTL_MS = 60_000
 
 
 def _sha(source: str) -> str:
-    return hashlib.sha1(source.encode()).hexdigest()
+    sha = _SHAS.get(source)
+    if sha is None:
+        sha = _SHAS[source] = hashlib.sha1(source.encode()).hexdigest()
+    return sha
+
+
+_SHAS: dict[str, str] = {}
 
 
 def _check_replicas(reply: Any, acked: int, request: Replicated) -> Any:
@@ -673,6 +710,134 @@ def _check_replicas(reply: Any, acked: int, request: Replicated) -> Any:
             " lose it; check the replicas, or raise TASKFORGE_DURABLE_TIMEOUT"
         )
     return reply
+
+
+#: Script calls that take the hot lane: a producer's enqueue (``.delay()``, ``enqueue_many``).
+_HOT_SCRIPTS = frozenset({"enqueue"})
+
+
+class _HotLane:
+    """One connection held out of the pool for script calls, used by one thread at a time.
+
+    redis-py's per-command path (pool checkout with its ``can_read`` poll and locks, the retry
+    wrapper, observability hooks, ``Script`` with its sha lookup) costs several times the
+    Python work of sending the packed command and reading its reply on a connection in hand;
+    for a ``.delay()``, which is one script call, that path was most of the client's CPU. A
+    thread that finds the lane busy, a broken connection (then dropped), or a forked process
+    takes the ordinary path, which keeps its retries: a call that fails here is sent again
+    there, as redis-py's own retry would send it again.
+    """
+
+    def __init__(self, client: redis.Redis, *, retry_timeouts: bool):
+        self._pool = client.connection_pool
+        self._retry_timeouts = retry_timeouts
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._pid = os.getpid()
+
+    def call(self, command: tuple[Arg | bytes, ...]) -> tuple[bool, Any]:
+        """``(True, reply)``, or ``(False, None)`` when the caller must use the pool instead.
+
+        Raises:
+            redis.ResponseError: Redis answered with an error (``NOSCRIPT`` included); the
+                connection stays usable.
+        """
+        if not self._lock.acquire(blocking=False):
+            return False, None
+        try:
+            conn = self._connection()
+            try:
+                conn.send_packed_command(conn.pack_command(*command))
+                return True, conn.read_response()
+            except redis.ResponseError:
+                raise
+            except (redis.RedisError, OSError) as exc:
+                self._drop()
+                if isinstance(exc, redis.TimeoutError) and not self._retry_timeouts:
+                    raise  # as the pooled path would: no second wait of a whole timeout
+                return False, None
+            except BaseException:  # interrupted mid-call: the connection's state is unknown
+                self._drop()
+                raise
+        finally:
+            self._lock.release()
+
+    def _connection(self) -> Any:
+        if self._conn is not None and self._pid != os.getpid():
+            self._conn = None  # the parent's socket: never touch it in a forked child
+        if self._conn is None:
+            self._conn, self._pid = self._pool.get_connection(), os.getpid()
+        return self._conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.disconnect()
+            self._pool.release(conn)
+
+    def close(self) -> None:
+        """Hand the connection back (the pool is about to be closed)."""
+        with self._lock:
+            self._drop()
+
+
+class _AsyncHotLane:
+    """:class:`_HotLane` for the asyncio client: one connection held for the enqueue script,
+    used by one task at a time (a task that finds it busy takes the pooled path).
+
+    A task cancelled while its call is out leaves a reply unread on the connection: the lane
+    forgets that connection at once and a separate task disconnects it and hands it back.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, *, retry_timeouts: bool):
+        self._pool = client.connection_pool
+        self._retry_timeouts = retry_timeouts
+        self._busy = False
+        self._conn: Any = None
+        self._discarding: set[asyncio.Task[None]] = set()
+
+    async def call(self, command: tuple[Arg | bytes, ...]) -> tuple[bool, Any]:
+        """``(True, reply)``, or ``(False, None)``: see :meth:`_HotLane.call`."""
+        if self._busy:
+            return False, None
+        self._busy = True
+        try:
+            if self._conn is None:
+                self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            conn = self._conn
+            try:
+                await conn.send_packed_command(conn.pack_command(*command))
+                return True, await conn.read_response()
+            except redis.ResponseError:
+                raise
+            except (redis.RedisError, OSError) as exc:
+                self._discard()
+                if isinstance(exc, redis.TimeoutError) and not self._retry_timeouts:
+                    raise  # as the pooled path would: no second wait of a whole timeout
+                return False, None
+            except BaseException:  # cancelled mid-call: the connection's state is unknown
+                self._discard()
+                raise
+        finally:
+            self._busy = False
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            task = asyncio.get_running_loop().create_task(self._hand_back(conn))
+            self._discarding.add(task)
+            task.add_done_callback(self._discarding.discard)
+
+    async def _hand_back(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            await conn.disconnect()
+        await self._pool.release(conn)
+
+    async def aclose(self) -> None:
+        """Hand the connection back (the pool is about to be closed)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._pool.release(conn)
 
 
 class _Overlapped(Generic[T]):
@@ -844,6 +1009,14 @@ class SyncBroker:
         self.ops = Ops(settings)
         self.client = client if client is not None else sync_client(settings)
         self._scripts: dict[str, Script] = {}
+        # Only a plain client of one server: a cluster routes per key, a Sentinel pool follows
+        # failovers per checkout, the embedded server has no sockets.
+        plain = type(self.client) is redis.Redis and not settings.is_memory
+        self._hot = (
+            _HotLane(self.client, retry_timeouts=settings.retry_on_timeout)  # type: ignore[arg-type]
+            if plain
+            else None
+        )
 
     def run(self, op: Op[T]) -> T:
         """Drive one operation to its result."""
@@ -893,12 +1066,7 @@ class SyncBroker:
 
     def _send(self, request: Request) -> Any:
         if isinstance(request, ScriptCall):
-            script = self._scripts.get(request.name)
-            if script is None:
-                script = self._scripts[request.name] = self.client.register_script(
-                    _source(request.name, self.settings)
-                )
-            return script(keys=_wire_keys(request.keys), args=_wire(request.args))
+            return self._script(request)
         if isinstance(request, Command):
             args = routable(self.client, tuple(_wire(request.args)))
             return self.client.execute_command(*args)  # type: ignore[no-untyped-call]
@@ -918,6 +1086,21 @@ class SyncBroker:
         for command in request.commands:
             pipe.execute_command(*_wire(command.args))
         return pipe.execute()
+
+    def _script(self, request: ScriptCall) -> Any:
+        if self._hot is not None and request.name in _HOT_SCRIPTS:
+            try:
+                sent, reply = self._hot.call(_evalsha(request))
+            except redis.exceptions.NoScriptError:
+                sent = False  # the Script below loads it
+            if sent:
+                return reply
+        script = self._scripts.get(request.name)
+        if script is None:
+            script = self._scripts[request.name] = self.client.register_script(
+                _source(request.name, self.settings)
+            )
+        return script(keys=_wire_keys(request.keys), args=_wire(request.args))
 
     def _wake_then_call(self, request: WakeThenCall) -> Any:
         call = request.call
@@ -953,6 +1136,8 @@ class SyncBroker:
 
     def close(self) -> None:
         """Release the connection pool."""
+        if self._hot is not None:
+            self._hot.close()
         self.client.close()
 
 
@@ -964,6 +1149,12 @@ class AsyncBroker:
         self.ops = Ops(settings)
         self.client = client if client is not None else async_client(settings)
         self._scripts: dict[str, AsyncScript] = {}
+        plain = type(self.client) is redis.asyncio.Redis and not settings.is_memory
+        self._hot = (
+            _AsyncHotLane(self.client, retry_timeouts=settings.retry_on_timeout)  # type: ignore[arg-type]
+            if plain
+            else None
+        )
 
     async def run(self, op: Op[T]) -> T:
         """Drive one operation to its result."""
@@ -978,12 +1169,7 @@ class AsyncBroker:
 
     async def _send(self, request: Request) -> Any:
         if isinstance(request, ScriptCall):
-            script = self._scripts.get(request.name)
-            if script is None:
-                script = self._scripts[request.name] = self.client.register_script(
-                    _source(request.name, self.settings)
-                )
-            return await script(keys=_wire_keys(request.keys), args=_wire(request.args))
+            return await self._script(request)
         if isinstance(request, Command):
             args = routable(self.client, tuple(_wire(request.args)))
             return await self.client.execute_command(*args)
@@ -1004,6 +1190,21 @@ class AsyncBroker:
         for command in request.commands:
             pipe.execute_command(*_wire(command.args))
         return await pipe.execute()
+
+    async def _script(self, request: ScriptCall) -> Any:
+        if self._hot is not None and request.name in _HOT_SCRIPTS:
+            try:
+                sent, reply = await self._hot.call(_evalsha(request))
+            except redis.exceptions.NoScriptError:
+                sent = False  # the Script below loads it
+            if sent:
+                return reply
+        script = self._scripts.get(request.name)
+        if script is None:
+            script = self._scripts[request.name] = self.client.register_script(
+                _source(request.name, self.settings)
+            )
+        return await script(keys=_wire_keys(request.keys), args=_wire(request.args))
 
     async def _wake_then_call(self, request: WakeThenCall) -> Any:
         call = request.call
@@ -1068,4 +1269,6 @@ class AsyncBroker:
 
     async def aclose(self) -> None:
         """Release the connection pool."""
+        if self._hot is not None:
+            await self._hot.aclose()
         await self.client.aclose()

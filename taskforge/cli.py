@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import importlib
 import json
 import logging
 import math
 import os
-import re
 import signal
 import sys
 import time
@@ -21,23 +19,35 @@ from typing import Annotated, Any
 
 import anyio
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from taskforge import demo as demo_module
-from taskforge.app import Taskforge, default_app
+from taskforge import loader
+from taskforge.admin import RATE_WINDOW_MIN, Admin
+from taskforge.app import Taskforge
 from taskforge.broker import AsyncBroker, SyncBroker
 from taskforge.client import Client
+from taskforge.deadletters import (
+    DEAD_BATCH,
+    DeadFilter,
+    DeadResult,
+    OnBatch,
+    parse_duration,  # noqa: F401 - tests and users import it here
+)
 from taskforge.errors import (
     BrokerConnectionError,
     BrokerError,
     ConfigurationError,
     EnqueueError,
+    JobNotFoundError,
     TaskforgeError,
 )
-from taskforge.health import health_check
+from taskforge.health import HEALTH_KEYS, health_check  # noqa: F401 - cli.HEALTH_KEYS stays
+from taskforge.inspection import Series
 from taskforge.job import PRIORITY_ORDER, JobRecord, JobStatus
 from taskforge.keys import check_queue_name
 from taskforge.outcome_log import JsonLines
@@ -46,6 +56,7 @@ from taskforge.scheduler import cron_status
 from taskforge.settings import Settings
 from taskforge.task import Call, TaskOptions, coerce_priority, when_to_delay
 from taskforge.worker import Worker
+from taskforge.workflow_cli import workflow_cli
 
 cli = typer.Typer(
     name="taskforge",
@@ -59,7 +70,7 @@ RedisUrl = Annotated[
     str | None,
     typer.Option("--redis-url", help="Redis URL (default: $REDIS_URL)", show_default=False),
 ]
-LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR")]
+LogLevel = Annotated[str, typer.Option("-l", "--log-level", help="DEBUG, INFO, WARNING, ERROR")]
 LogFormat = Annotated[str, typer.Option("--log-format", help="text or json (one object per line)")]
 
 
@@ -98,22 +109,17 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def load_app(modules: list[str]) -> Taskforge:
-    """Import task modules; ``pkg.mod:attr`` names the app, else the default app is used."""
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    app = default_app
-    for spec in modules:
-        module_name, _, attr = spec.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise typer.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
-        if attr:
-            found = getattr(module, attr, None)
-            if not isinstance(found, Taskforge):
-                raise typer.BadParameter(f"{spec!r} is not a taskforge.Taskforge app")
-            app = found
-    return app
+    """Import task modules or files (``pkg.mod[:app]``, ``tasks.py``); see taskforge.loader."""
+    try:
+        return loader.load_app(modules)
+    except ConfigurationError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def split_queues(values: list[str] | None) -> list[str]:
+    """``-Q a,b -Q c`` (Celery's comma lists, repeats too) as ``["a", "b", "c"]``."""
+    names = [name.strip() for value in values or [] for name in value.split(",")]
+    return [name for name in names if name] or ["default"]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -124,9 +130,12 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 @cli.command()
 def worker(
-    modules: Annotated[list[str], typer.Argument(help="modules that define tasks (pkg.mod[:app])")],
+    modules: Annotated[
+        list[str],
+        typer.Argument(help="modules or files that define tasks (pkg.mod[:app], tasks.py)"),
+    ],
     queue: Annotated[
-        list[str] | None, typer.Option("-Q", "--queue", help="queue (repeatable)")
+        list[str] | None, typer.Option("-Q", "--queue", help="queue (repeatable, or a,b,c)")
     ] = None,
     concurrency: Annotated[int, typer.Option("-c", "--concurrency", min=1)] = 10,
     burst: Annotated[bool, typer.Option("--burst", help="exit once the queues are empty")] = False,
@@ -169,7 +178,7 @@ def worker(
         w = Worker(
             settings,
             app.registry,
-            queues=queue or ["default"],
+            queues=split_queues(queue),
             concurrency=concurrency,
             burst=burst,
             grace_s=grace,
@@ -263,11 +272,6 @@ QueueFilter = Annotated[
     typer.Option("-Q", "--queue", help="queue (repeatable; default: every known queue)"),
 ]
 
-#: Minutes of per-minute outcome counters that ``queues`` averages over.
-RATE_WINDOW_MIN = 5
-#: Dead jobs moved or deleted per Redis call: each call stays short, so Redis is never blocked.
-DEAD_BATCH = 500
-
 
 def _console(*, stderr: bool = False) -> Console:
     # Not a terminal (pipes, tests): a wide fixed width, so ids and errors are never folded.
@@ -309,16 +313,6 @@ def _connect(redis_url: str | None) -> Iterator[SyncBroker]:
         broker.close()
 
 
-def _queues(broker: SyncBroker, wanted: Sequence[str] | None) -> list[str]:
-    if wanted:
-        try:
-            return [check_queue_name(q) for q in dict.fromkeys(wanted)]
-        except ConfigurationError as exc:
-            raise fail(str(exc), 2) from None
-    known = broker.run(broker.ops.known_queues())
-    return known or ["default"]
-
-
 def _when(ms: int | None) -> str:
     if not ms:
         return "-"
@@ -333,32 +327,42 @@ def _ago(seconds: float) -> str:
     return f"{seconds:.1f}s"
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from ``90``, ``30s``, ``15m``, ``2h`` or ``7d``."""
-    m = _DURATION.match(text)
-    if not m:
-        raise typer.BadParameter(f"{text!r} is not a duration; use e.g. 30s, 15m, 2h, 7d")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-
-
 # --------------------------------------------------------------------------- queues
 
 
-@cli.command()
+@contextmanager
+def _admin(redis_url: str | None) -> Iterator[Admin]:
+    """The operator API for one command; Redis errors and unknown jobs become one line and exit
+    code 1, bad input (a queue name, a selection) one line and exit code 2."""
+    with _connect(redis_url) as broker:
+        try:
+            yield Admin(broker.settings, broker=broker)
+        except JobNotFoundError as exc:
+            raise fail(str(exc)) from None
+        except ConfigurationError as exc:
+            raise fail(str(exc), 2) from None
+
+
+queues_cli = typer.Typer(
+    help="Queues: depths and rates; `show NAME` lists waiting jobs; `purge NAME` empties one.",
+    invoke_without_command=True,
+)
+cli.add_typer(queues_cli, name="queues")
+
+
+@queues_cli.callback()
 def queues(
+    ctx: typer.Context,
     queue: QueueFilter = None,
     redis_url: RedisUrl = None,
     as_json: JsonOut = False,
 ) -> None:
     """Queue depths (ready per priority, scheduled, in flight, dead) and recent jobs/min."""
-    with _connect(redis_url) as broker:
-        names = _queues(broker, queue)
-        now_min = broker.run(broker.ops.server_time_ms()) // 60_000
-        minutes = range(now_min - RATE_WINDOW_MIN + 1, now_min + 1)
-        rows = [_queue_row(broker, q, minutes) for q in names]
+    if ctx.invoked_subcommand is not None:
+        return
+    with _admin(redis_url) as admin:
+        overview = admin.overview(queue, minutes=RATE_WINDOW_MIN)
+    rows = [_queue_row(d.to_json(), overview.series) for d in overview.depths]
     if as_json:
         _print_json(rows)
         return
@@ -375,53 +379,129 @@ def queues(
     _console().print(table)
 
 
-def _queue_row(broker: SyncBroker, queue: str, minutes: range) -> dict[str, Any]:
-    c = broker.run(broker.ops.counts(queue))
-    recent = broker.run(broker.ops.recent_outcomes(queue, list(minutes)))
-    done, failed, dead = (recent.get(k, 0) for k in ("done", "failed", "dead"))
-    return {
-        "queue": queue,
-        "ready": {p.value: n for p, n in c.ready.items()},
-        "ready_total": c.ready_total,
-        "scheduled": c.scheduled,
-        "inflight": c.inflight,
-        "dead": c.dead,
-        "recent": {
-            "window_minutes": len(minutes),
-            "done": done,
-            "failed": failed,
-            "dead": dead,
-            "done_per_min": round(done / len(minutes), 2),
-            "failed_per_min": round(failed / len(minutes), 2),
-        },
+def _queue_row(row: dict[str, Any], series: Series) -> dict[str, Any]:
+    points = series.per_queue.get(row["queue"], [])
+    done, failed, dead = (sum(p.get(k, 0) for p in points) for k in ("done", "failed", "dead"))
+    row["recent"] = {
+        "window_minutes": len(points),
+        "done": done,
+        "failed": failed,
+        "dead": dead,
+        "done_per_min": round(done / max(1, len(points)), 2),
+        "failed_per_min": round(failed / max(1, len(points)), 2),
     }
+    return row
+
+
+@queues_cli.command("show")
+def queues_show(
+    name: Annotated[str, typer.Argument(help="the queue")],
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="jobs per section")] = 20,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="skip this many per section")] = 0,
+    redis_url: RedisUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Waiting jobs of one queue, in the order they run: ready (per priority), then scheduled."""
+    with _admin(redis_url) as admin:
+        page = admin.listing(name, offset=offset, limit=limit)
+    if as_json:
+        _print_json(page.to_json())
+        return
+    d = page.depth
+    totals = {**d.ready, "scheduled": d.scheduled}
+    console = _console()
+    for section, jobs in page.sections.items():
+        shown = f"{offset + 1}-{offset + len(jobs)}" if jobs else "none"
+        console.print(f"[bold]{section}[/bold] ({totals[section]} waiting; showing {shown})")
+        if not jobs:
+            continue
+        table = Table("id", "task", "status", "attempts", "runs at")
+        for j in jobs:
+            table.add_row(j.id, escape(j.task or "?"), j.status or "?", str(j.attempts),
+                          _when(j.at_ms))  # fmt: skip
+        console.print(table)
+    if any(len(jobs) == limit for jobs in page.sections.values()):
+        typer.echo(f"(more: --offset {offset + limit})")
+
+
+@queues_cli.command("purge")
+def queues_purge(
+    name: Annotated[str, typer.Argument(help="the queue")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    redis_url: RedisUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Delete every ready and scheduled job of a queue, at once (asks first unless --yes).
+
+    Jobs running now and dead letters are kept.
+    """
+    with _admin(redis_url) as admin:
+        (depth,) = admin.depths([check_queue_name(name)])
+        waiting = depth.ready_total + depth.scheduled
+        if waiting and not yes:
+            ask = f"Delete the {waiting} waiting job(s) of queue {name!r} for good?"
+            if not typer.confirm(ask, err=True):
+                raise fail("aborted; nothing deleted")
+        purged = admin.purge_queue(name)
+    if as_json:
+        _print_json({"queue": name, "purged": purged.total, "ready": purged.ready,
+                     "scheduled": purged.scheduled})  # fmt: skip
+        return
+    typer.echo(f"purged {purged.total} job(s) from queue {name}")
 
 
 # --------------------------------------------------------------------------- one job
 
 
-@cli.command()
+class _JobGroup(typer.core.TyperGroup):
+    """``taskforge job ID`` shows a job (``show`` is implied); ``job cancel ID`` cancels one."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+job_cli = typer.Typer(cls=_JobGroup, help="One job, by id alone: show or cancel it.",
+                      no_args_is_help=True)  # fmt: skip
+cli.add_typer(job_cli, name="job")
+
+
+@job_cli.command("show")
 def job(
     job_id: Annotated[str, typer.Argument(help="the job id")],
     queue: QueueFilter = None,
     redis_url: RedisUrl = None,
     as_json: JsonOut = False,
 ) -> None:
-    """A job's record: status, attempts, timestamps, error and traceback, result."""
-    with _connect(redis_url) as broker:
-        found = _find_job(broker, job_id, queue)
+    """A job's record (found in any queue): status, attempts, timestamps, error, result."""
+    with _admin(redis_url) as admin:
+        found = _find_job(admin, job_id, queue)
     _show_record(*found, as_json=as_json)
 
 
-def _find_job(
-    broker: SyncBroker, job_id: str, wanted: Sequence[str] | None
-) -> tuple[str, JobRecord]:
-    names = _queues(broker, wanted)
-    where = broker.run(broker.ops.locate(job_id, names))
-    record = broker.run(broker.ops.record(where, job_id)) if where else None
-    if where is None or record is None:
-        raise fail(f"no job {job_id!r} in queue(s) {', '.join(names)} (never enqueued, or expired)")
-    return where, record
+@job_cli.command("cancel")
+def job_cancel(
+    job_id: Annotated[str, typer.Argument(help="the job id")],
+    redis_url: RedisUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Cancel a job: a waiting one at once, a running one when its worker acts on the request."""
+    with _admin(redis_url) as admin:
+        status = admin.cancel(job_id)
+    if as_json:
+        _print_json({"id": job_id, "status": status.value})
+    else:
+        typer.echo(f"job {job_id}: {status.value}")
+    if status in (JobStatus.SUCCEEDED, JobStatus.DEAD):
+        raise typer.Exit(1)  # already over: nothing was cancelled
+
+
+def _find_job(admin: Admin, job_id: str, wanted: Sequence[str] | None) -> tuple[str, JobRecord]:
+    found = admin.find(job_id, queue=wanted[0] if wanted else None)
+    if found is None:
+        raise fail(f"no job {job_id!r} in any queue (never enqueued, purged, or expired)")
+    return found
 
 
 def record_json(queue: str, r: JobRecord) -> dict[str, Any]:
@@ -477,6 +557,7 @@ dead_cli = typer.Typer(
     help="The dead-letter queue: list, show, requeue, purge.", no_args_is_help=True
 )
 cli.add_typer(dead_cli, name="dead")
+cli.add_typer(workflow_cli, name="workflow")
 
 TaskPattern = Annotated[
     str | None, typer.Option("--task", help="task name or glob (email.*)", show_default=False)
@@ -499,96 +580,13 @@ JobIds = Annotated[list[str] | None, typer.Argument(help="job ids", show_default
 AllFlag = Annotated[bool, typer.Option("--all", help="every dead job (that matches the filters)")]
 
 
-@dataclass(frozen=True, slots=True)
-class DeadFilter:
-    """Which dead jobs a ``dead`` command acts on."""
-
-    task: str | None = None
-    error: str | None = None
-    older_than_s: float | None = None
-    newer_than_s: float | None = None
-
-    @classmethod
-    def of(
-        cls, task: str | None, error: str | None, older: str | None, newer: str | None
-    ) -> DeadFilter:
-        """Build from the command-line options (durations parsed; bad ones are usage errors)."""
-        return cls(
-            task,
-            error.lower() if error else None,
-            parse_duration(older) if older else None,
-            parse_duration(newer) if newer else None,
-        )
-
-    @property
-    def active(self) -> bool:
-        """True when any filter is set."""
-        return any(v is not None for v in (self.task, self.error, self.older_than_s,
-                                           self.newer_than_s))  # fmt: skip
-
-    @property
-    def needs_records(self) -> bool:
-        """True when matching must read job records (task or error filters)."""
-        return self.task is not None or self.error is not None
-
-    def matches(self, record: JobRecord | None, age_s: float) -> bool:
-        """Whether a dead job with this record, dead for ``age_s`` seconds, is selected."""
-        if self.older_than_s is not None and age_s < self.older_than_s:
-            return False
-        if self.newer_than_s is not None and age_s > self.newer_than_s:
-            return False
-        if self.task is not None and not fnmatch.fnmatchcase(
-            (record.task if record else None) or "", self.task
-        ):
-            return False
-        if self.error is not None:
-            text = f"{record.error_type}: {record.error}" if record else ""
-            return self.error in text.lower()
-        return True
-
-
-@dataclass(frozen=True, slots=True)
-class DeadJob:
-    """One dead-lettered job as the ``dead`` commands see it."""
-
-    queue: str
-    id: str
-    dead_ms: int
-    age_s: float
-    record: JobRecord | None
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``dead list --json`` shape."""
-        r = self.record
-        return {
-            "id": self.id,
-            "queue": self.queue,
-            "task": r.task if r else None,
-            "dead_at": _when(self.dead_ms),
-            "age_s": round(self.age_s, 3),
-            "attempts": r.attempts if r else None,
-            "error_type": r.error_type if r else None,
-            "error": r.error if r else None,
-        }
-
-
-def iter_dead(
-    broker: SyncBroker, queues: Sequence[str], flt: DeadFilter, *, records: bool = True
-) -> Iterator[DeadJob]:
-    """Dead jobs of ``queues`` matching ``flt``, oldest first, read a page at a time."""
-    ops = broker.ops
-    now_ms = broker.run(ops.server_time_ms())
-    read = records or flt.needs_records
-    for q in queues:
-        start = 0
-        while page := broker.run(ops.dead_ids(q, start, start + DEAD_BATCH - 1)):
-            ids = [job_id for job_id, _ in page]
-            recs = broker.run(ops.records(q, ids)) if read else [None] * len(ids)
-            for (job_id, dead_ms), rec in zip(page, recs, strict=True):
-                age_s = (now_ms - dead_ms) / 1000
-                if flt.matches(rec, age_s):
-                    yield DeadJob(q, job_id, dead_ms, age_s, rec)
-            start += DEAD_BATCH
+def _dead_filter(
+    task: str | None, error: str | None, older: str | None, newer: str | None
+) -> DeadFilter:
+    try:
+        return DeadFilter.parse(task=task, error=error, older_than=older, newer_than=newer)
+    except ConfigurationError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @dead_cli.command("list")
@@ -603,13 +601,9 @@ def dead_list(
     as_json: JsonOut = False,
 ) -> None:
     """Dead-lettered jobs, oldest first, with their error."""
-    flt = DeadFilter.of(task, error, older_than, newer_than)
-    with _connect(redis_url) as broker:
-        found: list[DeadJob] = []
-        for d in iter_dead(broker, _queues(broker, queue), flt):
-            found.append(d)
-            if limit and len(found) >= limit:
-                break
+    flt = _dead_filter(task, error, older_than, newer_than)
+    with _admin(redis_url) as admin:
+        found = admin.dead_list(queues=queue, flt=flt, limit=limit)
     if as_json:
         _print_json([d.to_json() for d in found])
         return
@@ -619,10 +613,9 @@ def dead_list(
     table = Table("id", "queue", "task", "dead for", "attempts", "error")
     for d in found:
         r = d.record
-        err = f"{r.error_type}: {r.error}" if r and r.error else "-"
         attempts = str(r.attempts) if r else "-"
         table.add_row(d.id, d.queue, (r.task if r else None) or "?", _ago(d.age_s), attempts,
-                      escape(err.splitlines()[0][:120] if err else "-"))  # fmt: skip
+                      escape(d.reason[:120]))  # fmt: skip
     _console().print(table)
     if limit and len(found) == limit:
         typer.echo(f"(first {limit}; --limit 0 for all)")
@@ -636,56 +629,42 @@ def dead_show(
     as_json: JsonOut = False,
 ) -> None:
     """One dead job's record, traceback included."""
-    with _connect(redis_url) as broker:
-        where, record = _find_job(broker, job_id, queue)
+    with _admin(redis_url) as admin:
+        where, record = _find_job(admin, job_id, queue)
     if record.status is not JobStatus.DEAD and not as_json:
         typer.echo(f"note: job {job_id} is not dead (status {record.status.value})", err=True)
     _show_record(where, record, as_json=as_json)
 
 
-def _select(
-    broker: SyncBroker,
-    ids: list[str] | None,
-    queue: list[str] | None,
-    flt: DeadFilter,
-    every: bool,
-) -> tuple[dict[str, list[str]], list[str]]:
-    """The dead jobs a requeue/purge acts on: ``({queue: [ids]}, ids not found)``."""
-    if ids and (every or flt.active):
+@contextmanager
+def _progress(label: str, quiet: bool) -> Iterator[OnBatch]:
+    """A progress bar once a set takes more than one batch; yields the library's callback."""
+    bar = Progress(console=_console(stderr=True), transient=False)
+    task_id: TaskID | None = None
+
+    def on_batch(handled: int, total: int) -> None:
+        nonlocal task_id
+        if quiet or total <= DEAD_BATCH:
+            return
+        if task_id is None:
+            bar.start()
+            task_id = bar.add_task(label, total=total)
+        bar.update(task_id, completed=handled)
+
+    try:
+        yield on_batch
+    finally:
+        if task_id is not None:
+            bar.stop()
+
+
+def _check_selection(job_ids: list[str] | None, flt: DeadFilter, every: bool) -> None:
+    if job_ids and (every or flt.active):
         raise typer.BadParameter("give job ids, or filters/--all, not both")
-    if not ids and not every and not flt.active:
+    if not job_ids and not every and not flt.active:
         raise typer.BadParameter(
             "name the jobs: job ids, a filter (--task/--error/--older-than/--newer-than), or --all"
         )
-    chosen: dict[str, list[str]] = {}
-    missing: list[str] = []
-    if ids:
-        names = _queues(broker, queue)
-        for job_id in dict.fromkeys(ids):
-            where = broker.run(broker.ops.locate(job_id, names))
-            if where is None:
-                missing.append(job_id)
-            else:
-                chosen.setdefault(where, []).append(job_id)
-        return chosen, missing
-    for d in iter_dead(broker, _queues(broker, queue), flt, records=False):
-        chosen.setdefault(d.queue, []).append(d.id)
-    return chosen, missing
-
-
-def _in_batches(
-    chosen: dict[str, list[str]], label: str, quiet: bool
-) -> Iterator[tuple[str, list[str]]]:
-    """Yield ``(queue, batch)`` of at most DEAD_BATCH ids, with a progress bar for big sets."""
-    total = sum(map(len, chosen.values()))
-    show = not quiet and total > DEAD_BATCH
-    with Progress(console=_console(stderr=True), disable=not show, transient=False) as bar:
-        progress = bar.add_task(label, total=total)
-        for queue, ids in chosen.items():
-            for i in range(0, len(ids), DEAD_BATCH):
-                batch = ids[i : i + DEAD_BATCH]
-                yield queue, batch
-                bar.advance(progress, len(batch))
 
 
 @dead_cli.command("requeue")
@@ -704,31 +683,25 @@ def dead_requeue(
 
     Give job ids, or filters, or --all. Jobs that are no longer dead are skipped.
     """
-    flt = DeadFilter.of(task, error, older_than, newer_than)
-    with _connect(redis_url) as broker:
-        chosen, missing = _select(broker, job_ids, queue, flt, every)
-        moved: dict[str, int] = {}
-        for q, batch in _in_batches(chosen, "requeueing", as_json):
-            moved[q] = moved.get(q, 0) + broker.run(broker.ops.revive(q, batch))
-    wanted = sum(map(len, chosen.values())) + len(missing)
-    total = sum(moved.values())
-    _report("requeued", total, wanted, moved, missing, as_json)
-    if job_ids and total == 0:
+    flt = _dead_filter(task, error, older_than, newer_than)
+    _check_selection(job_ids, flt, every)
+    with _admin(redis_url) as admin, _progress("requeueing", as_json) as on_batch:
+        result = admin.dead_requeue(ids=job_ids or (), flt=flt, every=every, queues=queue,
+                                    batch=DEAD_BATCH, on_batch=on_batch)  # fmt: skip
+    _report("requeued", result, as_json)
+    if job_ids and result.total == 0:
         raise typer.Exit(1)
 
 
-def _report(
-    verb: str, done: int, wanted: int, per_queue: dict[str, int], missing: list[str], as_json: bool
-) -> None:
+def _report(verb: str, result: DeadResult, as_json: bool) -> None:
     if as_json:
-        _print_json({verb: done, "skipped": wanted - done, "queues": per_queue,
-                     "not_found": missing})  # fmt: skip
+        _print_json({verb: result.total, "skipped": result.skipped, "queues": result.done,
+                     "not_found": result.not_found})  # fmt: skip
         return
-    skipped = wanted - done
-    note = f" ({skipped} skipped: not dead or not found)" if skipped else ""
-    where = ", ".join(f"{q}: {n}" for q, n in per_queue.items() if n)
-    typer.echo(f"{verb} {done} dead job(s)" + (f" [{where}]" if where else "") + note)
-    for job_id in missing:
+    note = f" ({result.skipped} skipped: not dead or not found)" if result.skipped else ""
+    where = ", ".join(f"{q}: {n}" for q, n in result.done.items() if n)
+    typer.echo(f"{verb} {result.total} dead job(s)" + (f" [{where}]" if where else "") + note)
+    for job_id in result.not_found:
         typer.echo(f"not found: {job_id}", err=True)
 
 
@@ -746,20 +719,21 @@ def dead_purge(
     as_json: JsonOut = False,
 ) -> None:
     """Delete dead jobs for good (asks first unless --yes). Give job ids, filters, or --all."""
-    flt = DeadFilter.of(task, error, older_than, newer_than)
-    with _connect(redis_url) as broker:
-        chosen, missing = _select(broker, job_ids, queue, flt, every)
-        count = sum(map(len, chosen.values()))
-        if count and not yes:
-            where = ", ".join(f"{q}: {len(ids)}" for q, ids in chosen.items())
-            if not typer.confirm(f"Delete {count} dead job(s) for good [{where}]?", err=True):
+    flt = _dead_filter(task, error, older_than, newer_than)
+    _check_selection(job_ids, flt, every)
+    with _admin(redis_url) as admin:
+        chosen = admin.dead_select(ids=job_ids or (), flt=flt, every=every, queues=queue)
+        if chosen.count and not yes:
+            where = ", ".join(f"{q}: {len(ids)}" for q, ids in chosen.chosen.items())
+            if not typer.confirm(
+                f"Delete {chosen.count} dead job(s) for good [{where}]?", err=True
+            ):
                 raise fail("aborted; nothing deleted")
-        purged: dict[str, int] = {}
-        for q, batch in _in_batches(chosen, "purging", as_json):
-            # Only ids still dead: purging deletes the record, which must never hit a live job.
-            still_dead = broker.run(broker.ops.dead_members(q, batch))
-            purged[q] = purged.get(q, 0) + broker.run(broker.ops.purge_dead(q, still_dead))
-    _report("purged", sum(purged.values()), count + len(missing), purged, missing, as_json)
+        with _progress("purging", as_json) as on_batch:
+            # The selection confirmed above, nothing more: a job dead since is not touched, and
+            # one requeued since is skipped by the script.
+            result = admin.dead_purge(chosen, batch=DEAD_BATCH, on_batch=on_batch)
+    _report("purged", result, as_json)
 
 
 # --------------------------------------------------------------------------- enqueue
@@ -909,24 +883,27 @@ def _event_line(e: dict[str, Any]) -> str:
 
 @cli.command()
 def workers(redis_url: RedisUrl = None, as_json: JsonOut = False) -> None:
-    """Live workers, from their heartbeats (a worker vanishes once its heartbeat expires)."""
-    with _connect(redis_url) as broker:
-        live = broker.run(broker.ops.workers())
+    """Workers from their heartbeats: live ones, and lost ones (stopped beating without
+    signing off: killed, or cut off from Redis), which are forgotten an hour later."""
+    with _admin(redis_url) as admin:
+        found = admin.workers()
     if as_json:
-        _print_json(live)
+        _print_json([w.to_json() for w in found])
         return
-    if not live:
+    if not found:
         typer.echo("no live workers")
         return
     now = time.time()
-    table = Table("id", "host", "pid", "queues", "conc", "running", "processed", "failed", "up",
-                  "last seen")  # fmt: skip
-    for w in live:
+    table = Table("id", "state", "host", "pid", "queues", "conc", "running", "processed",
+                  "failed", "up", "last seen")  # fmt: skip
+    for worker_info in found:
+        w = worker_info.info
         running = f"{w.get('running', 0)}"
         if w.get("running_jobs"):
             running += " " + ",".join(w["running_jobs"][:3]) + (" ..." * (w["running"] > 3))
         table.add_row(
-            str(w.get("id")), str(w.get("host")), str(w.get("pid")),
+            worker_info.id, "[red]lost[/]" if worker_info.lost else "live",
+            str(w.get("host")), str(w.get("pid")),
             ",".join(w.get("queues", [])), str(w.get("concurrency")), running,
             str(w.get("processed", 0)), str(w.get("failed", 0)),
             _ago(now - float(w.get("started", now))),
@@ -972,39 +949,13 @@ MEMORY_HEALTH_WARNING = (
     " nothing of any worker or producer: this checked no Redis. Pass --redis-url (or REDIS_URL)"
 )
 
-#: Every key of ``health --json``, present whatever the status (None when unknown).
-HEALTH_KEYS = (
-    "status", "connected", "latency_ms", "version", "used_memory", "connected_clients",
-    "uptime_seconds", "workers", "queues", "warnings", "error",
-)  # fmt: skip
-
 
 async def _health(broker: AsyncBroker, queues: list[str] | None) -> dict[str, Any]:
     try:
-        report = await health_check(broker, queues=queues)
-        if report["connected"]:
-            try:
-                live = await broker.run(broker.ops.workers())
-            except BrokerError as exc:
-                report = {"status": "unhealthy", "connected": False, "error": str(exc)}
-            else:
-                report["workers"] = len(live)
-                report["warnings"] += _backlog_warnings(report["queues"], len(live))
-                if report["warnings"] and report["status"] == "healthy":
-                    report["status"] = "degraded"
-        # One shape for scripts, whatever happened.
-        defaults: dict[str, Any] = {"queues": {}, "warnings": []}
-        return {key: report.get(key, defaults.get(key)) for key in HEALTH_KEYS}
+        return await health_check(broker, queues=queues)
     finally:
         with anyio.CancelScope(shield=True):
             await broker.aclose()
-
-
-def _backlog_warnings(depths: dict[str, dict[str, int]], live_workers: int) -> list[str]:
-    ready = sum(d.get(p.value, 0) for d in depths.values() for p in PRIORITY_ORDER)
-    if ready and not live_workers:
-        return [f"{ready} job(s) ready but no live worker: start one with `taskforge worker`"]
-    return []
 
 
 def _print_health(report: dict[str, Any]) -> None:
@@ -1060,6 +1011,62 @@ def cron_list(
             when(r.last_tick_ms), when(r.next_fire_ms),
         )  # fmt: skip
     _console().print(table)
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+@cli.command("dashboard")
+def dashboard_command(
+    modules: Annotated[
+        list[str] | None,
+        typer.Argument(help="task modules (pkg.mod[:app]); needed only for the cron page"),
+    ] = None,
+    redis_url: RedisUrl = None,
+    host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8700,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="hide and refuse every action")
+    ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token", help="require this token ($TASKFORGE_DASHBOARD_TOKEN)", show_default=False
+        ),
+    ] = None,
+    basic_auth: Annotated[
+        str | None,
+        typer.Option(
+            "--basic-auth",
+            help="user:password ($TASKFORGE_DASHBOARD_BASIC_AUTH)",
+            show_default=False,
+        ),
+    ] = None,
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Serve the web dashboard (the `dashboard` extra: pip install 'taskforge[dashboard]')."""
+    try:
+        # Optional dependencies: imported here so the CLI works without the extra.
+        import uvicorn
+
+        from taskforge.dashboard import DashboardConfig, create_app
+    except ImportError as exc:
+        extra = "pip install 'taskforge[dashboard]'"
+        raise fail(f"the dashboard needs its extra: {extra} ({exc})", 2) from None
+    setup_logging(log_level)
+    settings = _settings(redis_url)
+    registry = load_app(modules).registry if modules else None
+    try:
+        config = DashboardConfig.from_env(token=token, basic_auth=basic_auth,
+                                          read_only=read_only or None)  # fmt: skip
+        config.check_bind(host)
+    except ConfigurationError as exc:
+        raise fail(str(exc), 2) from None
+    app = create_app(settings, config=config, registry=registry)
+    mode = " (read-only)" if config.read_only else ""
+    typer.echo(f"taskforge dashboard on http://{host}:{port}/ for {settings.masked_url()}{mode}",
+               err=True)  # fmt: skip
+    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)
 
 
 def main() -> None:

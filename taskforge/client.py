@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import weakref
 from collections.abc import Iterator, Sequence
@@ -14,6 +13,8 @@ from taskforge.broker import AsyncBroker, NewJob, SyncBroker
 from taskforge.callcheck import check_args_json, check_job_id
 from taskforge.errors import (
     BrokerConnectionError,
+    EnqueueError,
+    JobFailedError,
     JobNotFoundError,
     PayloadTooLargeError,
     ResultTimeoutError,
@@ -22,10 +23,13 @@ from taskforge.errors import (
 from taskforge.handle import JobHandle
 from taskforge.job import TERMINAL, JobRecord, JobStatus, new_job_id
 from taskforge.middleware import Enqueueing, Hooks, Middleware
-from taskforge.serializer import PICKLE, dump_args
+from taskforge.payload import describe_refusal, json_encoder, typed_result
+from taskforge.registry import Registry
+from taskforge.remote_errors import rebuild
+from taskforge.serializer import PICKLE, dump_args, is_pickled_result, load_result
 from taskforge.settings import Settings
 from taskforge.signing import sign, signing_key
-from taskforge.task import Call, TaskOptions
+from taskforge.task import Call, TaskOptions, expires_at_ms
 
 
 #: Workers listen here for abort requests of running jobs (payload: job id).
@@ -38,15 +42,25 @@ def control_channel(settings: Settings) -> str:
 #: enough that Redis writes one chunk while the next is sent.
 BULK_CHUNK = 250
 
-#: One encoder for every envelope: ``json.dumps`` with options builds a new one per call.
-_ENVELOPE_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+#: One encoder for every envelope: ``json.dumps`` with options builds a new one per call. It
+#: carries the typed values (datetime, UUID, ...; see taskforge.payload) through its default
+#: hook, which plain JSON values never reach.
+_ENVELOPE_JSON = json_encoder()
 
 
 class Client:
     """Producer API over one Redis, sync and async. Connects lazily, on first use."""
 
-    def __init__(self, settings: Settings, *, middleware: Sequence[Middleware] = ()):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: Registry | None = None,
+        middleware: Sequence[Middleware] = (),
+    ):
         self.settings = settings
+        #: Tasks this producer knows: their modules are where remote errors may be rebuilt.
+        self.registry = registry if registry is not None else Registry()
         self._hooks = Hooks(middleware)
         self._sync: SyncBroker | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncBroker] = (
@@ -76,6 +90,11 @@ class Client:
     def encode(self, call: Call) -> tuple[str, NewJob]:
         """Build a job from a call: (queue, job). Raises EnqueueError subclasses; pure."""
         o = call.options
+        if call.partial:
+            raise EnqueueError(
+                f"call of {call.task!r} is missing an argument (a partial signature, for a "
+                "workflow step after another); give all its arguments to send it alone"
+            )
         job_id = check_job_id(o.job_id) if o.job_id else new_job_id()
         serializer = self.settings.serializer
         args, kwargs = dump_args(call.args, call.kwargs, serializer)
@@ -84,17 +103,18 @@ class Client:
             kwargs_json = _ENVELOPE_JSON.encode(kwargs) if kwargs else "{}"
             tail = self._fixed_fields(call.task, o, serializer)
         except (TypeError, ValueError, RecursionError) as exc:
-            raise SerializationError(
-                f"arguments of {call.task!r} cannot be sent as JSON: {exc}; pass plain data "
-                "(str, int, float, bool, None, list, dict) or ids the task can load"
-            ) from exc
+            what = f"arguments of {call.task!r} cannot be sent as JSON"
+            raise SerializationError(describe_refusal(what, call.args, call.kwargs, exc)) from exc
         check_args_json(args_json, call.task)
         check_args_json(kwargs_json, call.task)
         # The JSON object json.dumps would write (the worker decodes it with pydantic); the
         # fields every job of one task and its options share are encoded once.
+        now_s = time.time()
+        if o.expires is not None:  # per call: "60 s from now" differs for every call
+            tail += f',"expires_ms":{expires_at_ms(o.expires, now_s)}'
         text = (
             f'{{"id":{_ENVELOPE_JSON.encode(job_id)},"args":{args_json},"kwargs":{kwargs_json},'
-            f'"created_ms":{int(time.time() * 1000)}{tail}{self._headers(job_id, call)}}}'
+            f'"created_ms":{int(now_s * 1000)}{tail}{self._headers(job_id, call)}}}'
         )
         key = signing_key(self.settings)
         if key is not None:
@@ -140,6 +160,8 @@ class Client:
                 "retry_jitter": o.retry_jitter,
                 "timeout_s": o.timeout,
             }
+            if o.soft_timeout is not None:
+                fields["soft_timeout_s"] = o.soft_timeout
             if serializer == PICKLE:
                 fields["serializer"] = serializer
             tail = "," + _ENVELOPE_JSON.encode(fields)[1:-1]
@@ -258,6 +280,32 @@ class Client:
         if left_s <= 0:
             raise ResultTimeoutError(f"job {job_id} did not finish in time")
         return max(0.01, min(cap_s, left_s))
+
+    def value(self, record: JobRecord) -> Any:
+        """A final record's result, or the error it ends with (see :meth:`JobHandle.result`)."""
+        if record.status is JobStatus.SUCCEEDED:
+            return self._typed(record)
+        if record.status is JobStatus.DEAD and record.error_type:
+            modules = {t.fn.__module__ for t in self.registry}
+            raise rebuild(
+                record.id, record.status.value, record.error_type, record.error,
+                record.traceback, modules,
+            )  # fmt: skip
+        raise JobFailedError(record.id, record.status.value, record.error_type, record.error)
+
+    def _typed(self, record: JobRecord) -> Any:
+        if is_pickled_result(record.result):
+            return load_result(record.result, self.settings.serializer)
+        task = record.task
+        if task is None or task not in self.registry or record.result is None:
+            return record.result
+        try:
+            return typed_result(self.registry.get(task).fn, record.result)
+        except ValueError as exc:  # pydantic's ValidationError
+            raise SerializationError(
+                f"result of job {record.id} does not fit {task!r}'s return annotation: {exc}; "
+                "the stored value is in handle.info().result"
+            ) from exc
 
     # ---------------------------------------------------------------- cancel
 

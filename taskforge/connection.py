@@ -56,6 +56,12 @@ def memory_server(url: str) -> Any:
         return _memory_servers[name]
 
 
+def forget_memory_server(url: str) -> None:
+    """Drop the fakeredis server behind a ``memory://`` URL (a test's private one), freeing it."""
+    with _memory_lock:
+        _memory_servers.pop(url[len(MEMORY_URL) :] or "default", None)
+
+
 # --------------------------------------------------------------------------- what to connect to
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 from taskforge.errors import JobCancelledError, TaskforgeError
-from taskforge.job import Job
+from taskforge.job import Job, new_job_id
 
 
 @dataclass(slots=True)
@@ -35,15 +37,74 @@ class JobContext:
             raise JobCancelledError(f"job {self.job.id} was cancelled")
 
 
+@dataclass(slots=True)
+class StandInContext(JobContext):
+    """What ``current_job()`` gives a task called directly, not by a worker (in a test).
+
+    Its job has a fresh id and the task's options; ``attempt`` is 1 unless given. Progress is
+    kept, every report in ``progress_history``; nothing is written to Redis.
+    """
+
+    progress_history: list[tuple[float, str]] = field(default_factory=list)
+
+    def set_progress(self, fraction: float, message: str = "") -> None:
+        """Record progress (0..1) and a message in ``progress`` and ``progress_history``."""
+        JobContext.set_progress(self, fraction, message)
+        self.progress_history.append((fraction, message))
+
+
+def stand_in(
+    task: str,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    queue: str = "default",
+    job_id: str | None = None,
+    attempt: int = 1,
+    cancel_requested: bool = False,
+) -> StandInContext:
+    """A stand-in job context for a call of ``task`` outside a worker (fresh id unless given)."""
+    job = Job(
+        id=job_id or new_job_id(),
+        task=task,
+        args=list(args),
+        kwargs=dict(kwargs or {}),
+        queue=queue,
+    )
+    return StandInContext(job, attempt, token="", cancel_requested=cancel_requested)
+
+
 _current: ContextVar[JobContext | None] = ContextVar("taskforge_current_job", default=None)
 
 
 def current_job() -> JobContext:
-    """The job the calling task runs for. Raises TaskforgeError outside a task run by a worker."""
+    """The job the calling task runs for.
+
+    Inside a task run by a worker: its job. Inside a task called directly (``send(...)`` in a
+    test): a :class:`StandInContext`. Raises TaskforgeError anywhere else.
+    """
     ctx = _current.get()
     if ctx is None:
-        raise TaskforgeError("current_job() is only available inside a task run by a worker")
+        raise TaskforgeError(
+            "current_job() is only available inside a task: one run by a worker, or called "
+            "directly (send(...)); to set one up yourself, use taskforge.testing.job_context()"
+        )
     return ctx
+
+
+def has_job() -> bool:
+    """True when a job context is bound here (a worker's job, or a stand-in)."""
+    return _current.get() is not None
+
+
+@contextmanager
+def bound(ctx: JobContext) -> Iterator[JobContext]:
+    """Make ``ctx`` the current job inside the block, and restore the previous one after."""
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current.reset(token)
 
 
 def bind(ctx: JobContext) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 from taskforge.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from croniter import croniter
 
 #: A tick this late (ms) counts as missed: ``CatchUp.SKIP`` drops it.
 MISFIRE_GRACE_MS = 60_000
@@ -43,6 +45,15 @@ def coerce_catch_up(value: CatchUp | str) -> CatchUp:
         raise ConfigurationError(f"unknown catch_up {value!r}; use one of {choices}") from None
 
 
+def _croniter() -> type[croniter]:
+    # Imported on first use, not with this module: every app imports cron.py (task options name
+    # CronSchedule) but only apps with periodic tasks parse an expression, and croniter with
+    # dateutil is ~1.5 MiB and tens of ms of every worker's start (an optional subsystem).
+    from croniter import croniter
+
+    return croniter
+
+
 @dataclass(frozen=True, slots=True)
 class CronSchedule:
     """A cron expression in a time zone.
@@ -56,7 +67,7 @@ class CronSchedule:
     timezone: str = "UTC"
 
     def __post_init__(self) -> None:
-        if not croniter.is_valid(self.expression):
+        if not _croniter().is_valid(self.expression):
             raise ConfigurationError(
                 f"invalid cron expression {self.expression!r}: use 5 fields (minute hour day "
                 "month weekday) or 6 with seconds last, e.g. '*/5 * * * *'"
@@ -74,7 +85,7 @@ class CronSchedule:
 
     def _iter(self, at_ms: int) -> croniter:
         start = datetime.fromtimestamp(at_ms / 1000, tz=UTC).astimezone(self.zone())
-        return croniter(self.expression, start)
+        return _croniter()(self.expression, start)
 
     def next_after(self, at_ms: int) -> int:
         """The first tick strictly after ``at_ms`` (epoch ms)."""

@@ -6,16 +6,23 @@ Every error taskforge raises on purpose subclasses :class:`TaskforgeError`::
     ├── ConfigurationError        bad settings or task options, caught where they are given
     ├── EnqueueError              a call that cannot become a job (nothing is written)
     │   ├── SerializationError    arguments JSON cannot carry
-    │   └── PayloadTooLargeError  the envelope exceeds ``max_payload_bytes``
+    │   ├── PayloadTooLargeError  the envelope exceeds ``max_payload_bytes``
+    │   └── WorkflowError         a chain/group/chord that cannot run (empty, no callback, ...)
+    │       ├── WorkflowCycleError    a workflow that contains itself
+    │       └── WorkflowTooLargeError more members than ``MAX_WORKFLOW_MEMBERS``
     ├── UnknownTaskError          a task name the registry does not know
     ├── BrokerError               Redis refused or failed a command
     │   ├── BrokerConnectionError Redis cannot be reached (after the configured retries)
     │   ├── BrokerOutOfMemoryError Redis refused a write: used memory is over ``maxmemory`` (OOM)
     │   └── NotReplicatedError    a durable write was not acknowledged by a replica in time
     ├── JobNotFoundError          no record for a job id (never existed, or expired)
+    │   └── WorkflowNotFoundError no state for a workflow id (never sent, or expired)
     ├── ResultTimeoutError        the job did not finish within the wait
     ├── JobFailedError            the job ended dead or cancelled; carries the remote error
+    │   ├── TaskFailedError       the task raised: its type name, message and traceback
+    │   └── WorkflowFailedError   a workflow ended failed or cancelled; names the member
     ├── JobCancelledError         raised inside a running task whose cancellation was requested
+    ├── SoftTimeoutExceeded       raised inside a running task at its ``soft_timeout``
     └── WorkerLostError           the pool process running the attempt died (SIGKILL, OOM killer)
 
 ``Retry`` (in :mod:`taskforge.retry`) is not an error: tasks raise it to ask for another attempt.
@@ -24,6 +31,8 @@ thread at its timeout or cancel, past any ``except Exception``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class TaskforgeError(Exception):
@@ -105,11 +114,52 @@ class JobFailedError(TaskforgeError):
         self.error_type = error_type
         self.message = message
         detail = f"{error_type}: {message}" if error_type else (message or "no error recorded")
-        super().__init__(f"job {job_id} ended {status}: {detail}")
+        self.text = f"job {job_id} ended {status}: {detail}"
+        # BaseException's, not super()'s: in a class merged with the task's own exception class
+        # (see TaskFailedError), the next __init__ would be that class's, with its own arguments.
+        BaseException.__init__(self, self.text)
+
+
+class TaskFailedError(JobFailedError):
+    """The job ended dead because its task raised: ``exc_type`` (qualified name), ``message``,
+    ``traceback`` (the worker's text) and ``job_id``.
+
+    When the original class can be found safely (see :mod:`taskforge.remote_errors`), the raised
+    error is also an instance of it, so ``except ValueError`` catches a remote ``ValueError``.
+    """
+
+    def __init__(
+        self, job_id: str, status: str, exc_type: str, message: str | None, traceback: str | None
+    ):
+        self.exc_type = exc_type
+        self.traceback = traceback or ""
+        JobFailedError.__init__(self, job_id, status, exc_type, message)
+
+    def __str__(self) -> str:
+        # Our own text, never the original class's __str__ (an OSError's would print errno).
+        return self.text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickles (to another process) as a plain TaskFailedError: the merged class is local.
+        args = (self.job_id, self.status, self.exc_type, self.message, self.traceback)
+        return (TaskFailedError, args)
 
 
 class JobCancelledError(TaskforgeError):
     """Raised inside a running task when its cancellation was requested."""
+
+
+class SoftTimeoutExceeded(TaskforgeError):
+    """Raised inside a running task when its ``soft_timeout`` passes: time to wrap up.
+
+    An ``Exception`` (catch it to clean up or return early) and deliberately not a
+    ``TimeoutError``, so an ``except TimeoutError`` around a network call does not swallow it.
+    Uncaught, it fails the attempt like any error (retried per the task's policy). The hard
+    ``timeout`` still stops the task if it runs on.
+    """
+
+    def __init__(self, message: str = "soft time limit exceeded"):
+        super().__init__(message)
 
 
 class JobInterrupted(BaseException):
@@ -119,6 +169,45 @@ class JobInterrupted(BaseException):
     catch it, so the task cannot run on unseen after the worker has recorded its outcome.
     ``finally`` blocks and context managers still run.
     """
+
+
+class WorkflowError(EnqueueError):
+    """A chain, group or chord that cannot run; raised at ``.delay()``, nothing written."""
+
+
+class WorkflowCycleError(WorkflowError):
+    """A workflow that contains itself (a step that is its own ancestor)."""
+
+
+class WorkflowTooLargeError(WorkflowError):
+    """A workflow with more members than the limit (``taskforge.workflow.MAX_WORKFLOW_MEMBERS``)."""
+
+
+class WorkflowNotFoundError(JobNotFoundError):
+    """No state for a workflow id: never sent, or expired (result TTL after it finished)."""
+
+
+class WorkflowFailedError(JobFailedError):
+    """A workflow ended ``failed`` (a member died) or ``cancelled``.
+
+    ``job_id`` names the member that failed (empty for a cancel), ``workflow_id`` the workflow.
+    """
+
+    def __init__(
+        self,
+        workflow_id: str,
+        status: str,
+        member: str,
+        error_type: str | None,
+        message: str | None,
+    ):
+        super().__init__(member, status, error_type, message)
+        self.workflow_id = workflow_id
+        self.args = (
+            f"workflow {workflow_id} ended {status}"
+            + (f" at {member}: " if member else ": ")
+            + (f"{error_type}: {message}" if error_type else (message or "no error recorded")),
+        )
 
 
 class WorkerLostError(TaskforgeError):

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import json
 import logging
 import math
 import threading
 import traceback
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from contextvars import copy_context
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -21,8 +19,12 @@ from pydantic import ValidationError
 from taskforge.context import JobContext, bind
 from taskforge.errors import JobCancelledError, JobInterrupted, UnknownTaskError
 from taskforge.job import Job
+from taskforge.payload import find_uncarried, json_encoder, typed_arguments
+from taskforge.policy import RETRY_EVERYTHING, RetryPolicy
 from taskforge.registry import Registry
 from taskforge.retry import Retry, backoff_s
+from taskforge.serializer import JSON, PICKLE, dump_result
+from taskforge.soft_timeout import SoftLimited, arm_thread
 from taskforge.task import Task
 
 if TYPE_CHECKING:  # the pool (and multiprocessing) load only when a worker asks for one
@@ -60,7 +62,16 @@ class Failure:
             tb = f"<traceback could not be formatted: {type(err).__name__}>"
         if len(tb) > TRACEBACK_LIMIT:
             tb = "...\n" + tb[-TRACEBACK_LIMIT:]
-        return cls(type(exc).__name__, _describe(exc), tb, exc)
+        return cls(type_name(type(exc)), _describe(exc), tb, exc)
+
+
+def type_name(cls: type[BaseException]) -> str:
+    """The recorded name of an exception class: bare for builtins and taskforge's own
+    (``ValueError``, ``JobTimeoutError``), ``module.QualName`` for every other one."""
+    module = cls.__module__
+    if module == "builtins" or module == "taskforge" or module.startswith("taskforge."):
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
 
 
 def _describe(exc: BaseException) -> str:
@@ -77,17 +88,20 @@ def _describe(exc: BaseException) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Succeeded:
-    """The task returned; ``result_json`` is its encoded value."""
+    """The task returned; ``result_json`` is its encoded value ('' = not stored); ``ttl_s`` is
+    how long its record lives (None: the settings' result TTL)."""
 
     result_json: str
+    ttl_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RetryLater:
-    """Run again after ``delay_s``."""
+    """Run again after ``delay_s``; ``requested`` when the task raised ``Retry`` itself."""
 
     delay_s: float
     failure: Failure
+    requested: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +113,10 @@ class Dead:
 
 @dataclass(frozen=True, slots=True)
 class Cancelled:
-    """Cancellation was requested and honoured."""
+    """Cancellation was requested and honoured (or the job expired: ``type`` ``Expired``)."""
+
+    type: str = "Cancelled"
+    reason: str = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,21 +144,37 @@ def resolve(registry: Registry, job: Job) -> Task[Any, Any]:
     return registry.get(job.task)
 
 
-def classify_failure(job: Job, attempts_before: int, exc: BaseException) -> RetryLater | Dead:
-    """Retry with backoff while the budget lasts, else dead (``attempts_before``: earlier runs)."""
-    failure = Failure.of(exc)
+def classify_failure(
+    job: Job, attempts_before: int, exc: BaseException, policy: RetryPolicy = RETRY_EVERYTHING
+) -> RetryLater | Dead:
+    """Retry with backoff while ``policy`` allows and the budget lasts, else dead
+    (``attempts_before``: earlier runs; ``job.max_retries`` None: no budget limit)."""
+    failure = describe_failure(exc)
     retry_number = attempts_before + 1
-    if retry_number > job.max_retries:
+    if not policy.retries(exc):
         return Dead(failure)
+    if job.max_retries is not None and retry_number > job.max_retries:
+        return Dead(failure)
+    requested = isinstance(exc, Retry)
     if isinstance(exc, Retry) and _usable_delay(exc.countdown_s):
-        return RetryLater(exc.countdown_s, failure)
+        return RetryLater(exc.countdown_s, failure, requested)
     delay = backoff_s(
         retry_number,
         base_s=job.retry_backoff_s,
         cap_s=job.retry_backoff_cap_s,
         jitter=job.retry_jitter,
     )
-    return RetryLater(delay, failure)
+    return RetryLater(delay, failure, requested)
+
+
+def describe_failure(exc: BaseException) -> Failure:
+    """The failure to record: a ``Retry(exc=...)`` records its cause's type and message (its
+    traceback shows the cause too, as the ``Retry``'s context)."""
+    failure = Failure.of(exc)
+    if isinstance(exc, Retry) and exc.exc is not None:
+        cause = Failure.of(exc.exc)
+        return Failure(cause.type, cause.message, failure.traceback)
+    return failure
 
 
 def _usable_delay(countdown_s: float | None) -> TypeGuard[float]:
@@ -151,15 +184,31 @@ def _usable_delay(countdown_s: float | None) -> TypeGuard[float]:
     return countdown_s is not None and math.isfinite(countdown_s) and countdown_s >= 0
 
 
-#: Reused: ``json.dumps`` with options builds a new encoder per call.
-_RESULT_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+#: Reused: ``json.dumps`` with options builds a new encoder per call. Carries typed values.
+_RESULT_JSON = json_encoder()
 
 
-def encode_result(value: Any) -> str:
-    """JSON-encode a task's return value; raises TypeError/ValueError when it cannot be."""
+def encode_result(value: Any, serializer: str = JSON) -> str:
+    """Encode a task's return value (JSON, or pickle for a pickle job); raises
+    TypeError/ValueError when it cannot be."""
     if value is None:  # most tasks return nothing: skip the encoder
         return "null"
-    text = _RESULT_JSON.encode(value)
+    if serializer == PICKLE:
+        return dump_result(value)
+    try:
+        text = _RESULT_JSON.encode(value)
+    except (TypeError, ValueError) as exc:
+        try:
+            found = find_uncarried(value, "result")
+        except RecursionError:  # nested past the recursion limit: say what the encoder said
+            found = None
+        if found is None:
+            raise
+        where, type_name = found
+        raise TypeError(
+            f"{where} is a {type_name}, which JSON cannot carry; return plain data or a "
+            "carried type (datetime, UUID, Decimal, bytes, an enum, a pydantic model...)"
+        ) from exc
     if len(text) > RESULT_LIMIT_BYTES:
         raise ValueError(f"result is {len(text)} bytes, over the {RESULT_LIMIT_BYTES} limit")
     return text
@@ -196,46 +245,59 @@ class Executor:
             log.warning(
                 "job %s: the task let a CancelledError escape; counted as a failure", job.id
             )
-            return self._failed(ctx, exc)
+            return self._failed(ctx, exc, task)
         # The job boundary: whatever the task raised becomes its outcome, never a worker crash:
         # sys.exit(), KeyboardInterrupt, GeneratorExit or a BaseException of its own would
         # otherwise take the worker and its other jobs down.
         except BaseException as exc:
-            return self._failed(ctx, exc)
+            return self._failed(ctx, exc, task)
+        if task.opts.ignore_result:
+            return Succeeded("", task.opts.result_ttl)
         try:
-            return Succeeded(encode_result(value))
+            return Succeeded(encode_result(value, job.serializer), task.opts.result_ttl)
         # RecursionError: a result nested deeper than the encoder's recursion limit.
         except (TypeError, ValueError, RecursionError) as exc:
             return Dead(Failure("SerializationError", f"result cannot be stored: {exc}"))
 
     @staticmethod
-    def _failed(ctx: JobContext, exc: BaseException) -> Result:
+    def _failed(ctx: JobContext, exc: BaseException, task: Task[Any, Any]) -> Result:
         if ctx.cancel_requested:
             return Cancelled()
-        return classify_failure(ctx.job, ctx.attempt - 1, exc)
+        return classify_failure(ctx.job, ctx.attempt - 1, exc, task.opts.retry_policy)
 
     async def _call(self, task: Task[Any, Any], ctx: JobContext) -> Any:
         job = ctx.job
-        if task.is_async:
-            bind(ctx)
-            try:
-                with _deadline(job.timeout_s):
-                    return await task.fn(*job.args, **job.kwargs)
-            except TimeoutError as exc:
-                raise JobTimeoutError(f"timed out after {job.timeout_s}s") from exc
-        if self.pool is not None:
+        # Pickled arguments are already the objects they were; JSON ones get their types back.
+        if job.serializer == PICKLE:
+            args, kwargs = tuple(job.args), job.kwargs
+        else:
+            args, kwargs = typed_arguments(task.fn, job.args, job.kwargs)
+        if not task.is_async and self.pool is not None:
             return await self._call_in_pool(self.pool, ctx)
-        return await self._call_sync(task.fn, ctx)
+        if not task.is_async:
+            return await self._call_sync(task.fn, ctx, args, kwargs)
+        bind(ctx)
+        call = task.fn(*args, **kwargs)
+        if job.soft_timeout_s is not None:
+            call = SoftLimited(call, job.soft_timeout_s)
+        with _deadline(job.timeout_s) as deadline:
+            value = await call
+        if deadline.cancelled_caught:
+            # Only the deadline's own expiry: a TimeoutError the task raised itself left the
+            # block above as itself, with its own message.
+            raise _timed_out(job)
+        return value
 
     async def _call_in_pool(self, pool: ProcessPool, ctx: JobContext) -> Any:
-        timeout_s = ctx.job.timeout_s
         try:
-            with _deadline(timeout_s):
+            with _deadline(ctx.job.timeout_s):
                 return await pool.call(ctx)  # a timeout or cancel kills the child
         except TimeoutError as exc:
-            raise JobTimeoutError(f"timed out after {timeout_s}s") from exc
+            raise _timed_out(ctx.job) from exc
 
-    async def _call_sync(self, fn: Callable[..., Any], ctx: JobContext) -> Any:
+    async def _call_sync(
+        self, fn: Callable[..., Any], ctx: JobContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         job = ctx.job
         running = _RunningThread()
 
@@ -243,7 +305,7 @@ class Executor:
             running.enter()
             try:
                 bind(ctx)
-                return fn(*job.args, **job.kwargs)
+                return fn(*args, **kwargs)
             except BaseException as exc:
                 # Boxed out of the thread: a GeneratorExit thrown into the awaiting coroutine
                 # would close the coroutines above it instead of reaching the job boundary.
@@ -252,17 +314,25 @@ class Executor:
                 running.leave()
 
         context = copy_context()
+        soft = (
+            None
+            if job.soft_timeout_s is None
+            else arm_thread(running.interrupt, job.soft_timeout_s)
+        )
         try:
-            with _deadline(job.timeout_s):
+            with _deadline(job.timeout_s) as deadline:
                 value = await anyio.to_thread.run_sync(
                     context.run, target, limiter=self.thread_limiter, abandon_on_cancel=True
                 )
-        except TimeoutError as exc:
-            running.interrupt(JobInterrupted)
-            raise JobTimeoutError(f"timed out after {job.timeout_s}s") from exc
         except anyio.get_cancelled_exc_class():
             running.interrupt(JobInterrupted)
             raise
+        finally:
+            if soft is not None:
+                soft.cancel()
+        if deadline.cancelled_caught:  # the deadline passed (see _call)
+            running.interrupt(JobInterrupted)
+            raise _timed_out(job)
         if isinstance(value, _Raised):
             raise value.exc
         return value
@@ -282,9 +352,30 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-def _deadline(timeout_s: float | None) -> AbstractContextManager[Any]:
+class _NoDeadline:
+    """Stands in for the deadline's cancel scope when a job has no timeout."""
+
+    cancelled_caught = False
+
+    def __enter__(self) -> _NoDeadline:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_DEADLINE = _NoDeadline()
+
+
+def _deadline(timeout_s: float | None) -> anyio.CancelScope | _NoDeadline:
     # No timeout, no timer: a cancel scope per job is a measurable share of a no-op job's cost.
-    return nullcontext() if timeout_s is None else anyio.fail_after(timeout_s)
+    # move_on_after, not fail_after: only this scope's own expiry may become JobTimeoutError,
+    # read from its cancelled_caught.
+    return _NO_DEADLINE if timeout_s is None else anyio.move_on_after(timeout_s)
+
+
+def _timed_out(job: Job) -> JobTimeoutError:
+    return JobTimeoutError(f"timed out after {job.timeout_s}s (the task's timeout)")
 
 
 class _RunningThread:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Generic, Protocol, TypeVar
 
-from taskforge.errors import JobFailedError
 from taskforge.job import JobRecord, JobStatus
 
 R = TypeVar("R")
@@ -19,6 +18,7 @@ class HandleBackend(Protocol):
     async def await_(self, queue: str, job_id: str, timeout_s: float | None) -> JobRecord: ...
     def cancel(self, queue: str, job_id: str) -> JobStatus: ...
     async def acancel(self, queue: str, job_id: str) -> JobStatus: ...
+    def value(self, record: JobRecord) -> Any: ...
 
 
 class JobHandle(Generic[R]):
@@ -62,14 +62,17 @@ class JobHandle(Generic[R]):
 
         Raises:
             ResultTimeoutError: not finished in time.
-            JobFailedError: the job ended dead or cancelled (carries the remote error).
+            TaskFailedError: the task raised (``exc_type``, ``message``, ``traceback``); also an
+                instance of the original class when that is safe to name (see
+                :mod:`taskforge.remote_errors`).
+            JobFailedError: the job ended cancelled, or dead without running.
         """
-        value: R = _value(self._backend.wait(self.queue, self.id, timeout))
+        value: R = self._backend.value(self._backend.wait(self.queue, self.id, timeout))
         return value
 
     async def aresult(self, timeout: float | None = None) -> R:
         """Async :meth:`result`."""
-        value: R = _value(await self._backend.await_(self.queue, self.id, timeout))
+        value: R = self._backend.value(await self._backend.await_(self.queue, self.id, timeout))
         return value
 
     def cancel(self) -> JobStatus:
@@ -81,9 +84,3 @@ class JobHandle(Generic[R]):
     async def acancel(self) -> JobStatus:
         """Async :meth:`cancel`."""
         return await self._backend.acancel(self.queue, self.id)
-
-
-def _value(record: JobRecord) -> Any:
-    if record.status is JobStatus.SUCCEEDED:
-        return record.result
-    raise JobFailedError(record.id, record.status.value, record.error_type, record.error)

@@ -1,22 +1,50 @@
-"""Health checks: the integration guide's health dict, plus queue depths and warnings."""
+"""Health checks: one report for ``taskforge health``, ``RedisClient.health_check()`` and the
+dashboard: the integration guide's dict, plus queue depths, live workers and warnings."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from taskforge.broker import AsyncBroker
 from taskforge.errors import BrokerError
+from taskforge.inspection import InspectOps, QueueDepth
+from taskforge.job import PRIORITY_ORDER
 from taskforge.worker import node_warnings, read_nodes
 
+#: Every key of the report, present whatever the status (None when unknown; ``nodes`` is set
+#: on a Redis Cluster only).
+HEALTH_KEYS = (
+    "status", "connected", "latency_ms", "version", "used_memory", "connected_clients",
+    "uptime_seconds", "workers", "queues", "warnings", "error", "nodes",
+)  # fmt: skip
 
-async def health_check(broker: AsyncBroker, *, queues: list[str] | None = None) -> dict[str, Any]:
+
+async def health_check(
+    broker: AsyncBroker,
+    *,
+    queues: list[str] | None = None,
+    depths: Sequence[QueueDepth] | None = None,
+) -> dict[str, Any]:
     """The guide's dict (``status, connected, latency_ms, version, used_memory,
-    connected_clients, uptime_seconds``) plus ``queues`` (depths) and ``warnings``.
+    connected_clients, uptime_seconds``) plus ``queues`` (depths), ``workers`` (how many are
+    live), ``warnings``, ``error`` and, on a cluster, ``nodes``: always every key of
+    :data:`HEALTH_KEYS`.
 
-    Never raises for an unreachable Redis: that is ``status: "unhealthy", connected: False``
-    with the reason in ``error``.
+    ``status`` is ``healthy``, ``degraded`` (any warning: a Redis setting that can lose jobs,
+    or ready jobs with no live worker) or ``unhealthy``. Never raises for an unreachable
+    Redis: that is ``status: "unhealthy", connected: False`` with the reason in ``error``.
+    ``depths`` the caller already read are reported instead of reading them again.
     """
+    report = await _report(broker, queues, depths)
+    defaults: dict[str, Any] = {"queues": {}, "warnings": []}
+    return {key: report.get(key, defaults.get(key)) for key in HEALTH_KEYS}
+
+
+async def _report(
+    broker: AsyncBroker, queues: list[str] | None, known: Sequence[QueueDepth] | None
+) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         if broker.settings.is_memory:  # the embedded server has no INFO: answer for it
@@ -26,30 +54,37 @@ async def health_check(broker: AsyncBroker, *, queues: list[str] | None = None) 
         else:
             infos, saves = await read_nodes(broker)
         latency_ms = (time.perf_counter() - started) * 1000
-        names = queues if queues is not None else await broker.run(broker.ops.known_queues())
-        depths = {}
-        for q in names:
-            c = await broker.run(broker.ops.counts(q))
-            depths[q] = {
-                **{p.value: n for p, n in c.ready.items()},
-                "scheduled": c.scheduled,
-                "inflight": c.inflight,
-                "dead": c.dead,
-            }
+        inspect = InspectOps(broker.ops)
+        if known is None:
+            names = queues if queues is not None else await broker.run(broker.ops.known_queues())
+            known = await broker.run(inspect.depths(names))
+        depths = {
+            d.queue: {**d.ready, "scheduled": d.scheduled, "inflight": d.inflight, "dead": d.dead}
+            for d in known
+        }
+        live = [w for w in await broker.run(inspect.workers()) if not w.lost]
     except BrokerError as exc:
         return {"status": "unhealthy", "connected": False, "error": str(exc)}
-    warnings = node_warnings(infos, saves)
+    warnings = node_warnings(infos, saves) + _backlog_warnings(depths, len(live))
     report: dict[str, Any] = {
         "status": "degraded" if warnings else "healthy",
         "connected": True,
         "latency_ms": round(latency_ms, 2),
         **_summary(list(infos.values())),
+        "workers": len(live),
         "queues": depths,
         "warnings": warnings,
     }
     if len(infos) > 1:  # a cluster: each primary's own figures too
         report["nodes"] = {node: _summary([info]) for node, info in infos.items()}
     return report
+
+
+def _backlog_warnings(depths: dict[str, dict[str, int]], live_workers: int) -> list[str]:
+    ready = sum(d.get(p.value, 0) for d in depths.values() for p in PRIORITY_ORDER)
+    if ready and not live_workers:
+        return [f"{ready} job(s) ready but no live worker: start one with `taskforge worker`"]
+    return []
 
 
 def _summary(infos: list[dict[str, Any]]) -> dict[str, Any]:

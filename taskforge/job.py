@@ -61,11 +61,13 @@ class Job(BaseModel):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     queue: str = "default"
     priority: JobPriority = JobPriority.NORMAL
-    max_retries: int = Field(default=3, ge=0)
+    max_retries: int | None = Field(default=3, ge=0)  # None: retry forever
     retry_backoff_s: float = Field(default=60.0, ge=0)
     retry_backoff_cap_s: float = Field(default=3600.0, ge=0)
     retry_jitter: bool = False
     timeout_s: float | None = Field(default=None, gt=0)
+    soft_timeout_s: float | None = Field(default=None, gt=0)
+    expires_ms: int | None = None  # epoch ms: an attempt not started by then is cancelled
     created_ms: int = 0
     serializer: str = "json"
     #: Middleware data (trace context, tenant, request id): str -> str, signed with the rest.

@@ -135,6 +135,13 @@ class GlobalKeys:
         """Set of queue names ever used, for the CLI's overviews."""
         return f"{self.prefix}:queues"
 
+    @property
+    def stats(self) -> str:
+        """Per-minute counters of every queue together (``<stats>:<minute>`` hashes): the
+        dashboard's charts read one key per minute instead of one per queue and minute. The
+        hash tag keeps every minute in one slot, so one script reads them on a Cluster."""
+        return f"{self.prefix}:{{stats}}"
+
     def cron_tick(self, name: str) -> str:
         """Last cron tick enqueued for a periodic task (ms)."""
         return f"{self.prefix}:cron:{name}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -32,6 +33,32 @@ class RateLimit:
         if match is None or int(match[1]) < 1 or match[2] == "0":
             raise ConfigurationError(
                 f"invalid rate_limit {spec!r}: use '<count>/<unit>' with unit s, m, h or d, "
-                "e.g. '100/m' or '5/30s'"
+                "e.g. '100/m' or '5/30s', or a whole number per second (rate_limit=10)"
             )
         return cls(int(match[1]), int(match[2] or 1) * _UNITS_MS[match[3]])
+
+
+def rate_limit_spec(value: str | float | None) -> str | None:
+    """The text form of a rate limit, Celery's forms included: ``10`` is per second
+    (``"10/s"``); ``"10/m"``, ``"10/h"``, ``"5/30s"`` are kept as they are (the text ``"10"``
+    is refused by :meth:`RateLimit.parse`: write the unit).
+
+    Raises:
+        ConfigurationError: a number that is not a whole count >= 1 (``0.5``, ``True``), or a
+            value of another type; the message says what to write.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(
+            f"rate_limit must be a number per second or text like '100/m', "
+            f"not {type(value).__name__} {value!r}"
+        )
+    if not math.isfinite(value) or value != int(value) or value < 1:
+        raise ConfigurationError(
+            f"rate_limit={value!r}: a per-second limit must be a whole number >= 1; for fewer "
+            "than one a second write a window, e.g. '1/2s' (one every two seconds) or '30/m'"
+        )
+    return f"{int(value)}/s"

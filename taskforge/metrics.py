@@ -14,7 +14,6 @@ import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from taskforge.broker import QueueCounts, SyncBroker
@@ -281,6 +280,10 @@ class MetricsExporter:
         self._broker: SyncBroker | None = None
         self._lock = threading.Lock()  # scrapes only; the worker's loop never takes it
         exporter = self
+        # Imported here, not with the module: http.server (with http.client, email, html,
+        # socketserver) costs ~1.5 MiB and tens of ms, and only a worker started with a metrics
+        # port serves HTTP (an optional subsystem; WorkerMetrics itself needs none of it).
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:

@@ -5,7 +5,8 @@ JSON is the default and the only format a worker accepts unless ``Settings.seria
 the bytes, so a JSON worker dead-letters a pickle job (reason ``refused: ...``) without ever
 unpickling it. Turn pickle on only when everyone who can write to Redis is trusted, and then on
 producers and workers alike. A pickle job carries ``"serializer": "pickle"`` and one argument:
-the base64 text of ``pickle.dumps((args, kwargs))``.
+the base64 text of ``pickle.dumps((args, kwargs))``. Its result is pickled too, stored as the
+JSON object ``{"$pickle": "<base64>"}``; only a client whose settings accept pickle unpickles it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,42 @@ def dump_args(
     raise SerializerRefusedError(f"unknown serializer {serializer!r}; use 'json' or 'pickle'")
 
 
+#: The one key of a stored result that holds a pickle (base64).
+PICKLED_RESULT = "$pickle"
+
+
+def dump_result(value: Any) -> str:
+    """A pickle job's result as stored: ``{"$pickle": "<base64>"}``.
+
+    Raises:
+        SerializationError: a value pickle cannot carry.
+    """
+    try:
+        blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise SerializationError(f"result cannot be pickled: {exc}") from exc
+    return f'{{"{PICKLED_RESULT}":"{base64.b64encode(blob).decode("ascii")}"}}'
+
+
+def is_pickled_result(value: Any) -> bool:
+    """True for a stored result that :func:`dump_result` wrote."""
+    return isinstance(value, dict) and len(value) == 1 and PICKLED_RESULT in value
+
+
+def load_result(value: dict[str, str], accepted: str) -> Any:
+    """The object a pickled result holds, if this client accepts pickle.
+
+    Raises:
+        SerializerRefusedError: this client accepts JSON only (nothing is unpickled).
+    """
+    if accepted != PICKLE:
+        raise SerializerRefusedError(
+            "the result was pickled (a pickle job); this client accepts JSON only: set "
+            "TASKFORGE_SERIALIZER=pickle here too, on trusted deployments only"
+        )
+    return pickle.loads(base64.b64decode(value[PICKLED_RESULT], validate=True))
+
+
 def load_job(job: Job, accepted: str) -> Job:
     """The job with its real arguments, if this worker accepts its serializer.
 
@@ -77,4 +114,13 @@ def load_job(job: Job, accepted: str) -> Job:
     return job.model_copy(update={"args": list(args), "kwargs": kwargs})
 
 
-__all__ = ["JSON", "PICKLE", "SerializerRefusedError", "dump_args", "load_job"]
+__all__ = [
+    "JSON",
+    "PICKLE",
+    "SerializerRefusedError",
+    "dump_args",
+    "dump_result",
+    "is_pickled_result",
+    "load_job",
+    "load_result",
+]

@@ -49,6 +49,7 @@ from taskforge.executor import (
     describe_unknown,
     resolve,
 )
+from taskforge.expiry import ServerClock, expired_reason
 from taskforge.job import Job, JobStatus
 from taskforge.keys import check_queue_name
 from taskforge.limiter import Limiter
@@ -63,6 +64,7 @@ from taskforge.serializer import SerializerRefusedError, load_job
 from taskforge.settings import Settings
 from taskforge.signing import SignatureError, signing_key, verify
 from taskforge.task import Task
+from taskforge.workflow_advance import WorkflowAdvancer, finished_members
 
 if TYPE_CHECKING:  # the CLI builds the pool; importing it here would load multiprocessing
     from taskforge.pool import ProcessPool
@@ -178,6 +180,8 @@ class Worker:
         self._signing_key = signing_key(settings)
         self._limiter = Limiter(self.broker)
         self._progress = ProgressWriter(self.broker)
+        self._workflows = WorkflowAdvancer(self.broker)
+        self._clock = ServerClock()
         self._hooks = Hooks(middleware)
         self._outcome_log = outcome_log  # gets one dict per recorded outcome (--json)
 
@@ -218,6 +222,8 @@ class Worker:
                 services.start_soon(self._heartbeat_loop)
                 services.start_soon(self._control_loop)
                 services.start_soon(self._progress.run)
+                services.start_soon(self._workflows.run)
+                services.start_soon(self._workflows.upkeep, self.queues)
                 await self._start_scheduler(services)
                 async with anyio.create_task_group() as jobs:
                     self._jobs_tg = jobs
@@ -240,6 +246,7 @@ class Worker:
                 await self._hooks.worker_stop(self)
                 if self.pool is not None:
                     await self.pool.aclose()
+                await self._workflows.drain()  # what the last outcome writes handed over
                 await self._close()
         if self._job_error is not None:
             raise self._job_error
@@ -458,11 +465,13 @@ class Worker:
         if next_due_ms is not None and next_due_ms <= self.burst_horizon_s * 1000:
             await anyio.sleep(next_due_ms / 1000 + 0.001)
             return False
-        if self._pending or self._writing:
-            # Outcomes not yet in Redis may hold a retry due within the horizon: write them (or
-            # let the flush loop finish), then fetch once more to see it.
+        if self._pending or self._writing or not self._workflows.idle:
+            # Outcomes not yet in Redis may hold a retry due within the horizon, and workflow
+            # advances not yet run the next steps: write them (or let the flush loop and the
+            # advancer finish), then fetch once more to see them.
             await self._flush_all()
-            if self._writing:
+            await self._workflows.drain()
+            if self._writing or not self._workflows.idle:
                 await anyio.sleep(0.01)
             return False
         return not self._running
@@ -557,6 +566,8 @@ class Worker:
             return Cancelled(), job.task
         if running.scope.cancel_called:  # stop_now() came before the job began
             return Abandoned(), job.task
+        if (expired := await self._expired(job)) is not None:
+            return expired, job.task
         wait_s = await self._limiter.acquire(task, lease.id)
         if running.ctx.cancel_requested:  # cancelled during the limit check
             await self._limiter.release(task, lease.id)
@@ -577,6 +588,13 @@ class Worker:
             except Exception as exc:
                 return classify_failure(ctx.job, ctx.attempt - 1, exc)
         return await self._executor.run(task, ctx, running.scope)
+
+    async def _expired(self, job: Job) -> Cancelled | None:
+        """``expires=``: an attempt too late to start is cancelled, not run."""
+        if job.expires_ms is None:
+            return None
+        reason = expired_reason(job, await self._clock.now_ms(self.broker))
+        return None if reason is None else Cancelled("Expired", reason)
 
     def _open(self, lease: Leased) -> Job:
         """Check the signature (when signing is on), decode, and unpack the arguments."""
@@ -637,9 +655,11 @@ class Worker:
             mine = [p for p in batch if p.queue == queue]
             finals = [p for p in mine if isinstance(p.result, Succeeded | Dead | Cancelled)]
             if finals:
-                accepted = await self.broker.run(ops.finish(queue, [_outcome(p) for p in finals]))
+                outcomes = [_outcome(p) for p in finals]
+                accepted = await self.broker.run(ops.finish(queue, outcomes))
                 for p, ok in zip(finals, accepted, strict=True):
                     self._log(p, ok)
+                self._workflows.note(queue, finished_members(outcomes, accepted))
             backs = [p for p in mine if isinstance(p.result, Abandoned)]
             if backs:
                 leases = [(p.lease.id, p.lease.token) for p in backs]
@@ -692,9 +712,11 @@ class Worker:
             log.info("job %s %s succeeded attempt=%d in %.1fms", p.lease.id, p.task, p.attempt, ms)
         elif isinstance(r, RetryLater):
             self.stats.retried += 1
+            verb = "retrying" if r.requested else "failed"  # a Retry is asked for, not a fault
             log.info(
-                "job %s %s failed attempt=%d in %.1fms (%s: %s); retry in %.1fs",
-                p.lease.id, p.task, p.attempt, ms, r.failure.type, r.failure.message, r.delay_s,
+                "job %s %s %s attempt=%d in %.1fms (%s: %s); retry in %.1fs",
+                p.lease.id, p.task, verb, p.attempt, ms, r.failure.type, r.failure.message,
+                r.delay_s,
             )  # fmt: skip
         elif isinstance(r, Dead):
             self.stats.dead += 1
@@ -824,19 +846,16 @@ def _ms(p: _Pending) -> int:
 def _outcome(p: _Pending) -> Outcome:
     lease, r = p.lease, p.result
     if isinstance(r, Succeeded):
+        ok = JobStatus.SUCCEEDED
         return Outcome(
-            lease.id,
-            lease.token,
-            JobStatus.SUCCEEDED,
-            result_json=r.result_json,
-            duration_ms=_ms(p),
+            lease.id, lease.token, ok, result_json=r.result_json, ttl_s=r.ttl_s, duration_ms=_ms(p)
         )
     if isinstance(r, Dead):
         f = r.failure
         return Outcome(lease.id, lease.token, JobStatus.DEAD, "", *_triple(f), duration_ms=_ms(p))
-    return Outcome(
-        lease.id, lease.token, JobStatus.CANCELLED, "", "Cancelled", "cancelled", "", _ms(p)
-    )
+    reason = r.reason if isinstance(r, Cancelled) else "cancelled"
+    kind = r.type if isinstance(r, Cancelled) else "Cancelled"
+    return Outcome(lease.id, lease.token, JobStatus.CANCELLED, "", kind, reason, duration_ms=_ms(p))
 
 
 def server_warnings(info: dict[str, Any], save_config: str | None = None) -> list[str]:

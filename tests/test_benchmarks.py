@@ -28,8 +28,11 @@ def run_bench(redis_url: str, tmp_path: Path, *extra: str) -> tuple[str, dict[st
     return proc.stdout, json.loads(out.read_text())
 
 
-def peer_python() -> str | None:
-    return bench.find_peer_python(None)
+def peer_pythons(*systems: str) -> dict[str, str]:
+    """Interpreters that import the peers (PEER_VENVS: a folder of venvs, as --peer-venvs)."""
+    extra = ["--peer-venvs", os.environ["PEER_VENVS"]] if os.environ.get("PEER_VENVS") else []
+    args = bench.parse_args(["--systems", ",".join(systems), *extra])
+    return bench.find_pythons(args, systems)
 
 
 def test_taskforge_run_prints_the_table_and_writes_every_figure(
@@ -37,42 +40,88 @@ def test_taskforge_run_prints_the_table_and_writes_every_figure(
 ) -> None:
     stdout, doc = run_bench(redis_url, tmp_path, "--systems", "taskforge")
 
-    assert stdout.splitlines()[0].split()[:2] == ["figure", "taskforge"]
-    assert "drain_async_c50 jobs/s" in stdout
+    head = stdout.splitlines()[0]
+    assert head.startswith("| figure | taskforge | best peer | tf / best |")
+    assert "| drain no-op, jobs/s | " in stdout
+    assert "| Redis bytes per waiting no-op job | " in stdout
     assert set(doc) >= {"machine", "config", "summary", "runs", "derived", "systems"}
     assert doc["machine"]["cores"] >= 1 and doc["machine"]["redis_server"]
+    assert doc["machine"]["lpush_us"]["sync_p50"] > 0
     summary = doc["summary"]
-    for key in ("enqueue_sync", "enqueue_async", "enqueue_bulk", "drain_sync_c50", "latency"):
+    for key in ("enqueue_sync", "enqueue_async", "enqueue_bulk", "latency", "startup"):
         assert "taskforge" in summary[key], key
-    drain = summary["drain_async_c50"]["taskforge"]
-    assert drain["jobs"] == 40
-    assert drain["jobs_per_s"] > 0 and drain["peak_rss_mib"] > 0
-    assert drain["commands_per_job"] > drain["round_trips_per_job"] > 0
-    assert summary["drain_sync_c50"]["taskforge"]["jobs"] == 40
+    for body in bench.BODIES:
+        drain = summary[f"drain_{body}"]["taskforge"]
+        assert drain["jobs"] == 40, body
+        assert drain["jobs_per_s"] > 0 and drain["peak_rss_mib"] > 0
+    noop = summary["drain_noop"]["taskforge"]
+    assert noop["commands_per_job"] > noop["round_trips_per_job"] > 0
+    assert noop["redis_bytes_per_waiting_job"] != 0
+    assert (
+        summary["enqueue_sync"]["taskforge"]["p99_us"]
+        >= summary["enqueue_sync"]["taskforge"]["p50_us"]
+    )
     assert summary["latency"]["taskforge"]["p99_ms"] >= summary["latency"]["taskforge"]["p50_ms"]
+    assert 0 < summary["startup"]["taskforge"]["startup_s"] < 60
+    assert 0 < summary["startup_cli"]["taskforge"]["startup_s"] < 60
     assert not [r for r in doc["runs"] if "error" in r]
 
 
 def test_big_drain_reports_the_time_ratio_to_the_small_one(redis_url: str, tmp_path: Path) -> None:
-    _, doc = run_bench(redis_url, tmp_path, "--systems", "taskforge", "--big-n", "80")
+    measures = "drain_noop,drain_big"
+    _, doc = run_bench(
+        redis_url, tmp_path, "--systems", "taskforge", "--big-n", "80", "--measures", measures
+    )
 
-    assert doc["summary"]["drain_async_big"]["taskforge"]["jobs"] == 80
+    assert doc["summary"]["drain_big"]["taskforge"]["jobs"] == 80
     assert doc["derived"]["big_over_small_jobs_ratio"] == 2
     assert doc["derived"]["big_over_small_time_ratio"] > 0
 
 
-@pytest.mark.skipif(peer_python() is None, reason="arq/rq not installed (the bench extra)")
-def test_peers_run_in_the_same_run_with_ratios(redis_url: str, tmp_path: Path) -> None:
-    stdout, doc = run_bench(redis_url, tmp_path)
+@pytest.mark.slow
+@pytest.mark.skipif(
+    len(peer_pythons(*bench.PEERS)) < len(bench.PEERS),
+    reason="peer venvs not installed (benchmarks/README.md, PEER_VENVS)",
+)
+def test_every_peer_runs_in_the_same_run_with_ratios_to_the_best(
+    redis_url: str, tmp_path: Path
+) -> None:
+    extra = ["--peer-venvs", os.environ["PEER_VENVS"]] if os.environ.get("PEER_VENVS") else []
+    stdout, doc = run_bench(redis_url, tmp_path, *extra)
 
-    assert "tf/arq" in stdout.splitlines()[0] and "tf/rq" in stdout.splitlines()[0]
+    assert stdout.splitlines()[0].startswith("| figure | taskforge | huey | dramatiq |")
     summary = doc["summary"]
-    assert summary["drain_async_c50"]["arq"]["jobs"] == 20
-    assert summary["drain_sync_c50"]["rq"]["jobs"] == 20
+    for peer in bench.PEERS:
+        assert summary["drain_noop"][peer]["jobs"] == 20, peer
+        assert summary["latency"][peer]["samples"] == 3, peer
+        assert summary["startup"][peer]["startup_s"] > 0, peer
+    assert summary["enqueue_sync"].get("arq") is None  # arq has no sync producer: not run
+    assert not [r for r in doc["runs"] if "error" in r]
+
+
+@pytest.mark.skipif(
+    len(peer_pythons("arq", "rq")) < 2, reason="arq/rq not installed (benchmarks/README.md)"
+)
+def test_arq_and_rq_run_beside_taskforge(redis_url: str, tmp_path: Path) -> None:
+    extra = ["--peer-venvs", os.environ["PEER_VENVS"]] if os.environ.get("PEER_VENVS") else []
+    measures = "enqueue_sync,enqueue_async,drain_noop,latency"
+    _, doc = run_bench(
+        redis_url, tmp_path, "--systems", "taskforge,arq,rq", "--measures", measures, *extra
+    )
+
+    summary = doc["summary"]
+    assert summary["drain_noop"]["rq"]["jobs"] == 20
     assert summary["enqueue_sync"]["rq"]["jobs_per_s"] > 0
     assert "unsupported" not in json.dumps(summary["enqueue_async"]["arq"])
-    assert summary["enqueue_sync"].get("arq") is None  # arq has no sync producer: not run
     assert summary["latency"]["arq"]["samples"] == 3
+
+
+def test_best_peer_is_the_highest_rate_or_the_lowest_cost() -> None:
+    cells = {"taskforge": {"x": 5.0}, "huey": {"x": 3.0}, "saq": {"x": 9.0}, "rq": {}}
+
+    assert bench.best_peer(cells, "x", bench.MAX) == ("saq", 9.0)
+    assert bench.best_peer(cells, "x", bench.MIN) == ("huey", 3.0)
+    assert bench.best_peer({"taskforge": {"x": 1.0}}, "x", bench.MAX) is None
 
 
 def test_latency_percentiles_use_nearest_rank() -> None:

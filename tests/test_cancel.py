@@ -121,7 +121,8 @@ def test_cancel_a_running_job_aborts_it_and_never_retries(
     assert failed.value.status == "cancelled"
     assert info.status is JobStatus.CANCELLED
     assert info.attempts == 1
-    assert len(_cancelled_events(events, handle.id)) == 1
+    # The event is published with the outcome, but reaches the listener thread a moment later.
+    assert len(wait_until(lambda: _cancelled_events(events, handle.id), timeout_s=5)) == 1
     if stopped is not None:  # the sync task saw the flag, or was interrupted, and stopped
         assert wait_until(lambda: r.lrange(key("stopped", prefix), 0, -1)) in [[s] for s in stopped]
     counts = SyncBroker(app.settings).run(app.client.broker.ops.counts("default"))

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 import tests.test_cron as cron_suite
 import tests.test_worker as core_suite
-from taskforge import JobPriority, JobStatus, Settings, Taskforge, Worker
+from taskforge import Admin, JobPriority, JobStatus, Settings, Taskforge, Worker
 from taskforge.broker import AsyncBroker, NewJob, Ops, ScriptCall, SyncBroker
 from taskforge.cache import CacheService
 from taskforge.cli import cli
@@ -383,3 +383,27 @@ def test_metrics_add_up_the_redis_figures_of_every_primary(app_factory: AppFacto
 
     line = next(x for x in text.splitlines() if x.startswith("taskforge_redis_maxmemory_bytes "))
     assert float(line.split()[1]) == 300 * 2**20
+
+
+def test_admin_finds_lists_and_purges_queues_on_every_primary(app_factory: AppFactory) -> None:
+    app = app_factory()
+
+    @app.task(name="cli.wait")
+    def wait() -> None:
+        """Never runs here."""
+
+    queues = [f"p{i}" for i in range(6)]
+    handles = app.enqueue_many([wait.options(queue=q).s() for q in queues for _ in range(3)])
+    admin = Admin(app.settings)
+
+    found = app.handle(handles[-1].id)
+    status = found.status()
+    listing = admin.listing("p4", limit=2)
+    purged = admin.purge_queue("p5")
+    depths = {d.queue: d.ready_total for d in admin.overview().depths}
+    admin.close()
+
+    assert (found.queue, status) == ("p5", JobStatus.QUEUED)
+    assert [j.id for j in listing.sections["normal"]] == [h.id for h in handles[12:14]]
+    assert purged.total == 3 and depths == {**dict.fromkeys(queues[:5], 3), "p5": 0}
+    assert len({node_of(app, q) for q in queues}) == 3

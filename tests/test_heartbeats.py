@@ -45,13 +45,14 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float = 10.0) -> Any:
 
 @pytest.fixture
 def live(redis_url: str, prefix: str) -> Callable[[], list[dict[str, Any]]]:
-    """``taskforge workers --json`` for this test's prefix."""
+    """The live workers of ``taskforge workers --json`` for this test's prefix (it also lists
+    lost ones, marked ``lost``, until an hour after their last beat)."""
     env = {"REDIS_URL": redis_url, "TASKFORGE_PREFIX": prefix}
 
     def workers() -> list[dict[str, Any]]:
         result = CliRunner().invoke(cli, ["workers", "--json"], env=env)
         assert result.exit_code == 0, result.output
-        return list(json.loads(result.stdout))
+        return [w for w in json.loads(result.stdout) if not w["lost"]]
 
     return workers
 
@@ -101,10 +102,13 @@ def test_heartbeat_lists_running_jobs_and_counts_processed(
     assert counted["running_jobs"] == [long_id]
 
 
-def test_a_sigkilled_worker_disappears_once_its_heartbeat_expires(
+def test_a_sigkilled_worker_is_shown_lost_once_its_heartbeat_expires(
     worker_process: Callable[..., subprocess.Popen[bytes]],
     live: Callable[[], list[dict[str, Any]]],
+    redis_url: str,
+    prefix: str,
 ) -> None:
+    env = {"REDIS_URL": redis_url, "TASKFORGE_PREFIX": prefix}
     proc = worker_process("tests.test_heartbeats:tasks", "--log-level", "WARNING", env=FAST)
     wait_until(lambda: mine(live(), proc))
 
@@ -114,9 +118,11 @@ def test_a_sigkilled_worker_disappears_once_its_heartbeat_expires(
     still_listed = mine(live(), proc) is not None  # nothing removed it: only the TTL can
     wait_until(lambda: mine(live(), proc) is None, timeout_s=TTL_S + 5)
     gone_after_s = time.monotonic() - killed_at
+    listed = json.loads(CliRunner().invoke(cli, ["workers", "--json"], env=env).stdout)
 
     assert still_listed
     assert gone_after_s <= TTL_S + 1.0
+    assert [w["lost"] for w in listed if w["pid"] == proc.pid] == [True]  # shown as lost
 
 
 def test_a_worker_stopped_with_sigterm_is_removed_at_once(

@@ -38,7 +38,7 @@ def test_latency_resets_a_partition_and_a_half_open_link_lose_nothing() -> None:
 
     assert_clean(report)
     assert report.notes["connections_dropped"] > 0  # resets, and what each heal closed
-    assert report.max_recovery_s is not None, report  # the proxied worker ran jobs after
+    assert report.notes["proxied_workers_alive"] is True, report  # none crashed or gave up
 
 
 @pytest.mark.slow

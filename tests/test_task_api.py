@@ -207,7 +207,8 @@ def test_negative_schedule_delay_is_refused(app_factory: AppFactory) -> None:
 # ------------------------------------------------------------------ refusals at .delay()
 
 
-@pytest.mark.parametrize("bad_arg", [object(), math.nan, math.inf, {1, 2}, b"bytes"], ids=repr)
+# bytes are carried now (base64; see tests/test_payloads.py); these are still refused.
+@pytest.mark.parametrize("bad_arg", [object(), math.nan, math.inf, {1, 2}], ids=repr)
 def test_non_json_arguments_raise_serialization_error_and_write_nothing(
     app_factory: AppFactory, bad_arg: object
 ) -> None:
@@ -437,7 +438,21 @@ def test_the_fast_argument_check_agrees_with_signature_bind(n_args: int, names: 
     except TypeError:
         fits = False
     assert task._fits(args, kwargs) == fits
-    if not fits:
+    if fits:
+        return
+    # One or two arguments short is a partial signature (a workflow step or on_failure
+    # callback): .s() accepts it, but it cannot be sent alone.
+    partial = False
+    for lead in ((None,), (None, None)):
+        try:
+            inspect.signature(_plain).bind(*lead, *args, **kwargs)
+            partial = True
+        except TypeError:
+            pass
+    if partial:
+        with pytest.raises(EnqueueError, match="missing an argument"):
+            app.client.encode(task.s(*args, **kwargs))
+    else:
         with pytest.raises(EnqueueError, match="bad arguments"):
             task.s(*args, **kwargs)
 

@@ -18,6 +18,17 @@ local function emit(channel, job_id, task, queue, status, attempt, now, err, ext
   if extra then
     for k, v in pairs(extra) do ev[k] = v end
   end
+  -- Workflow members (ids 'wf:<workflow>:<node>') name their workflow in every event.
+  if string.sub(job_id, 1, 3) == 'wf:' then ev['workflow_id'] = string.match(job_id, '^wf:(.+):%d+$') end
+  redis.call('PUBLISH', channel, cjson.encode(ev))
+end
+
+-- Publish one workflow transition (the workflow:events contract: workflow_id, event, member
+-- job id when one caused it, timestamp in epoch seconds, error when failed).
+local function wf_emit(channel, workflow_id, event, member, now, err)
+  local ev = {workflow_id = workflow_id, event = event, timestamp = now / 1000}
+  if member ~= '' then ev['member'] = member end
+  if err and err ~= '' then ev['error'] = err end
   redis.call('PUBLISH', channel, cjson.encode(ev))
 end
 

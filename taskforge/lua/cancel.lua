@@ -2,6 +2,7 @@
 -- KEYS[1..3]  ready lists high, normal, low
 -- KEYS[4]     scheduled zset
 -- KEYS[5]     job record
+-- KEYS[6]     workflow outbox zset (a cancelled member's workflow advances from it)
 -- ARGV[1]     events channel
 -- ARGV[2]     queue name
 -- ARGV[3]     job id
@@ -31,6 +32,7 @@ if st == 'queued' or st == 'scheduled' or st == 'retrying' then
   release_unique(key, id, 'any')
   notify(key, 'cancelled', tonumber(ARGV[4]))
   emit(ARGV[1], id, rec[3], ARGV[2], 'cancelled', (as_count(rec[4]) or 0) + 1, now)
+  if KEYS[6] and string.sub(id, 1, 3) == 'wf:' then redis.call('ZADD', KEYS[6], now, id) end
   return {'cancelled', 'cancelled'}
 end
 if st == 'active' then

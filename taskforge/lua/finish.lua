@@ -6,6 +6,7 @@
 -- KEYS[1]     inflight zset
 -- KEYS[2]     dead zset
 -- KEYS[3]     job key prefix
+-- KEYS[4]     workflow outbox zset (a member's outcome queues its workflow's advance here)
 -- ARGV[1]     events channel
 -- ARGV[2]     queue name
 -- ARGV[3]     retention of succeeded/cancelled records, s (dead records are kept)
@@ -55,6 +56,8 @@ for a = 4, #ARGV, 8 do
     if err ~= '' then shown = ARGV[a + 4] .. ': ' .. err end
     local extra = {duration_ms = tonumber(ARGV[a + 7]), worker = rec[8] or ''}
     emit(channel, id, rec[3], queue, status, attempt, now, shown, extra)
+    -- In the same script as the outcome: a worker killed before the advance loses nothing.
+    if KEYS[4] and string.sub(id, 1, 3) == 'wf:' then redis.call('ZADD', KEYS[4], now, id) end
     table.insert(out, 1)
   end
 end

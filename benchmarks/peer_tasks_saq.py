@@ -1,0 +1,164 @@
+"""SAQ's side of the benchmark: the same workloads as ``taskforge_tasks.py`` (see ``runner.py``).
+
+Settings that favour SAQ: its Redis queue with ``hiredis``, ``concurrency`` = the driver's, the
+worker run in-process (as ``saq`` does), its default blocking dequeue. SAQ's producer is asyncio
+only and has no bulk enqueue; its burst mode waits ``dequeue_timeout`` after the last job, so a
+drain ends instead when the task bodies have run N times (:class:`runner.Countdown`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+from runner import (
+    BODY_S,
+    IDLE_GAP_S,
+    STAMP_SUFFIX,
+    Countdown,
+    burn_cpu,
+    counter_key,
+    cpu_s,
+    drain_result,
+    emit,
+    enqueue_result,
+    latency_result,
+    parse,
+    prefix,
+    redis_url,
+)
+from saq import Queue, Worker
+
+_clients: dict[str, Any] = {}
+_countdown: list[Countdown] = []
+
+
+def _queue() -> Queue:
+    queue = _clients.get("q")
+    if queue is None:
+        queue = _clients["q"] = Queue.from_url(redis_url(), name=prefix() + "-saq")
+    return queue  # type: ignore[no-any-return]
+
+
+def _client() -> Redis:
+    client = _clients.get("c")
+    if client is None:
+        client = _clients["c"] = Redis.from_url(redis_url())
+    return client  # type: ignore[no-any-return]
+
+
+def _count() -> None:
+    if _countdown:
+        _countdown[0].hit()
+
+
+async def noop(ctx: dict[str, Any]) -> None:
+    """Does nothing."""
+    _count()
+
+
+async def incr(ctx: dict[str, Any]) -> None:
+    """One Redis INCR."""
+    await _client().incr(counter_key())
+    _count()
+
+
+async def sleep(ctx: dict[str, Any]) -> None:
+    """Waits 1 ms."""
+    await asyncio.sleep(BODY_S)
+    _count()
+
+
+async def cpu(ctx: dict[str, Any]) -> None:
+    """Burns 1 ms of CPU on the event loop."""
+    burn_cpu()
+    _count()
+
+
+async def stamp(ctx: dict[str, Any]) -> None:
+    """Push this job's start time (monotonic, system-wide) for the latency runner."""
+    started = time.monotonic()
+    await _client().rpush(prefix() + STAMP_SUFFIX, repr(started))
+
+
+FUNCTIONS = [noop, incr, sleep, cpu, stamp]
+
+
+async def _enqueue(n: int, body: str = "noop") -> dict[str, Any]:
+    queue = _queue()
+    await queue.enqueue(body)
+    started = time.perf_counter()
+    gaps = []
+    for _ in range(n):
+        sent = time.perf_counter()
+        await queue.enqueue(body)
+        gaps.append(time.perf_counter() - sent)
+    return enqueue_result(gaps, time.perf_counter() - started)
+
+
+def _worker(concurrency: int) -> Worker:
+    return Worker(_queue(), functions=FUNCTIONS, concurrency=concurrency)  # type: ignore[arg-type]
+
+
+async def _drain(n: int, concurrency: int) -> dict[str, Any]:
+    countdown = Countdown(n)
+    _countdown.append(countdown)
+    started, cpu_started = time.perf_counter(), cpu_s()
+    worker = _worker(concurrency)
+    running = asyncio.create_task(worker.start())
+    await asyncio.to_thread(countdown.done.wait, 600)
+    seconds = time.perf_counter() - started
+    result = drain_result(n, seconds, cpu_started, concurrency=concurrency)
+    await worker.stop()
+    running.cancel()
+    return result
+
+
+async def _serve(concurrency: int) -> None:
+    await _worker(concurrency).start()
+
+
+async def _latency(samples: int, warmup: int = 5) -> dict[str, Any]:
+    queue, key = _queue(), prefix() + STAMP_SUFFIX
+    gaps: list[float] = []
+    for i in range(warmup + samples):
+        await asyncio.sleep(IDLE_GAP_S)
+        sent = time.monotonic()
+        await queue.enqueue("stamp")
+        reply = await _client().blpop([key], timeout=30)
+        if reply is None:
+            raise SystemExit("latency: no job started within 30 s; is the worker running?")
+        if i >= warmup:
+            gaps.append(float(reply[1]) - sent)
+    return latency_result(gaps)
+
+
+async def _kick() -> dict[str, Any]:
+    await _queue().enqueue("stamp")
+    return {"queued": 1}
+
+
+def main() -> None:
+    """Run one workload and print its RESULT line."""
+    args = parse()
+    if args.workload == "enqueue":
+        if args.mode != "async":
+            emit({"unsupported": f"SAQ has no {args.mode} enqueue"})
+            return
+        emit(asyncio.run(_enqueue(args.n)))
+    elif args.workload == "fill":
+        emit(asyncio.run(_enqueue(args.n - 1, args.body)))
+    elif args.workload == "drain":
+        emit(asyncio.run(_drain(args.n, args.concurrency)))
+    elif args.workload == "serve":
+        asyncio.run(_serve(args.concurrency))
+    elif args.workload == "kick":
+        emit(asyncio.run(_kick()))
+    else:
+        emit(asyncio.run(_latency(args.samples)))
+
+
+if __name__ == "__main__":
+    main()

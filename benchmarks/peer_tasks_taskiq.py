@@ -1,0 +1,168 @@
+"""taskiq's side of the benchmark (with taskiq-redis): the same workloads as
+``taskforge_tasks.py`` (see ``runner.py``).
+
+Settings that favour taskiq: ``ListQueueBroker`` (a plain ``LPUSH``/``BRPOP`` list, its fastest
+broker: no acknowledgement, a job a dead worker held is lost; ``RedisStreamBroker`` is the one
+with acks), no result backend, ``max_async_tasks`` = the driver's concurrency, the receiver run
+in-process (``run_receiver_task``, as ``taskiq worker`` does in each of its processes). taskiq
+has no sync producer, no bulk enqueue and no burst mode: a drain ends when the task bodies have
+run N times (:class:`runner.Countdown`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+from runner import (
+    BODY_S,
+    IDLE_GAP_S,
+    STAMP_SUFFIX,
+    Countdown,
+    burn_cpu,
+    counter_key,
+    cpu_s,
+    drain_result,
+    emit,
+    enqueue_result,
+    latency_result,
+    parse,
+    prefix,
+    redis_url,
+)
+from taskiq.api import run_receiver_task
+from taskiq_redis import ListQueueBroker
+
+broker = ListQueueBroker(redis_url(), queue_name=prefix() + "-taskiq")
+_clients: dict[str, Redis] = {}
+_countdown: list[Countdown] = []
+
+
+def _client() -> Redis:
+    client = _clients.get("c")
+    if client is None:
+        client = _clients["c"] = Redis.from_url(redis_url())
+    return client
+
+
+def _count() -> None:
+    if _countdown:
+        _countdown[0].hit()
+
+
+@broker.task(task_name="noop")
+async def noop() -> None:
+    """Does nothing."""
+    _count()
+
+
+@broker.task(task_name="incr")
+async def incr() -> None:
+    """One Redis INCR."""
+    await _client().incr(counter_key())
+    _count()
+
+
+@broker.task(task_name="sleep")
+async def sleep() -> None:
+    """Waits 1 ms."""
+    await asyncio.sleep(BODY_S)
+    _count()
+
+
+@broker.task(task_name="cpu")
+async def cpu() -> None:
+    """Burns 1 ms of CPU on the event loop."""
+    burn_cpu()
+    _count()
+
+
+@broker.task(task_name="stamp")
+async def stamp() -> None:
+    """Push this job's start time (monotonic, system-wide) for the latency runner."""
+    started = time.monotonic()
+    await _client().rpush(prefix() + STAMP_SUFFIX, repr(started))
+
+
+BODIES = {"noop": noop, "incr": incr, "sleep": sleep, "cpu": cpu}
+
+
+async def _enqueue(n: int, body: str = "noop") -> dict[str, Any]:
+    await broker.startup()
+    task = BODIES[body]
+    await task.kiq()
+    started = time.perf_counter()
+    gaps = []
+    for _ in range(n):
+        sent = time.perf_counter()
+        await task.kiq()
+        gaps.append(time.perf_counter() - sent)
+    result = enqueue_result(gaps, time.perf_counter() - started)
+    await broker.shutdown()
+    return result
+
+
+async def _drain(n: int, concurrency: int) -> dict[str, Any]:
+    countdown = Countdown(n)
+    _countdown.append(countdown)
+    started, cpu_started = time.perf_counter(), cpu_s()
+    await broker.startup()
+    receiver = asyncio.create_task(run_receiver_task(broker, max_async_tasks=concurrency))
+    await asyncio.to_thread(countdown.done.wait, 600)
+    seconds = time.perf_counter() - started
+    result = drain_result(n, seconds, cpu_started, concurrency=concurrency)
+    receiver.cancel()
+    return result
+
+
+async def _serve(concurrency: int) -> None:
+    await broker.startup()
+    await run_receiver_task(broker, max_async_tasks=concurrency)
+
+
+async def _latency(samples: int, warmup: int = 5) -> dict[str, Any]:
+    await broker.startup()
+    key = prefix() + STAMP_SUFFIX
+    gaps: list[float] = []
+    for i in range(warmup + samples):
+        await asyncio.sleep(IDLE_GAP_S)
+        sent = time.monotonic()
+        await stamp.kiq()
+        reply = await _client().blpop([key], timeout=30)
+        if reply is None:
+            raise SystemExit("latency: no job started within 30 s; is the worker running?")
+        if i >= warmup:
+            gaps.append(float(reply[1]) - sent)
+    return latency_result(gaps)
+
+
+async def _kick() -> dict[str, Any]:
+    await broker.startup()
+    await stamp.kiq()
+    return {"queued": 1}
+
+
+def main() -> None:
+    """Run one workload and print its RESULT line."""
+    args = parse()
+    if args.workload == "enqueue":
+        if args.mode != "async":
+            emit({"unsupported": f"taskiq has no {args.mode} enqueue"})
+            return
+        emit(asyncio.run(_enqueue(args.n)))
+    elif args.workload == "fill":
+        emit(asyncio.run(_enqueue(args.n - 1, args.body)))
+    elif args.workload == "drain":
+        emit(asyncio.run(_drain(args.n, args.concurrency)))
+    elif args.workload == "serve":
+        asyncio.run(_serve(args.concurrency))
+    elif args.workload == "kick":
+        emit(asyncio.run(_kick()))
+    else:
+        emit(asyncio.run(_latency(args.samples)))
+
+
+if __name__ == "__main__":
+    main()
