@@ -25,7 +25,7 @@ from typing import Any, Self
 import anyio
 
 from taskforge.broker import AsyncBroker, Op, SyncBroker
-from taskforge.client import control_channel
+from taskforge.client import Client, control_channel
 from taskforge.deadletters import (
     DEAD_BATCH,
     DeadFilter,
@@ -49,6 +49,7 @@ from taskforge.job import JobRecord, JobStatus
 from taskforge.scheduler import PeriodicStatus, cron_status
 from taskforge.settings import Settings
 from taskforge.task import Periodic
+from taskforge.workflow import WorkflowClient, WorkflowInfo, WorkflowStatus
 
 #: Minutes the overview's rates (jobs per minute) average over.
 RATE_WINDOW_MIN = 5
@@ -266,6 +267,9 @@ class AsyncAdmin:
         self.settings = settings
         self.broker = broker if broker is not None else AsyncBroker(settings)
         self._core = _Core(settings, self.broker.ops)
+        # Only its read and cancel operations are used, run on this broker: the client
+        # behind it never opens a connection.
+        self._workflows = WorkflowClient(Client(settings))
 
     async def __aenter__(self) -> Self:
         return self
@@ -306,6 +310,20 @@ class AsyncAdmin:
     async def cancel(self, job_id: str, *, queue: str | None = None) -> JobStatus:
         """See :meth:`Admin.cancel`."""
         return await self.broker.run(self._core.cancel(job_id, queue))
+
+    async def workflow(self, workflow_id: str) -> WorkflowInfo:
+        """A workflow's status, tree and members (``app.workflow(id).info()``, awaited).
+
+        Raises:
+            WorkflowNotFoundError: never sent, or expired.
+        """
+        info: WorkflowInfo = await self.broker.run(self._workflows.info_op(workflow_id))
+        return info
+
+    async def workflow_cancel(self, workflow_id: str) -> WorkflowStatus:
+        """Cancel a whole workflow (``app.workflow(id).cancel()``, awaited); its status now."""
+        status: WorkflowStatus = await self.broker.run(self._workflows.cancel_op(workflow_id))
+        return status
 
     async def dead_list(
         self, *, queues: Sequence[str] | None = None, flt: DeadFilter | None = None,

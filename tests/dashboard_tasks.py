@@ -43,3 +43,9 @@ def flaky(flag: str) -> str:
 
 # Listed on the cron page; fires once a year, so never during a test.
 app.periodic(add, cron="0 0 1 1 *", args=(1, 2), name="yearly-report", catch_up="skip")
+
+
+@app.task(name="shop.total")
+def total(values: list[int]) -> int:
+    """A chord's callback: sums its header's values."""
+    return sum(values)

@@ -29,7 +29,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from typer.testing import CliRunner
 
-from taskforge import Admin, JobStatus, Settings
+from taskforge import Admin, JobStatus, Settings, WorkflowStatus, chain, chord, group
 from taskforge.cli import cli
 from taskforge.dashboard import DashboardConfig, create_app
 from taskforge.errors import ConfigurationError
@@ -166,7 +166,7 @@ def admin(app: Any) -> Iterator[Admin]:
 
 
 #: Queues the module's worker serves (tests that need jobs to run use these).
-WORKED = ("live", "fail", "flaky", "dl", "ro")
+WORKED = ("live", "fail", "flaky", "dl", "ro", "wf")
 
 
 @pytest.fixture(scope="module")
@@ -379,6 +379,89 @@ def test_workers_page_lists_the_live_worker_and_cron_its_schedule(
     expect(page.locator("tbody tr")).to_contain_text("0 0 1 1 *")
 
 
+# --------------------------------------------------------------------------- workflows
+
+
+def _member_statuses(page: Page) -> list[str]:
+    return page.locator("#tree .wf-member .status").all_inner_texts()
+
+
+def test_a_chain_and_a_chord_show_their_trees_with_each_members_status(
+    page: Page, url: str, app: Any, worker: None, shots: Path
+) -> None:
+    add, total = (t.options(queue="wf") for t in (dashboard_tasks.add, dashboard_tasks.total))
+    steps = chain(add.s(1, 2), add.s(3)).delay()
+    fan = chord(group(add.s(i, i) for i in range(2)), total.s()).delay()
+    assert (steps.result(timeout=20), fan.result(timeout=20)) == (6, 2)
+
+    page.goto(f"{url}/workflows?token={TOKEN}")
+    page.fill("main input[name=id]", steps.id)
+    page.press("main input[name=id]", "Enter")
+    expect(page.locator("#workflow-status")).to_have_text("succeeded")
+    chain_kinds = page.locator("#tree .wf-kind").all_inner_texts()
+    chain_statuses = _member_statuses(page)
+    first = page.locator("#tree .wf-member a").first
+    first_id = first.inner_text()
+    first.click()
+    expect(page.locator("#job-status")).to_have_text("succeeded")
+    page.locator("#job-workflow").click()
+    back_on = page.locator("#workflow").get_attribute("data-workflow")
+    page.goto(f"{url}/workflows/{fan.id}")
+    page.screenshot(path=str(shots / "workflow.png"))
+
+    assert [k.lower() for k in chain_kinds] == ["chain"]
+    assert chain_statuses == ["succeeded", "succeeded"]
+    assert first_id == f"wf:{steps.id}:0" and back_on == steps.id
+    assert [k.lower() for k in page.locator("#tree .wf-kind").all_inner_texts()] == [
+        "chord", "group"
+    ]  # fmt: skip
+    assert page.locator("#tree .wf-label").all_inner_texts() == ["header", "callback"]
+    assert _member_statuses(page) == ["succeeded"] * 3
+    assert page.locator("#tree .wf-member b").all_inner_texts() == [
+        "shop.add", "shop.add", "shop.total"
+    ]  # fmt: skip
+
+
+def test_a_failed_workflow_shows_the_failed_member_its_error_and_the_steps_never_run(
+    page: Page, url: str, app: Any, worker: None
+) -> None:
+    charge, add = (t.options(queue="wf") for t in (dashboard_tasks.charge, dashboard_tasks.add))
+    h = chain(charge.s("77"), add.si(1, 2)).delay()
+    _until(lambda: h.status() is WorkflowStatus.FAILED, 20, "the workflow to fail")
+
+    page.goto(f"{url}/workflows/{h.id}?token={TOKEN}")
+
+    expect(page.locator("#workflow-status")).to_have_text("failed")
+    expect(page.locator("#workflow-error")).to_contain_text("ValueError: card 77 declined")
+    assert _member_statuses(page) == ["dead", "cancelled"]
+    assert page.get_by_role("link", name=f"wf:{h.id}:0").count() == 2  # failed-at and the tree
+    expect(page.locator("main form[method=post]")).to_have_count(0)  # nothing left to cancel
+
+
+def test_an_unknown_workflow_id_shows_not_found(page: Page, url: str) -> None:
+    missing = page.goto(f"{url}/workflows/never-sent-42?token={TOKEN}")
+    malformed = page.goto(f"{url}/workflows/no%7Bbraces%7D")
+
+    assert missing is not None and missing.status == 404
+    assert malformed is not None and malformed.status == 404
+    expect(page.locator(".flash.bad")).to_contain_text("No workflow")
+
+
+def test_cancel_a_running_workflow_from_its_page(page: Page, url: str, app: Any) -> None:
+    add = dashboard_tasks.add.options(queue="wf-held")  # no worker serves it: stays running
+    h = chain(add.s(1, 2), add.s(3)).delay()
+
+    page.goto(f"{url}/workflows/{h.id}?token={TOKEN}")
+    before = _member_statuses(page)
+    page.get_by_role("button", name="Cancel workflow").click()
+
+    expect(page.locator(".flash.ok")).to_have_text("workflow is cancelled")
+    expect(page.locator("#workflow-status")).to_have_text("cancelled")
+    assert before == ["queued", "pending"]
+    assert _member_statuses(page) == ["cancelled", "cancelled"]
+    assert h.status() is WorkflowStatus.CANCELLED
+
+
 # --------------------------------------------------------------------------- safety
 
 
@@ -401,17 +484,22 @@ def test_read_only_shows_no_action_and_refuses_posts(
     dead = dashboard_tasks.charge.options(queue="ro").delay("1").id
     waiting = dashboard_tasks.add.options(queue="slow").delay(1).id
     _until(lambda: _dead(admin, dead), 20, "the job to die")
+    held = chain(dashboard_tasks.add.options(queue="slow").s(1), dashboard_tasks.add.s(2)).delay()
     ro = server(read_only=True, token=None)
 
-    for path in (f"/jobs/{dead}", f"/jobs/{waiting}", "/dead", "/queues/slow"):
+    for path in (f"/jobs/{dead}", f"/jobs/{waiting}", "/dead", "/queues/slow",
+                 f"/workflows/{held.id}"):  # fmt: skip
         page.goto(f"{ro}{path}")
         expect(page.locator("main form[method=post]")).to_have_count(0)
         expect(page.locator("main button.danger, input[name=ids]")).to_have_count(0)
     expect(page.locator(".badge.ro")).to_have_text("read-only")
+    expect(page.locator("#workflow-status")).to_have_text("running")
     refused = httpx.post(f"{ro}/queues/slow/purge", data={"confirmed": "yes"}, timeout=5)
+    no_cancel = httpx.post(f"{ro}/workflows/{held.id}/cancel", timeout=5)
 
-    assert refused.status_code == 403 and "read-only" in refused.text
-    assert admin.depths(["slow"])[0].ready_total == 1
+    assert refused.status_code == no_cancel.status_code == 403 and "read-only" in refused.text
+    assert admin.depths(["slow"])[0].ready_total == 2
+    assert held.status() is WorkflowStatus.RUNNING
 
 
 def test_a_post_without_a_valid_csrf_field_is_refused(url: str, app: Any, admin: Admin) -> None:

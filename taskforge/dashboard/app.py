@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from taskforge.admin import AsyncAdmin
-from taskforge.dashboard import actions, pages
+from taskforge.dashboard import actions, pages, workflows
 from taskforge.dashboard.config import DashboardConfig
 from taskforge.dashboard.live import EventFilter, Hub
 from taskforge.dashboard.security import AuthMiddleware
@@ -72,6 +72,9 @@ def _routes() -> list[Route | Mount]:
         Route("/dead/purge", actions.action(actions.dead_purge), methods=post),
         Route("/workers", pages.workers),
         Route("/cron", pages.cron),
+        Route("/workflows", workflows.workflow_search),
+        Route("/workflows/{wid}/cancel", actions.action(workflows.cancel_workflow), methods=post),
+        Route("/workflows/{wid}", workflows.workflow),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
 

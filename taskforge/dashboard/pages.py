@@ -13,6 +13,7 @@ from taskforge.dashboard.state import Dashboard, back
 from taskforge.deadletters import DeadFilter
 from taskforge.errors import ConfigurationError, TaskforgeError
 from taskforge.job import PRIORITY_ORDER, JobRecord, JobStatus
+from taskforge.workflow_graph import parse_member_id
 
 #: Statuses a job can still be cancelled in.
 CANCELLABLE = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RETRYING,
@@ -88,6 +89,7 @@ async def job(request: Request) -> Response:
         "envelope": record.job.model_dump(mode="json") if record.job else None,
         "cap": d.config.envelope_cap_bytes,
         "can_cancel": record.status in CANCELLABLE, "can_retry": record.status is JobStatus.DEAD,
+        "member_of": parse_member_id(record.id),
     })  # fmt: skip
 
 
