@@ -25,6 +25,7 @@ from taskforge.errors import (
     TaskFailedError,
     TaskforgeError,
     UnknownTaskError,
+    WorkerLostError,
     WorkflowCycleError,
     WorkflowError,
     WorkflowFailedError,
@@ -33,6 +34,7 @@ from taskforge.errors import (
 )
 from taskforge.handle import JobHandle
 from taskforge.job import Job, JobPriority, JobRecord, JobStatus
+from taskforge.middleware import Enqueueing, Middleware, RunOutcome
 from taskforge.pubsub import RedisClient, get_redis_client
 from taskforge.queue import JobQueue, JobWorker
 from taskforge.registry import Registry
@@ -54,6 +56,7 @@ __all__ = [
     "ConfigurationError",
     "DeadFilter",
     "EnqueueError",
+    "Enqueueing",
     "Fail",
     "Job",
     "JobCancelledError",
@@ -67,12 +70,14 @@ __all__ = [
     "JobRecord",
     "JobStatus",
     "JobWorker",
+    "Middleware",
     "NotReplicatedError",
     "PayloadTooLargeError",
     "RedisClient",
     "Registry",
     "ResultTimeoutError",
     "Retry",
+    "RunOutcome",
     "SerializationError",
     "Settings",
     "SoftTimeoutExceeded",
@@ -83,6 +88,7 @@ __all__ = [
     "TaskforgeError",
     "UnknownTaskError",
     "Worker",
+    "WorkerLostError",
     "WorkflowCycleError",
     "WorkflowError",
     "WorkflowFailedError",

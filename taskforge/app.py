@@ -16,6 +16,7 @@ from taskforge.handle import JobHandle
 from taskforge.inspection import InspectOps
 from taskforge.job import JobPriority
 from taskforge.limits import rate_limit_spec
+from taskforge.middleware import Middleware
 from taskforge.policy import ExceptionTypes
 from taskforge.registry import Registry
 from taskforge.settings import Settings
@@ -39,6 +40,21 @@ class Taskforge:
         self.registry = registry if registry is not None else Registry()
         self._client: Client | None = None
         self._workflows: WorkflowClient | None = None
+        #: Registered middleware, in order (see :meth:`add_middleware`).
+        self.middleware: list[Middleware] = []
+
+    def add_middleware(self, middleware: Middleware) -> Middleware:
+        """Register ``middleware`` for this app's producers and workers; returns it.
+
+        Raises:
+            ConfigurationError: it is not a :class:`~taskforge.middleware.Middleware`.
+        """
+        if not isinstance(middleware, Middleware):
+            raise ConfigurationError(
+                f"{middleware!r} is not a taskforge Middleware; subclass taskforge.Middleware"
+            )
+        self.middleware.append(middleware)
+        return middleware
 
     @property
     def settings(self) -> Settings:
@@ -61,7 +77,7 @@ class Taskforge:
     def client(self) -> Client:
         """The producer client (created on first use)."""
         if self._client is None:
-            self._client = Client(self.settings, registry=self.registry)
+            self._client = Client(self.settings, registry=self.registry, middleware=self.middleware)
         return self._client
 
     @contextmanager

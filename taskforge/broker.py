@@ -211,6 +211,7 @@ class Outcome:
     error: str = ""
     traceback: str = ""
     ttl_s: int | None = None  # how long a succeeded/cancelled record lives (None: settings')
+    duration_ms: int = 0  # the run's, as the worker measured it (for the event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +344,7 @@ class Ops:
             args: list[Arg] = [self.settings.events_channel, queue, ttl_s]
             for o in (outcomes[i] for i in indexes):
                 args += [o.id, o.token, o.status.value, o.result_json, o.error_type, o.error]
-                args.append(o.traceback)
+                args += [o.traceback, o.duration_ms]
             keys = [k.inflight, k.dead, k.job_prefix, k.base + ":wf_outbox"]
             raw = yield ScriptCall("finish", keys, args)
             for i, x in zip(indexes, raw, strict=True):
@@ -351,12 +352,21 @@ class Ops:
         return accepted
 
     def retry(
-        self, queue: str, job_id: str, token: str, delay_ms: int, error: tuple[str, str, str]
+        self,
+        queue: str,
+        job_id: str,
+        token: str,
+        delay_ms: int,
+        error: tuple[str, str, str],
+        duration_ms: int = 0,
     ) -> Op[bool]:
-        """Schedule a failed job's next attempt after ``delay_ms``; ``error`` = (type, msg, tb)."""
+        """Schedule a failed job's next attempt after ``delay_ms``; ``error`` = (type, msg, tb).
+
+        ``duration_ms`` (the failed run's) goes into the ``retrying`` event."""
         k = self.keys(queue)
         keys = [k.inflight, k.scheduled, k.wake, k.job(job_id)]
         args: list[Arg] = [self.settings.events_channel, queue, job_id, token, delay_ms, *error]
+        args.append(duration_ms)
         return bool((yield ScriptCall("retry", keys, args)))
 
     def requeue(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import logging
 import math
@@ -49,6 +50,8 @@ from taskforge.health import HEALTH_KEYS, health_check  # noqa: F401 - cli.HEALT
 from taskforge.inspection import Series
 from taskforge.job import PRIORITY_ORDER, JobRecord, JobStatus
 from taskforge.keys import check_queue_name
+from taskforge.outcome_log import JsonLines
+from taskforge.pool import POOLS, ProcessPool
 from taskforge.scheduler import cron_status
 from taskforge.settings import Settings
 from taskforge.task import Call, TaskOptions, coerce_priority, when_to_delay
@@ -148,6 +151,19 @@ def worker(
             "--metrics-port", min=0, max=65535, help="serve Prometheus /metrics on this port"
         ),
     ] = None,
+    json_outcomes: Annotated[
+        bool, typer.Option("--json", help="print one JSON line per job outcome on stdout")
+    ] = False,
+    pool: Annotated[
+        str, typer.Option("--pool", help="where sync tasks run: thread or process")
+    ] = "thread",
+    max_tasks_per_child: Annotated[
+        int | None, typer.Option(min=1, help="--pool process: replace a child after N jobs")
+    ] = None,
+    max_memory_per_child_mb: Annotated[
+        float | None,
+        typer.Option(help="--pool process: replace a child once its RSS passes this (MiB)"),
+    ] = None,
 ) -> None:
     """Run a worker: fetch jobs in strict priority order and run them."""
     if not math.isfinite(grace) or grace < 0:
@@ -167,17 +183,46 @@ def worker(
             burst=burst,
             grace_s=grace,
             metrics_port=metrics_port,
-        )
+            middleware=app.middleware,
+            outcome_log=JsonLines() if json_outcomes else None,
+            pool=_pool(pool, modules, settings, concurrency, max_tasks_per_child,
+                       max_memory_per_child_mb),
+        )  # fmt: skip
     except ValueError as exc:  # a bad queue name or Redis URL (ConfigurationError included)
         raise fail(f"cannot start worker on {settings.masked_url()}: {exc}", 2) from None
     try:
         anyio.run(_run_worker, w)
-    except BrokerConnectionError as exc:
+    except (BrokerConnectionError, ConfigurationError) as exc:  # Redis down, tasks not loadable
         raise fail(f"cannot start worker: {exc}") from None
     except OSError as exc:
         if metrics_port is None:
             raise
         raise fail(f"cannot start worker: metrics port {metrics_port}: {exc}") from None
+
+
+def _pool(
+    kind: str,
+    modules: list[str],
+    settings: Settings,
+    size: int,
+    max_tasks: int | None,
+    max_memory_mb: float | None,
+) -> ProcessPool | None:
+    """The process pool ``--pool process`` asks for (its children load the app as we did)."""
+    if kind not in POOLS:
+        raise typer.BadParameter(f"--pool must be one of {', '.join(POOLS)}, got {kind!r}")
+    if kind == "thread":
+        if max_tasks is not None or max_memory_mb is not None:
+            raise typer.BadParameter("--max-tasks/memory-per-child need --pool process")
+        return None
+    return ProcessPool(
+        functools.partial(load_app, modules),
+        settings,
+        size=size,
+        max_tasks_per_child=max_tasks,
+        max_memory_per_child_mb=max_memory_mb,
+        preload=["taskforge.cli", *(spec.partition(":")[0] for spec in modules)],
+    )
 
 
 async def _run_worker(w: Worker) -> None:

@@ -22,6 +22,7 @@ from taskforge.errors import (
 )
 from taskforge.handle import JobHandle
 from taskforge.job import TERMINAL, JobRecord, JobStatus, new_job_id
+from taskforge.middleware import Enqueueing, Hooks, Middleware
 from taskforge.payload import describe_refusal, json_encoder, typed_result
 from taskforge.registry import Registry
 from taskforge.remote_errors import rebuild
@@ -50,10 +51,17 @@ _ENVELOPE_JSON = json_encoder()
 class Client:
     """Producer API over one Redis, sync and async. Connects lazily, on first use."""
 
-    def __init__(self, settings: Settings, *, registry: Registry | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: Registry | None = None,
+        middleware: Sequence[Middleware] = (),
+    ):
         self.settings = settings
         #: Tasks this producer knows: their modules are where remote errors may be rebuilt.
         self.registry = registry if registry is not None else Registry()
+        self._hooks = Hooks(middleware)
         self._sync: SyncBroker | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncBroker] = (
             weakref.WeakKeyDictionary()
@@ -106,7 +114,7 @@ class Client:
             tail += f',"expires_ms":{expires_at_ms(o.expires, now_s)}'
         text = (
             f'{{"id":{_ENVELOPE_JSON.encode(job_id)},"args":{args_json},"kwargs":{kwargs_json},'
-            f'"created_ms":{int(now_s * 1000)}{tail}}}'
+            f'"created_ms":{int(now_s * 1000)}{tail}{self._headers(job_id, call)}}}'
         )
         key = signing_key(self.settings)
         if key is not None:
@@ -130,6 +138,13 @@ class Client:
             unique_ttl_s=o.unique_ttl or 0.0,
         )
         return o.queue, new
+
+    def _headers(self, job_id: str, call: Call) -> str:
+        """The ``"headers"`` member the middleware's ``on_enqueue`` hooks write ('' if none)."""
+        if not self._hooks:
+            return ""
+        headers = self._hooks.enqueue(Enqueueing(job_id, call.task, call.options.queue))
+        return f',"headers":{_ENVELOPE_JSON.encode(headers)}' if headers else ""
 
     def _fixed_fields(self, task: str, o: TaskOptions, serializer: str) -> str:
         key = (task, o, serializer)

@@ -22,7 +22,8 @@ Every error taskforge raises on purpose subclasses :class:`TaskforgeError`::
     │   ├── TaskFailedError       the task raised: its type name, message and traceback
     │   └── WorkflowFailedError   a workflow ended failed or cancelled; names the member
     ├── JobCancelledError         raised inside a running task whose cancellation was requested
-    └── SoftTimeoutExceeded       raised inside a running task at its ``soft_timeout``
+    ├── SoftTimeoutExceeded       raised inside a running task at its ``soft_timeout``
+    └── WorkerLostError           the pool process running the attempt died (SIGKILL, OOM killer)
 
 ``Retry`` (in :mod:`taskforge.retry`) is not an error: tasks raise it to ask for another attempt.
 :class:`JobInterrupted` is not one either: it is a ``BaseException`` that stops a sync task's
@@ -207,3 +208,8 @@ class WorkflowFailedError(JobFailedError):
             + (f" at {member}: " if member else ": ")
             + (f"{error_type}: {message}" if error_type else (message or "no error recorded")),
         )
+
+
+class WorkerLostError(TaskforgeError):
+    """The pool process running an attempt died before it answered (SIGKILL, the OOM killer, a
+    crash in C code). The attempt counts as failed and the job follows its retry policy."""

@@ -10,8 +10,8 @@ import threading
 import traceback
 from collections.abc import Callable
 from contextvars import copy_context
-from dataclasses import dataclass
-from typing import Any, TypeGuard
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import anyio
 from pydantic import ValidationError
@@ -26,6 +26,9 @@ from taskforge.retry import Retry, backoff_s
 from taskforge.serializer import JSON, PICKLE, dump_result
 from taskforge.soft_timeout import SoftLimited, arm_thread
 from taskforge.task import Task
+
+if TYPE_CHECKING:  # the pool (and multiprocessing) load only when a worker asks for one
+    from taskforge.pool import ProcessPool
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ class Failure:
     type: str
     message: str
     traceback: str = ""
+    #: The live exception, when it was raised in this process (middleware reporters use it).
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, exc: BaseException) -> Failure:
@@ -57,7 +62,7 @@ class Failure:
             tb = f"<traceback could not be formatted: {type(err).__name__}>"
         if len(tb) > TRACEBACK_LIMIT:
             tb = "...\n" + tb[-TRACEBACK_LIMIT:]
-        return cls(type_name(type(exc)), _describe(exc), tb)
+        return cls(type_name(type(exc)), _describe(exc), tb, exc)
 
 
 def type_name(cls: type[BaseException]) -> str:
@@ -212,9 +217,16 @@ def encode_result(value: Any, serializer: str = JSON) -> str:
 class Executor:
     """Runs jobs of one registry. Async tasks run on the loop; sync tasks in worker threads."""
 
-    def __init__(self, registry: Registry, *, thread_limiter: anyio.CapacityLimiter):
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        thread_limiter: anyio.CapacityLimiter,
+        pool: ProcessPool | None = None,
+    ):
         self.registry = registry
         self.thread_limiter = thread_limiter
+        self.pool = pool  # when set, sync tasks run in its child processes, not in threads
 
     async def run(self, task: Task[Any, Any], ctx: JobContext, scope: anyio.CancelScope) -> Result:
         """Run one attempt inside ``scope`` (the worker cancels it to abort) and classify it."""
@@ -260,6 +272,8 @@ class Executor:
             args, kwargs = tuple(job.args), job.kwargs
         else:
             args, kwargs = typed_arguments(task.fn, job.args, job.kwargs)
+        if not task.is_async and self.pool is not None:
+            return await self._call_in_pool(self.pool, ctx)
         if not task.is_async:
             return await self._call_sync(task.fn, ctx, args, kwargs)
         bind(ctx)
@@ -273,6 +287,13 @@ class Executor:
             # block above as itself, with its own message.
             raise _timed_out(job)
         return value
+
+    async def _call_in_pool(self, pool: ProcessPool, ctx: JobContext) -> Any:
+        try:
+            with _deadline(ctx.job.timeout_s):
+                return await pool.call(ctx)  # a timeout or cancel kills the child
+        except TimeoutError as exc:
+            raise _timed_out(ctx.job) from exc
 
     async def _call_sync(
         self, fn: Callable[..., Any], ctx: JobContext, args: tuple[Any, ...], kwargs: dict[str, Any]

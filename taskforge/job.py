@@ -70,6 +70,8 @@ class Job(BaseModel):
     expires_ms: int | None = None  # epoch ms: an attempt not started by then is cancelled
     created_ms: int = 0
     serializer: str = "json"
+    #: Middleware data (trace context, tenant, request id): str -> str, signed with the rest.
+    headers: dict[str, str] = Field(default_factory=dict)
     sig: str = ""  # HMAC of the rest, when producers sign (see taskforge.signing)
 
 

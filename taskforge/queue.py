@@ -102,6 +102,7 @@ class JobWorker:
             queues=[queue_name],
             concurrency=concurrency,
             burst=burst,
+            middleware=self.app.middleware,
         )
 
     async def start(self) -> WorkerStats:

@@ -15,9 +15,9 @@ import math
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -43,6 +43,7 @@ from taskforge.executor import (
     Result,
     RetryLater,
     Succeeded,
+    classify_failure,
     decode,
     describe_bad_envelope,
     describe_unknown,
@@ -53,14 +54,20 @@ from taskforge.job import Job, JobStatus
 from taskforge.keys import check_queue_name
 from taskforge.limiter import Limiter
 from taskforge.metrics import MetricsExporter, WorkerMetrics
+from taskforge.middleware import Hooks, Middleware, outcome_of
 from taskforge.oom import MemoryPause
+from taskforge.outcome_log import outcome_line
 from taskforge.progress import ProgressWriter
 from taskforge.registry import Registry
 from taskforge.scheduler import Scheduler
 from taskforge.serializer import SerializerRefusedError, load_job
 from taskforge.settings import Settings
 from taskforge.signing import SignatureError, signing_key, verify
+from taskforge.task import Task
 from taskforge.workflow_advance import WorkflowAdvancer, finished_members
+
+if TYPE_CHECKING:  # the CLI builds the pool; importing it here would load multiprocessing
+    from taskforge.pool import ProcessPool
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +85,7 @@ class _Running:
     scope: anyio.CancelScope
     ctx: JobContext | None = None
     started: float = field(default_factory=time.monotonic)
+    ran: bool = False  # reached the middleware's before_run
 
 
 @dataclass(slots=True)
@@ -124,6 +132,9 @@ class Worker:
         block_s: float = 5.0,
         worker_id: str | None = None,
         metrics_port: int | None = None,
+        middleware: Sequence[Middleware] = (),
+        outcome_log: Callable[[dict[str, Any]], None] | None = None,
+        pool: ProcessPool | None = None,
     ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -139,7 +150,9 @@ class Worker:
         self.stats = WorkerStats()
         self.broker = AsyncBroker(settings)
         self._blocker = AsyncBroker(settings, async_client(settings, blocking_s=block_s))
-        self._executor = Executor(registry, thread_limiter=anyio.CapacityLimiter(concurrency))
+        self.pool = pool  # sync tasks run in its processes (started and stopped by run())
+        limiter = anyio.CapacityLimiter(concurrency)
+        self._executor = Executor(registry, thread_limiter=limiter, pool=pool)
         self._free = concurrency
         self._slot_freed = anyio.Event()
         self._running: dict[str, _Running] = {}
@@ -169,6 +182,8 @@ class Worker:
         self._progress = ProgressWriter(self.broker)
         self._workflows = WorkflowAdvancer(self.broker)
         self._clock = ServerClock()
+        self._hooks = Hooks(middleware)
+        self._outcome_log = outcome_log  # gets one dict per recorded outcome (--json)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -192,12 +207,15 @@ class Worker:
     async def run(self) -> WorkerStats:
         """Run until stopped (or, in burst mode, until the queues are drained)."""
         await self.check_server()
+        await self._hooks.worker_start(self)
         exporter = self._start_metrics()
         log.info(
             "worker %s up: queues=%s concurrency=%d redis=%s",
             self.id, ",".join(self.queues), self.concurrency, self.settings.masked_url(),
         )  # fmt: skip
         try:
+            if self.pool is not None:
+                await self.pool.start()
             async with anyio.create_task_group() as services:
                 services.start_soon(self._flush_loop)
                 services.start_soon(self._lease_loop)
@@ -225,6 +243,9 @@ class Worker:
                 exporter.stop()
             with anyio.CancelScope(shield=True):
                 await self._cancel_jobs()
+                await self._hooks.worker_stop(self)
+                if self.pool is not None:
+                    await self.pool.aclose()
                 await self._workflows.drain()  # what the last outcome writes handed over
                 await self._close()
         if self._job_error is not None:
@@ -520,6 +541,10 @@ class Worker:
         duration_s = time.monotonic() - running.started
         self._pending.append(_Pending(running.queue, lease, result, task_name, attempt, duration_s))
         self._flush_wanted.set()
+        # After the append: the outcome is decided, and written whatever the hooks do.
+        if self._hooks and running.ctx is not None:
+            outcome = outcome_of(result, duration_s)
+            await self._hooks.after_run(running.ctx, outcome, ran=running.ran)
 
     async def _execute(self, running: _Running) -> tuple[Result, str]:
         lease = running.lease
@@ -550,9 +575,19 @@ class Worker:
         if wait_s is not None:
             return Deferred(wait_s), job.task
         try:
-            return await self._executor.run(task, running.ctx, running.scope), job.task
+            return await self._attempt(task, running, running.ctx), job.task
         finally:
             await self._limiter.release(task, lease.id)
+
+    async def _attempt(self, task: Task[Any, Any], running: _Running, ctx: JobContext) -> Result:
+        if self._hooks:
+            running.ran = True
+            try:
+                await self._hooks.before_run(ctx)
+            # A middleware boundary: its error fails this attempt, as the task's own would.
+            except Exception as exc:
+                return classify_failure(ctx.job, ctx.attempt - 1, exc)
+        return await self._executor.run(task, ctx, running.scope)
 
     async def _expired(self, job: Job) -> Cancelled | None:
         """``expires=``: an attempt too late to start is cancelled, not run."""
@@ -642,7 +677,7 @@ class Worker:
                     f = p.result.failure
                     delay_ms = int(p.result.delay_s * 1000)
                     ok = await self.broker.run(
-                        ops.retry(queue, p.lease.id, p.lease.token, delay_ms, _triple(f))
+                        ops.retry(queue, p.lease.id, p.lease.token, delay_ms, _triple(f), _ms(p))
                     )
                     self._log(p, ok)
 
@@ -668,6 +703,8 @@ class Worker:
             )  # fmt: skip
             return
         ms = p.duration_s * 1000
+        if self._outcome_log is not None:
+            self._log_outcome(p)
         self.stats.processed += not isinstance(r, Abandoned | Deferred)
         self.metrics.job_finished(p.queue, _OUTCOME_NAMES[type(r)], p.duration_s)
         if isinstance(r, Succeeded):
@@ -696,6 +733,15 @@ class Worker:
         else:
             self.stats.handed_back += 1
             log.info("job %s %s handed back to queue %s", p.lease.id, p.task, p.queue)
+
+    def _log_outcome(self, p: _Pending) -> None:
+        assert self._outcome_log is not None
+        outcome = outcome_of(p.result, p.duration_s)
+        line = outcome_line(
+            job_id=p.lease.id, task=p.task, queue=p.queue, attempt=p.attempt, outcome=outcome,
+            worker=self.id,
+        )  # fmt: skip
+        self._outcome_log(line)
 
     # ------------------------------------------------------------------ background services
 
@@ -793,17 +839,23 @@ def _triple(f: Failure) -> tuple[str, str, str]:
     return f.type, f.message, f.traceback
 
 
+def _ms(p: _Pending) -> int:
+    return round(p.duration_s * 1000)
+
+
 def _outcome(p: _Pending) -> Outcome:
     lease, r = p.lease, p.result
     if isinstance(r, Succeeded):
         ok = JobStatus.SUCCEEDED
-        return Outcome(lease.id, lease.token, ok, result_json=r.result_json, ttl_s=r.ttl_s)
+        return Outcome(
+            lease.id, lease.token, ok, result_json=r.result_json, ttl_s=r.ttl_s, duration_ms=_ms(p)
+        )
     if isinstance(r, Dead):
         f = r.failure
-        return Outcome(lease.id, lease.token, JobStatus.DEAD, "", *_triple(f))
+        return Outcome(lease.id, lease.token, JobStatus.DEAD, "", *_triple(f), duration_ms=_ms(p))
     reason = r.reason if isinstance(r, Cancelled) else "cancelled"
     kind = r.type if isinstance(r, Cancelled) else "Cancelled"
-    return Outcome(lease.id, lease.token, JobStatus.CANCELLED, "", kind, reason)
+    return Outcome(lease.id, lease.token, JobStatus.CANCELLED, "", kind, reason, duration_ms=_ms(p))
 
 
 def server_warnings(info: dict[str, Any], save_config: str | None = None) -> list[str]:

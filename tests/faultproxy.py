@@ -204,3 +204,8 @@ class FaultProxy:
         if self._server is not None:
             self._server.close()
         await self._close_links(lambda link: True)
+        # End the connections' tasks too, so none is destroyed pending when the loop stops.
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

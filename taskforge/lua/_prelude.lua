@@ -8,12 +8,16 @@ local function now_ms()
 end
 
 -- Publish one status transition (the job:updates contract: job_id, task, queue, status,
--- attempt, timestamp in epoch seconds, error when failed).
-local function emit(channel, job_id, task, queue, status, attempt, now, err)
+-- attempt, timestamp in epoch seconds, error when failed; `extra`, a table or nil, adds fields
+-- such as the run's duration_ms, the worker id and a retry's run_at).
+local function emit(channel, job_id, task, queue, status, attempt, now, err, extra)
   if channel == '' then return end
   local ev = {job_id = job_id, task = task or '', queue = queue, status = status,
               attempt = tonumber(attempt) or 0, timestamp = now / 1000}
   if err and err ~= '' then ev['error'] = err end
+  if extra then
+    for k, v in pairs(extra) do ev[k] = v end
+  end
   -- Workflow members (ids 'wf:<workflow>:<node>') name their workflow in every event.
   if string.sub(job_id, 1, 3) == 'wf:' then ev['workflow_id'] = string.match(job_id, '^wf:(.+):%d+$') end
   redis.call('PUBLISH', channel, cjson.encode(ev))

@@ -10,8 +10,9 @@
 -- ARGV[1]     events channel
 -- ARGV[2]     queue name
 -- ARGV[3]     retention of succeeded/cancelled records, s (dead records are kept)
--- ARGV[4..]   per job, 7 values: id, lease token, status ('succeeded'|'dead'|'cancelled'),
---             result json ('' = none), error type, error message, traceback
+-- ARGV[4..]   per job, 8 values: id, lease token, status ('succeeded'|'dead'|'cancelled'),
+--             result json ('' = none), error type, error message, traceback, run duration ms
+--             (the worker's measure; the event carries it with the worker id)
 -- Returns     per job: 1 recorded, 2 already recorded (this lease's finish wrote this status
 --             before: a re-send after a lost reply; nothing changes), 0 refused (stale token,
 --             or not active)
@@ -19,11 +20,11 @@ local channel, queue, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
 local done = {}
-for a = 4, #ARGV, 7 do
+for a = 4, #ARGV, 8 do
   local id, token, status = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local key = KEYS[3] .. id
   local rec = redis.call('HMGET', key, 'deliveries', 'status', 'task', 'attempts', 'waiters',
-    'unique_lock', 'finished_by')
+    'unique_lock', 'finished_by', 'worker')
   if rec[7] == token and rec[2] == status then
     table.insert(out, 2)
   elseif rec[1] ~= token or rec[2] ~= 'active' then
@@ -53,7 +54,8 @@ for a = 4, #ARGV, 7 do
     if rec[5] == '1' then wake_waiters(key, status, ttl) end
     local shown = ''
     if err ~= '' then shown = ARGV[a + 4] .. ': ' .. err end
-    emit(channel, id, rec[3], queue, status, attempt, now, shown)
+    local extra = {duration_ms = tonumber(ARGV[a + 7]), worker = rec[8] or ''}
+    emit(channel, id, rec[3], queue, status, attempt, now, shown, extra)
     -- In the same script as the outcome: a worker killed before the advance loses nothing.
     if KEYS[4] and string.sub(id, 1, 3) == 'wf:' then redis.call('ZADD', KEYS[4], now, id) end
     table.insert(out, 1)

@@ -11,9 +11,10 @@
 -- ARGV[6]     error type
 -- ARGV[7]     error message
 -- ARGV[8]     traceback
+-- ARGV[9]     the failed run's duration, ms (for the event)
 -- Returns     1 scheduled for retry, 0 refused (stale token or not active)
 local key, id = KEYS[4], ARGV[3]
-local rec = redis.call('HMGET', key, 'deliveries', 'status', 'task', 'attempts')
+local rec = redis.call('HMGET', key, 'deliveries', 'status', 'task', 'attempts', 'worker')
 if rec[1] ~= ARGV[4] or rec[2] ~= 'active' then return 0 end
 local now = now_ms()
 local run_at = now + tonumber(ARGV[5])
@@ -26,5 +27,6 @@ redis.call('HSET', key, 'status', 'retrying', 'run_at_ms', run_at, 'attempts', a
 redis.call('ZREM', KEYS[1], id)
 redis.call('ZADD', KEYS[2], run_at, id)
 redis.call('ZADD', KEYS[3], 0, 'w')
-emit(ARGV[1], id, rec[3], ARGV[2], 'retrying', attempt, now, ARGV[6] .. ': ' .. ARGV[7])
+local extra = {duration_ms = tonumber(ARGV[9]), worker = rec[5] or '', run_at = run_at / 1000}
+emit(ARGV[1], id, rec[3], ARGV[2], 'retrying', attempt, now, ARGV[6] .. ': ' .. ARGV[7], extra)
 return 1

@@ -1,0 +1,98 @@
+"""Tasks for process-pool workers: ``taskforge worker tests.pool_tasks:app --pool process``.
+
+Like ``tests.tasks_e2e``, the worker reads ``REDIS_URL``/``TASKFORGE_PREFIX`` from its
+environment and tasks report into Redis lists a test can block on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from taskforge import Taskforge, current_job
+from taskforge.connection import sync_client
+
+app = Taskforge()
+_hoard: list[bytes] = []  # what pool.hog keeps alive in its child
+
+
+def log_key(name: str) -> str:
+    """The Redis list a task reports into (under the app's prefix)."""
+    return f"{app.settings.prefix}:pool:{name}"
+
+
+def report(name: str, value: str) -> None:
+    """Append ``value`` to the report list ``name``."""
+    client = sync_client(app.settings)
+    try:
+        client.rpush(log_key(name), value)
+    finally:
+        client.close()
+
+
+@app.task(name="pool.pid")
+def pid() -> int:
+    """The process the task ran in."""
+    return os.getpid()
+
+
+@app.task(name="pool.apid")
+async def apid() -> int:
+    """An async task: runs on the worker's loop, so this is the worker's pid."""
+    return os.getpid()
+
+
+@app.task(name="pool.spin")
+def spin(ms: float = 50.0) -> int:
+    """Burn CPU in pure Python for about ``ms`` milliseconds; returns the loop count."""
+    end = time.perf_counter() + ms / 1000
+    n = 0
+    while time.perf_counter() < end:
+        n += 1
+    return n
+
+
+@app.task(name="pool.die_once", max_retries=1, retry_backoff=0)
+def die_once() -> int:
+    """SIGKILL its own process on the first attempt (as the OOM killer would); then succeed."""
+    if current_job().attempt == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return os.getpid()
+
+
+@app.task(name="pool.hang", max_retries=0, timeout=0.5)
+def hang() -> None:
+    """Run past its timeout; the SIGTERM raises JobInterrupted, so ``finally`` runs."""
+    try:
+        time.sleep(60)
+    finally:
+        report("cleaned", current_job().job.id)
+
+
+@app.task(name="pool.stubborn", max_retries=0, timeout=0.3)
+def stubborn() -> None:
+    """Ignore SIGTERM (as C code stuck in a call would): only SIGKILL stops it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    report("stubborn", str(os.getpid()))
+    time.sleep(60)
+
+
+@app.task(name="pool.fail", max_retries=0)
+def fail(text: str) -> None:
+    """Raise in the child; the record keeps the child's traceback."""
+    raise ValueError(text)
+
+
+@app.task(name="pool.hog")
+def hog(mib: int) -> int:
+    """Keep ``mib`` MiB alive in this child; returns its pid."""
+    _hoard.append(b"x" * (mib * 1024 * 1024))  # written, so resident (calloc'd pages are not)
+    return os.getpid()
+
+
+@app.task(name="pool.sleepy")
+def sleepy() -> None:
+    """Say it started, then sleep for a minute (until cancelled)."""
+    report("sleepy", str(os.getpid()))
+    time.sleep(60)

@@ -1,0 +1,206 @@
+"""The process pool, in real ``taskforge worker --pool process`` subprocesses on a real Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from taskforge import JobFailedError, JobStatus, Taskforge
+from taskforge.job import JobRecord
+from tests import pool_tasks
+
+StartWorker = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def app(redis_url: str, prefix: str) -> Iterator[Taskforge]:
+    """``tests.pool_tasks.app`` pointed at the test Redis and prefix the workers use."""
+    pool_tasks.app.configure(redis_url=redis_url, prefix=prefix)
+    yield pool_tasks.app
+    pool_tasks.app.client.close()
+
+
+def burst(start: StartWorker, *options: str) -> tuple[int, list[dict[str, Any]], str]:
+    """Run a process-pool worker until the queue is drained: (its pid, JSON lines, output)."""
+    proc = start("tests.pool_tasks:app", "--pool", "process", "--burst", "--json", *options)
+    out, _ = proc.communicate(timeout=90)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    return proc.pid, lines, text
+
+
+def record(app: Taskforge, job_id: str) -> JobRecord:
+    return app.client.record("default", job_id)
+
+
+def test_sync_tasks_run_in_child_processes_and_async_ones_on_the_loop(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    syncs = [pool_tasks.pid.delay() for _ in range(6)]
+    on_loop = pool_tasks.apid.delay()
+
+    worker_pid, lines, _ = burst(worker_process, "-c", "2")
+
+    child_pids = {h.result(timeout=5) for h in syncs}
+    assert worker_pid not in child_pids
+    assert 1 <= len(child_pids) <= 2  # -c 2: two children, reused
+    assert on_loop.result(timeout=5) == worker_pid
+    assert len(lines) == 7 and {line["status"] for line in lines} == {"succeeded"}
+
+
+def test_a_child_killed_mid_job_fails_that_attempt_and_the_job_retries(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    victim = pool_tasks.die_once.delay()
+    bystanders = [pool_tasks.pid.delay() for _ in range(3)]
+
+    _, lines, _ = burst(worker_process, "-c", "2")
+
+    rec = record(app, victim.id)
+    assert rec.status == JobStatus.SUCCEEDED and rec.attempts == 2
+    (lost,) = [line for line in lines if line["status"] == "retrying"]
+    assert lost["job_id"] == victim.id
+    assert lost["error"].startswith("WorkerLostError: pool process")
+    assert "killed by SIGKILL" in lost["error"]
+    assert all(record(app, h.id).status == JobStatus.SUCCEEDED for h in bystanders)
+
+
+def test_a_timed_out_task_is_interrupted_its_finally_runs_and_the_next_job_gets_a_fresh_child(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    slow = pool_tasks.hang.delay()
+    after = pool_tasks.pid.delay()
+
+    burst(worker_process, "-c", "1")
+
+    rec = record(app, slow.id)
+    assert rec.status == JobStatus.DEAD
+    assert rec.error_type == "JobTimeoutError"
+    client = app.client.broker.client
+    assert client.lrange(pool_tasks.log_key("cleaned"), 0, -1) == [slow.id]
+    assert record(app, after.id).status == JobStatus.SUCCEEDED
+
+
+def test_a_task_that_ignores_sigterm_is_killed_after_the_grace(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    stuck = pool_tasks.stubborn.delay()
+
+    started = time.monotonic()
+    burst(worker_process, "-c", "1")
+
+    assert record(app, stuck.id).error_type == "JobTimeoutError"
+    (pid,) = app.client.broker.client.lrange(pool_tasks.log_key("stubborn"), 0, -1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid), 0)  # SIGKILLed and reaped
+    assert time.monotonic() - started < 60
+
+
+def test_children_are_replaced_after_max_tasks_per_child(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    handles = [pool_tasks.pid.delay() for _ in range(6)]
+
+    burst(worker_process, "-c", "1", "--max-tasks-per-child", "2")
+
+    pids = [h.result(timeout=5) for h in handles]
+    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4] == pids[5]
+    assert len(set(pids)) == 3
+
+
+def test_a_child_past_its_memory_limit_is_replaced(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    first, second = pool_tasks.pid.delay(), pool_tasks.pid.delay()
+    hog = pool_tasks.hog.delay(200)
+    after = pool_tasks.pid.delay()
+
+    burst(worker_process, "-c", "1", "--max-memory-per-child-mb", "150")
+
+    assert first.result(timeout=5) == second.result(timeout=5)  # small: kept
+    assert hog.result(timeout=5) == first.result(timeout=5)
+    assert after.result(timeout=5) != hog.result(timeout=5)  # grew past 150 MiB: replaced
+
+
+def test_the_childs_traceback_is_kept_on_the_record(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    handle = pool_tasks.fail.delay("bad input")
+
+    burst(worker_process, "-c", "1")
+
+    rec = record(app, handle.id)
+    assert (rec.error_type, rec.error) == ("ValueError", "bad input")
+    assert "(in the pool process)" in (rec.traceback or "")
+    assert "pool_tasks.py" in (rec.traceback or "")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--pool", "fork"], "--pool must be one of thread, process"),
+        (["--max-tasks-per-child", "5"], "need --pool process"),
+    ],
+)
+def test_bad_pool_options_are_refused_with_what_to_write(
+    worker_process: StartWorker, options: list[str], message: str
+) -> None:
+    proc = worker_process("tests.pool_tasks:app", "--burst", *options)
+    out, _ = proc.communicate(timeout=60)
+
+    assert proc.returncode == 2
+    assert message in out.decode()
+
+
+def test_pool_benchmark_prints_its_table(redis_url: str) -> None:
+    from tests.test_benchmarks import ROOT
+
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "pool_bench.py"), "--redis-url", redis_url]
+    cmd += ["--rounds", "1", "--cpu-n", "4", "--noop-n", "20", "--ipc-n", "20"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figures = [line.split("  ")[0] for line in proc.stdout.splitlines()[2:-1]]
+    assert figures == [
+        "CPU 50 ms jobs/s, -c 2", "no-op µs per job, -c 2", "no-op µs per job, -c 8",
+        "IPC round trip µs (one child)", "start a replacement child, ms",
+        "host ceiling: 2 bare processes",
+    ]  # fmt: skip
+
+
+def test_cancelling_a_running_pool_job_stops_its_child(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    handle = pool_tasks.sleepy.delay()
+    proc = worker_process("tests.pool_tasks:app", "--pool", "process", "-c", "1")
+    client = app.client.broker.client
+    started = client.blpop([pool_tasks.log_key("sleepy")], timeout=60)
+    assert started is not None, "the job never started"
+
+    handle.cancel()
+
+    with pytest.raises(JobFailedError, match="cancelled"):
+        handle.result(timeout=30)
+    child_pid = int(started[1])
+    deadline = time.monotonic() + 10
+    while _alive(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child_pid)
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
