@@ -289,11 +289,11 @@ class Executor:
         return value
 
     async def _call_in_pool(self, pool: ProcessPool, ctx: JobContext) -> Any:
-        try:
-            with _deadline(ctx.job.timeout_s):
-                return await pool.call(ctx)  # a timeout or cancel kills the child
-        except TimeoutError as exc:
-            raise _timed_out(ctx.job) from exc
+        with _deadline(ctx.job.timeout_s) as deadline:
+            value = await pool.call(ctx)  # a timeout or cancel kills the child
+        if deadline.cancelled_caught:
+            raise _timed_out(ctx.job)
+        return value
 
     async def _call_sync(
         self, fn: Callable[..., Any], ctx: JobContext, args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -486,3 +486,22 @@ def test_the_dashboard_mounts_under_a_path_prefix_of_another_app(app: Any) -> No
     assert 'href="/ops/static/dashboard.css"' in page.text and 'href="/ops/dead"' in page.text
     assert 'data-base="/ops"' in page.text  # the live script's stream is under the prefix too
     assert css.status_code == 200 and api.json()["queues"] is not None
+
+
+def test_a_host_app_runs_the_dashboard_lifespan_as_its_own(app: Any) -> None:
+    dashboard = create_app(app.settings, config=DashboardConfig(read_only=True))
+    host = Starlette(
+        routes=[Mount("/ops", app=dashboard)], lifespan=dashboard.router.lifespan_context
+    )
+
+    async def visit() -> int:
+        # The README's embedding: the host hands itself to the dashboard's lifespan.
+        async with host.router.lifespan_context(host):
+            transport = httpx.ASGITransport(app=host)
+            async with httpx.AsyncClient(transport=transport, base_url="http://host") as client:
+                return (await client.get("/ops/")).status_code
+
+    with ThreadPoolExecutor(1) as pool:
+        status = pool.submit(anyio.run, visit).result()
+
+    assert status == 200

@@ -44,7 +44,9 @@ def create_app(
     app = Starlette(
         routes=_routes(),
         middleware=[Middleware(AuthMiddleware, config=config)],
-        lifespan=_lifespan,
+        # Bound to this dashboard, not to the app that runs it: a host app that passes
+        # ``dashboard.router.lifespan_context`` as its own lifespan hands in itself.
+        lifespan=lambda _host: _lifespan(dash),
     )
     app.state.dashboard = dash
     return app
@@ -75,8 +77,7 @@ def _routes() -> list[Route | Mount]:
 
 
 @asynccontextmanager
-async def _lifespan(app: Starlette) -> AsyncIterator[None]:
-    dash: Dashboard = app.state.dashboard
+async def _lifespan(dash: Dashboard) -> AsyncIterator[None]:
     async with anyio.create_task_group() as tg:
         tg.start_soon(dash.hub.run)
         tg.start_soon(_sample_depths, dash)
