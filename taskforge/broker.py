@@ -296,6 +296,7 @@ class Ops:
         k = self.keys(queue)
         s = self.settings
         keys = [*k.ready_lists, k.scheduled, k.inflight, k.wake, k.dead, k.job_prefix, k.fetched]
+        keys.append(k.base + ":wf_outbox")  # a member buried here advances its workflow
         args: list[Arg] = [count, int(s.lease_s * 1000), worker_id, s.events_channel, queue]
         args += [batch, s.max_deliveries, request_id, answered_id]
         return ScriptCall("fetch", keys, args)

@@ -56,7 +56,7 @@ from taskforge.scheduler import cron_status
 from taskforge.settings import Settings
 from taskforge.task import Call, TaskOptions, coerce_priority, when_to_delay
 from taskforge.worker import Worker
-from taskforge.workflow_cli import workflow_cli
+from taskforge.workflow_cli import warn_revived_members, workflow_cli
 
 cli = typer.Typer(
     name="taskforge",
@@ -686,9 +686,10 @@ def dead_requeue(
     flt = _dead_filter(task, error, older_than, newer_than)
     _check_selection(job_ids, flt, every)
     with _admin(redis_url) as admin, _progress("requeueing", as_json) as on_batch:
-        result = admin.dead_requeue(ids=job_ids or (), flt=flt, every=every, queues=queue,
-                                    batch=DEAD_BATCH, on_batch=on_batch)  # fmt: skip
+        chosen = admin.dead_select(ids=job_ids or (), flt=flt, every=every, queues=queue)
+        result = admin.dead_requeue(chosen, batch=DEAD_BATCH, on_batch=on_batch)
     _report("requeued", result, as_json)
+    warn_revived_members(chosen)
     if job_ids and result.total == 0:
         raise typer.Exit(1)
 

@@ -11,9 +11,11 @@ from typing import Annotated
 import typer
 
 from taskforge.client import Client
+from taskforge.deadletters import DeadSelection
 from taskforge.errors import BrokerError, ConfigurationError, WorkflowNotFoundError
 from taskforge.settings import Settings
 from taskforge.workflow import WorkflowClient, render_tree
+from taskforge.workflow_graph import parse_member_id
 
 workflow_cli = typer.Typer(
     help="Workflows (chain, group, chord): show the tree with statuses, cancel.",
@@ -68,3 +70,24 @@ def cancel(workflow_id: WorkflowId, redis_url: RedisUrl = None) -> None:
     with _workflows(redis_url) as workflows:
         status = workflows.handle(workflow_id).cancel()
     typer.echo(f"workflow {workflow_id}: {status.value}")
+
+
+def warn_revived_members(chosen: DeadSelection) -> None:
+    """Say on stderr that requeued workflow members do not resume their workflows: a member's
+    death already ended its workflow ``failed`` (its later steps ``cancelled``), and a revived
+    member's success changes neither."""
+    members = sorted(
+        {wid for ids in chosen.chosen.values() for i in ids if (wid := _workflow_of(i))}
+    )
+    if members:
+        typer.echo(
+            f"warning: {len(members)} workflow(s) had members among these jobs; a revived member "
+            "runs alone and does not resume its failed workflow (its later steps stay "
+            f"cancelled): {', '.join(members)}. Start the workflow again to rerun it.",
+            err=True,
+        )
+
+
+def _workflow_of(job_id: str) -> str | None:
+    parsed = parse_member_id(job_id)
+    return None if parsed is None else parsed[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from taskforge.canvas import Canvas, Chain, Chord, Group
@@ -221,6 +222,7 @@ class _Builder:
 
     def errback(self, call: Call) -> Node:
         _check_fit(call, False, errback=not call.immutable)
+        _check_member_options(call)
         self._count()
         node = Node(-1, call, ERRBACK, prefix="[]" if call.immutable else "err")
         self.errbacks.append(node)
@@ -234,6 +236,7 @@ class _Builder:
             )
 
     def add(self, call: Call, kind: str) -> Node:
+        _check_member_options(call)
         self._count()
         node = Node(len(self.nodes), call, kind)
         self.nodes.append(node)
@@ -247,6 +250,22 @@ def _number_errbacks(tree: dict[str, Any]) -> None:
     children += [tree[k] for k in ("header", "body") if k in tree]
     for child in children:
         _number_errbacks(child)
+
+
+def _check_member_options(call: Call) -> None:
+    """Refuse the options a member cannot honour: its job id is the workflow's own."""
+    o = call.options
+    if o.job_id is not None:
+        raise WorkflowError(
+            f"step {call.task!r} has job_id={o.job_id!r}, but a workflow member's job id is "
+            "'wf:<workflow id>:<node>'; drop job_id (give the workflow an id instead)"
+        )
+    if o.unique_key is not None:
+        raise WorkflowError(
+            f"step {call.task!r} has unique_key={o.unique_key!r}: a duplicate would be dropped "
+            "and its workflow would wait for it forever; drop unique_key for workflow steps "
+            "(a workflow's own id already makes its .delay() idempotent)"
+        )
 
 
 def _check_fit(call: Call, prepended: bool, *, errback: bool = False) -> None:
@@ -283,7 +302,14 @@ def call_spec(call: Call) -> str:
         "max_retries": o.max_retries, "retry_backoff": o.retry_backoff,
         "retry_backoff_cap": o.retry_backoff_cap, "retry_jitter": o.retry_jitter,
         "timeout": o.timeout, "rate_limit": o.rate_limit, "concurrency": o.concurrency,
+        "soft_timeout": o.soft_timeout,
     }  # fmt: skip
+    # expires: seconds count from the member's own enqueue (when it becomes ready), as for a
+    # plain call; a datetime is a moment, kept as epoch seconds.
+    if isinstance(o.expires, datetime):
+        options["expires_at_s"] = o.expires.timestamp()
+    elif o.expires is not None:
+        options["expires"] = o.expires
     spec = {"t": call.task, "a": list(call.args), "k": call.kwargs, "o": options}
     try:
         return json.dumps(spec, separators=(",", ":"), allow_nan=False)
@@ -298,6 +324,9 @@ def member_call(workflow_id: str, index: int, spec: dict[str, Any], leading: lis
     """The call that becomes node ``index``'s job: ``leading`` values first, then its own."""
     o = dict(spec["o"])
     o["priority"] = JobPriority(o["priority"])
+    at_s = o.pop("expires_at_s", None)
+    if at_s is not None:
+        o["expires"] = datetime.fromtimestamp(at_s, UTC)
     options = TaskOptions(**o, job_id=member_id(workflow_id, index))
     return Call(spec["t"], (*leading, *spec["a"]), spec["k"], options)
 

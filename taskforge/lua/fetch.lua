@@ -21,6 +21,8 @@
 --             gets that call's leases again (those still its own) instead of new ones
 -- ARGV[9]     request id whose reply arrived, so its record can go ('' = none)
 -- KEYS[9]     request record prefix (record = prefix .. request id: the leases it handed out)
+-- KEYS[10]    workflow outbox zset: a member this script ends (poison, cancelled) is noted there,
+--             as finish.lua does, so its workflow advances (fails) from the outbox replay
 -- Returns     {ms until the next scheduled job is due (-1 = none), ms until the next lease
 --              expires (-1 = none), then per leased job: id, envelope json, lease token,
 --              attempts so far}
@@ -33,13 +35,22 @@ if answered ~= '' then redis.call('DEL', KEYS[9] .. answered) end
 local replay = nil
 if request ~= '' then replay = redis.call('GET', KEYS[9] .. request) end
 
+-- A workflow member ('wf:<workflow>:<node>') that ends here: in the same script as its end.
+local function ended(id)
+  if KEYS[10] and string.sub(id, 1, 3) == 'wf:' then redis.call('ZADD', KEYS[10], now, id) end
+end
+local function bury(key, id, why)
+  bury_unreadable(key, id, KEYS[7], why, channel, queue, now)
+  ended(id)
+end
+
 -- Promote due scheduled and retrying jobs.
 local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, batch)
 for _, id in ipairs(due) do
   local key = prefix .. id
   local rec, why = read_job(key, 'task')
   if not rec then
-    bury_unreadable(key, id, KEYS[7], why, channel, queue, now)
+    bury(key, id, why)
   else
     redis.call('RPUSH', KEYS[PRIORITY_INDEX[rec[1]]], id)
     redis.call('HSET', key, 'status', 'queued', 'enqueued_ms', now)
@@ -54,7 +65,7 @@ for _, id in ipairs(expired) do
   local key = prefix .. id
   local rec, why = read_job(key, 'task', 'cancel', 'lost')
   if not rec then
-    bury_unreadable(key, id, KEYS[7], why, channel, queue, now)
+    bury(key, id, why)
   else
     local priority, task, cancelled = rec[1], rec[3], rec[4] == '1'
     local attempt = tonumber(rec[2]) + 1
@@ -67,6 +78,7 @@ for _, id in ipairs(expired) do
       release_unique(key, id, 'any')
       notify(key, 'cancelled', 3600)
       emit(channel, id, task, queue, 'cancelled', attempt, now)
+      ended(id)
     elseif lost >= max_lost then
       local err = 'poison: its worker was lost ' .. lost .. ' times while running it'
       redis.call('HSET', key, 'status', 'dead', 'error', err, 'error_type', 'PoisonJob',
@@ -75,6 +87,7 @@ for _, id in ipairs(expired) do
       release_unique(key, id, 'any')
       notify(key, 'dead', 3600)
       emit(channel, id, task, queue, 'dead', attempt, now, err)
+      ended(id)
     else
       redis.call('LPUSH', KEYS[PRIORITY_INDEX[priority]], id)
       redis.call('HSET', key, 'status', 'queued', 'enqueued_ms', now)
@@ -120,7 +133,7 @@ while remaining > 0 do
     if job and not job[3] then why = 'unreadable job record: envelope is missing' end
     if why then
       -- It cannot run (nor be handed back or retried): bury it as poison, seen, never dropped.
-      bury_unreadable(key, id, KEYS[7], why, channel, queue, now)
+      bury(key, id, why)
     else
       local envelope, task, attempts = job[3], job[4], tonumber(job[2])
       local token = (as_count(job[5]) or 0) + 1
