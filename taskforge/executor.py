@@ -245,12 +245,12 @@ class Executor:
             log.warning(
                 "job %s: the task let a CancelledError escape; counted as a failure", job.id
             )
-            return self._failed(ctx, exc, task)
+            return self.failed(ctx, exc, task)
         # The job boundary: whatever the task raised becomes its outcome, never a worker crash:
         # sys.exit(), KeyboardInterrupt, GeneratorExit or a BaseException of its own would
         # otherwise take the worker and its other jobs down.
         except BaseException as exc:
-            return self._failed(ctx, exc, task)
+            return self.failed(ctx, exc, task)
         if task.opts.ignore_result:
             return Succeeded("", task.opts.result_ttl)
         try:
@@ -260,7 +260,7 @@ class Executor:
             return Dead(Failure("SerializationError", f"result cannot be stored: {exc}"))
 
     @staticmethod
-    def _failed(ctx: JobContext, exc: BaseException, task: Task[Any, Any]) -> Result:
+    def failed(ctx: JobContext, exc: BaseException, task: Task[Any, Any]) -> Result:
         if ctx.cancel_requested:
             return Cancelled()
         return classify_failure(ctx.job, ctx.attempt - 1, exc, task.opts.retry_policy)

@@ -41,6 +41,8 @@ import anyio
 
 from taskforge.context import JobContext, bind
 from taskforge.errors import ConfigurationError, JobInterrupted, WorkerLostError
+from taskforge.payload import typed_arguments
+from taskforge.serializer import PICKLE
 
 if TYPE_CHECKING:  # annotations only: children import the app through the loader
     from taskforge.app import Taskforge
@@ -345,7 +347,13 @@ def _run_one(app: Taskforge, job: Any, attempt: int, token: str) -> tuple[Any, .
     bind(ctx)
     try:
         fn = app.registry.get(job.task).fn
-        value = fn(*job.args, **job.kwargs)
+        # As on the thread path: JSON arguments get the types the signature names (the worker
+        # already validated them; pickled ones are the objects they were).
+        if job.serializer == PICKLE:
+            args, kwargs = tuple(job.args), job.kwargs
+        else:
+            args, kwargs = typed_arguments(fn, job.args, job.kwargs)
+        value = fn(*args, **kwargs)
         pickle.dumps(value)  # fail here, as the task's error, rather than inside send()
         return ("ok", value, "", _rss_kib())
     except JobInterrupted:

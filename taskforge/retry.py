@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 from taskforge.errors import ConfigurationError
 
@@ -42,6 +43,15 @@ class Retry(Exception):
         self.exc = exc
         self.reason = reason or (f"{type(exc).__name__}: {exc}" if exc else "retry requested")
         super().__init__(self.reason)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled across the process pool's pipe: rebuilt with its countdown, cause and reason
+        # (the default would pass the reason where the countdown goes).
+        return (_rebuild_retry, (self.countdown_s, self.exc, self.reason))
+
+
+def _rebuild_retry(countdown_s: float | None, exc: BaseException | None, reason: str) -> Retry:
+    return Retry(countdown_s, exc=exc, reason=reason)
 
 
 class Fail(Exception):

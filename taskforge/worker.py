@@ -43,7 +43,6 @@ from taskforge.executor import (
     Result,
     RetryLater,
     Succeeded,
-    classify_failure,
     decode,
     describe_bad_envelope,
     describe_unknown,
@@ -52,7 +51,7 @@ from taskforge.executor import (
 from taskforge.expiry import ServerClock, expired_reason
 from taskforge.job import Job, JobStatus
 from taskforge.keys import check_queue_name
-from taskforge.limiter import Limiter
+from taskforge.limiter import OUTAGE_RETRY_S, Limiter
 from taskforge.metrics import MetricsExporter, WorkerMetrics
 from taskforge.middleware import Hooks, Middleware, outcome_of
 from taskforge.oom import MemoryPause
@@ -586,14 +585,18 @@ class Worker:
                 await self._hooks.before_run(ctx)
             # A middleware boundary: its error fails this attempt, as the task's own would.
             except Exception as exc:
-                return classify_failure(ctx.job, ctx.attempt - 1, exc)
+                return Executor.failed(ctx, exc, task)
         return await self._executor.run(task, ctx, running.scope)
 
-    async def _expired(self, job: Job) -> Cancelled | None:
+    async def _expired(self, job: Job) -> Cancelled | Deferred | None:
         """``expires=``: an attempt too late to start is cancelled, not run."""
         if job.expires_ms is None:
             return None
-        reason = expired_reason(job, await self._clock.now_ms(self.broker))
+        try:
+            now_ms = await self._clock.now_ms(self.broker)
+        except BrokerError:  # Redis' clock unread: hand the job back unrun, as a limit does
+            return Deferred(OUTAGE_RETRY_S)
+        reason = expired_reason(job, now_ms)
         return None if reason is None else Cancelled("Expired", reason)
 
     def _open(self, lease: Leased) -> Job:

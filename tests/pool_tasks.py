@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import datetime
 
-from taskforge import Taskforge, current_job
+from taskforge import Retry, Taskforge, current_job
 from taskforge.connection import sync_client
 
 app = Taskforge()
@@ -96,3 +97,17 @@ def sleepy() -> None:
     """Say it started, then sleep for a minute (until cancelled)."""
     report("sleepy", str(os.getpid()))
     time.sleep(60)
+
+
+@app.task(name="pool.typed")
+def typed(when: datetime) -> str:
+    """Returns the type its argument arrived as (a datetime, as on the thread path)."""
+    return type(when).__name__
+
+
+@app.task(name="pool.retry_later", max_retries=1, retry_on=(LookupError,))
+def retry_later() -> str:
+    """A deliberate Retry with its countdown: a retry even under a retry_on filter."""
+    if current_job().attempt == 1:
+        raise Retry(countdown_s=0.2, reason="not yet")
+    return "second"

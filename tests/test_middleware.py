@@ -342,3 +342,23 @@ def test_error_reporting_example_reports_each_failed_attempt_with_its_request_id
     assert "attempt=1 request=req-42 exception=ValueError" in lines[0]
     assert lines[1].startswith("[DEAD] ValueError") and "attempt=2" in lines[1]
     assert lines[2:] == ["good: succeeded", "bad: dead"]
+
+
+async def test_before_run_failure_follows_the_tasks_retry_filter(app_factory: AppFactory) -> None:
+    app = app_factory()
+
+    class Broken(Middleware):
+        def before_run(self, ctx: JobContext) -> None:
+            raise ValueError("bad session config")
+
+    app.add_middleware(Broken())
+
+    @app.task(name="mw.filtered", max_retries=3, retry_backoff=0, retry_on=(ConnectionError,))
+    def filtered() -> None: ...
+
+    handle = filtered.delay()
+    stats = await drain(app)
+
+    rec = app.client.record("default", handle.id)
+    assert (rec.status, rec.attempts, stats.retried) == (JobStatus.DEAD, 1, 0)
+    assert rec.error_type == "ValueError"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -204,3 +205,17 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_pool_tasks_get_typed_arguments_and_a_deliberate_retry_keeps_its_countdown(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    typed = pool_tasks.typed.delay(datetime(2030, 1, 2, tzinfo=UTC))
+    later = pool_tasks.retry_later.delay()
+
+    _, lines, _ = burst(worker_process, "-c", "2")
+
+    assert typed.result(timeout=5) == "datetime"  # not the JSON text it travelled as
+    assert later.result(timeout=5) == "second"  # a Retry, not a rebuilt stand-in the filter kills
+    (retrying,) = [line for line in lines if line["status"] == "retrying"]
+    assert retrying["job_id"] == later.id and "not yet" in retrying["error"]
