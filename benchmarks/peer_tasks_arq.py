@@ -16,8 +16,8 @@ from arq import Worker, create_pool
 from arq.connections import RedisSettings
 from runner import (
     BODY_S,
-    IDLE_GAP_S,
     STAMP_SUFFIX,
+    ameasure_pickup,
     burn_cpu,
     count_round_trips,
     counter_key,
@@ -25,7 +25,6 @@ from runner import (
     drain_result,
     emit,
     enqueue_result,
-    latency_result,
     parse,
     prefix,
     redis_url,
@@ -125,19 +124,11 @@ def drain(concurrency: int, round_trips: bool) -> dict[str, Any]:
 
 async def _latency(samples: int, warmup: int = 5) -> dict[str, Any]:
     pool = await create_pool(_settings())
-    key = prefix() + STAMP_SUFFIX
-    gaps: list[float] = []
-    for i in range(warmup + samples):
-        await asyncio.sleep(IDLE_GAP_S)
-        sent = time.monotonic()
-        await pool.enqueue_job("stamp", _queue_name=_queue())
-        reply = await pool.blpop([key], timeout=30)
-        if reply is None:
-            raise SystemExit("latency: no job started within 30 s; is the worker running?")
-        if i >= warmup:
-            gaps.append(float(reply[1]) - sent)
+    result = await ameasure_pickup(
+        lambda: pool.enqueue_job("stamp", _queue_name=_queue()), pool.blpop, samples, warmup
+    )
     await pool.aclose()
-    return latency_result(gaps)
+    return result
 
 
 def main() -> None:

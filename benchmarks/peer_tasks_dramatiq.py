@@ -19,7 +19,6 @@ from dramatiq.brokers.redis import RedisBroker
 from redis import Redis
 from runner import (
     BODY_S,
-    IDLE_GAP_S,
     STAMP_SUFFIX,
     Countdown,
     burn_cpu,
@@ -28,7 +27,7 @@ from runner import (
     drain_result,
     emit,
     enqueue_result,
-    latency_result,
+    measure_pickup,
     parse,
     prefix,
     redis_url,
@@ -126,18 +125,7 @@ def serve(threads: int) -> None:
 
 def latency(samples: int, warmup: int = 5) -> dict[str, Any]:
     """Enqueue one job at a time on an idle worker; gap from ``send()`` to the task's start."""
-    key = prefix() + STAMP_SUFFIX
-    gaps: list[float] = []
-    for i in range(warmup + samples):
-        time.sleep(IDLE_GAP_S)
-        sent = time.monotonic()
-        stamp.send()
-        reply = _client.blpop([key], timeout=30)
-        if reply is None:
-            raise SystemExit("latency: no job started within 30 s; is the worker running?")
-        if i >= warmup:
-            gaps.append(float(reply[1]) - sent)  # type: ignore[index]
-    return latency_result(gaps)
+    return measure_pickup(stamp.send, _client.blpop, samples, warmup)
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ from huey import RedisHuey
 from redis import Redis
 from runner import (
     BODY_S,
-    IDLE_GAP_S,
     STAMP_SUFFIX,
     Countdown,
     burn_cpu,
@@ -25,7 +24,7 @@ from runner import (
     drain_result,
     emit,
     enqueue_result,
-    latency_result,
+    measure_pickup,
     parse,
     prefix,
     redis_url,
@@ -120,18 +119,7 @@ def serve(threads: int) -> None:
 
 def latency(samples: int, warmup: int = 5) -> dict[str, Any]:
     """Enqueue one job at a time on an idle consumer; gap from the call to the task's start."""
-    key = prefix() + STAMP_SUFFIX
-    gaps: list[float] = []
-    for i in range(warmup + samples):
-        time.sleep(IDLE_GAP_S)
-        sent = time.monotonic()
-        stamp()
-        reply = _client.blpop([key], timeout=30)
-        if reply is None:
-            raise SystemExit("latency: no job started within 30 s; is the worker running?")
-        if i >= warmup:
-            gaps.append(float(reply[1]) - sent)  # type: ignore[index]
-    return latency_result(gaps)
+    return measure_pickup(stamp, _client.blpop, samples, warmup)
 
 
 def main() -> None:

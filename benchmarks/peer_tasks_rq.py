@@ -15,7 +15,6 @@ from redis import Redis
 from rq import Queue, SimpleWorker, Worker
 from runner import (
     BODY_S,
-    IDLE_GAP_S,
     STAMP_SUFFIX,
     burn_cpu,
     count_round_trips,
@@ -24,7 +23,7 @@ from runner import (
     drain_result,
     emit,
     enqueue_result,
-    latency_result,
+    measure_pickup,
     parse,
     prefix,
     redis_url,
@@ -118,18 +117,7 @@ def serve() -> None:
 def latency(samples: int, warmup: int = 5) -> dict[str, Any]:
     """Enqueue one job at a time on an idle worker; gap from ``enqueue`` to the task's start."""
     q = _queue()
-    key = prefix() + STAMP_SUFFIX
-    gaps: list[float] = []
-    for i in range(warmup + samples):
-        time.sleep(IDLE_GAP_S)
-        sent = time.monotonic()
-        q.enqueue(STAMP)
-        reply = q.connection.blpop([key], timeout=30)
-        if reply is None:
-            raise SystemExit("latency: no job started within 30 s; is the worker running?")
-        if i >= warmup:
-            gaps.append(float(reply[1]) - sent)  # type: ignore[index]
-    return latency_result(gaps)
+    return measure_pickup(lambda: q.enqueue(STAMP), q.connection.blpop, samples, warmup)
 
 
 def main() -> None:

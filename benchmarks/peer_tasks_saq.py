@@ -15,16 +15,15 @@ from typing import Any
 from redis.asyncio import Redis
 from runner import (
     BODY_S,
-    IDLE_GAP_S,
     STAMP_SUFFIX,
     Countdown,
+    ameasure_pickup,
     burn_cpu,
     counter_key,
     cpu_s,
     drain_result,
     emit,
     enqueue_result,
-    latency_result,
     parse,
     prefix,
     redis_url,
@@ -121,18 +120,8 @@ async def _serve(concurrency: int) -> None:
 
 
 async def _latency(samples: int, warmup: int = 5) -> dict[str, Any]:
-    queue, key = _queue(), prefix() + STAMP_SUFFIX
-    gaps: list[float] = []
-    for i in range(warmup + samples):
-        await asyncio.sleep(IDLE_GAP_S)
-        sent = time.monotonic()
-        await queue.enqueue("stamp")
-        reply = await _client().blpop([key], timeout=30)
-        if reply is None:
-            raise SystemExit("latency: no job started within 30 s; is the worker running?")
-        if i >= warmup:
-            gaps.append(float(reply[1]) - sent)
-    return latency_result(gaps)
+    queue = _queue()
+    return await ameasure_pickup(lambda: queue.enqueue("stamp"), _client().blpop, samples, warmup)
 
 
 async def _kick() -> dict[str, Any]:

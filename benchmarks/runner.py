@@ -29,13 +29,14 @@ Runners take the Redis URL from ``REDIS_URL`` and a key namespace from ``BENCH_P
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import resource
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 #: Where ``stamp`` tasks push their start time (a list; the latency runner BLPOPs it).
@@ -186,6 +187,50 @@ def count_round_trips() -> Callable[[], int]:
     sconn.AbstractConnection.send_packed_command = counted_sync  # type: ignore[method-assign]
     aconn.AbstractConnection.send_packed_command = counted_async  # type: ignore[method-assign]
     return lambda: count[0]
+
+
+_NO_PICKUP = "latency: no job started within 30 s; is the worker running?"
+
+
+def measure_pickup(
+    send: Callable[[], object], wait: Callable[..., Any], samples: int, warmup: int
+) -> dict[str, Any]:
+    """Send one stamp job at a time to an idle worker; the gaps from ``send()`` to its start.
+
+    ``wait`` is the client's ``blpop``; the stamp task pushes its start time (monotonic) onto
+    ``prefix() + STAMP_SUFFIX``. The first ``warmup`` samples are dropped.
+    """
+    key, gaps = prefix() + STAMP_SUFFIX, []
+    for i in range(warmup + samples):
+        time.sleep(IDLE_GAP_S)
+        sent = time.monotonic()
+        send()
+        reply = wait([key], timeout=30)
+        if reply is None:
+            raise SystemExit(_NO_PICKUP)
+        if i >= warmup:
+            gaps.append(float(reply[1]) - sent)
+    return latency_result(gaps)
+
+
+async def ameasure_pickup(
+    send: Callable[[], Awaitable[object]],
+    wait: Callable[..., Awaitable[Any]],
+    samples: int,
+    warmup: int,
+) -> dict[str, Any]:
+    """:func:`measure_pickup` for asyncio producers."""
+    key, gaps = prefix() + STAMP_SUFFIX, []
+    for i in range(warmup + samples):
+        await asyncio.sleep(IDLE_GAP_S)
+        sent = time.monotonic()
+        await send()
+        reply = await wait([key], timeout=30)
+        if reply is None:
+            raise SystemExit(_NO_PICKUP)
+        if i >= warmup:
+            gaps.append(float(reply[1]) - sent)
+    return latency_result(gaps)
 
 
 def latency_result(gaps_s: list[float]) -> dict[str, Any]:

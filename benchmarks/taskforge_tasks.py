@@ -16,7 +16,6 @@ import redis
 import redis.asyncio
 from runner import (
     BODY_S,
-    IDLE_GAP_S,
     STAMP_SUFFIX,
     burn_cpu,
     count_round_trips,
@@ -25,7 +24,7 @@ from runner import (
     drain_result,
     emit,
     enqueue_result,
-    latency_result,
+    measure_pickup,
     parse,
     prefix,
     redis_url,
@@ -172,18 +171,7 @@ def serve(concurrency: int, uvloop: bool) -> None:
 def latency(samples: int, warmup: int = 20) -> dict[str, Any]:
     """Enqueue one job at a time on an idle worker; gap from ``.delay()`` to the task's start."""
     client = redis.Redis.from_url(redis_url())
-    key = prefix() + STAMP_SUFFIX
-    gaps: list[float] = []
-    for i in range(warmup + samples):
-        time.sleep(IDLE_GAP_S)
-        sent = time.monotonic()
-        stamp.delay()
-        reply = client.blpop([key], timeout=30)
-        if reply is None:
-            raise SystemExit("latency: no job started within 30 s; is the worker running?")
-        if i >= warmup:
-            gaps.append(float(reply[1]) - sent)
-    return latency_result(gaps)
+    return measure_pickup(stamp.delay, client.blpop, samples, warmup)
 
 
 def main() -> None:
