@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:  # `python benchmarks/chaos.py` as well as `-m ben
 from taskforge import BrokerError, Settings  # noqa: E402
 from taskforge.client import Client  # noqa: E402
 from taskforge.job import JobPriority  # noqa: E402
-from taskforge.keys import QueueKeys  # noqa: E402
+from taskforge.protocol.keys import QueueKeys  # noqa: E402
 from taskforge.task import Call, TaskOptions  # noqa: E402
 from tests.faultproxy import FaultProxy  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402

@@ -24,7 +24,7 @@ from typing import Any, Self
 
 import anyio
 
-from taskforge.broker import AsyncBroker, Op, SyncBroker
+from taskforge.driver.drivers import AsyncBroker, Op, SyncBroker
 from taskforge.client import Client, control_channel
 from taskforge.deadletters import (
     DEAD_BATCH,
@@ -37,7 +37,7 @@ from taskforge.deadletters import (
 )
 from taskforge.errors import JobNotFoundError
 from taskforge.health import health_check
-from taskforge.inspection import (
+from taskforge.protocol.inspection import (
     InspectOps,
     Purged,
     QueueDepth,

@@ -13,7 +13,7 @@ from taskforge.client import Client
 from taskforge.cron import CatchUp, CronSchedule, coerce_catch_up
 from taskforge.errors import ConfigurationError, EnqueueError, JobNotFoundError
 from taskforge.handle import JobHandle
-from taskforge.inspection import InspectOps
+from taskforge.protocol.inspection import InspectOps
 from taskforge.job import JobPriority
 from taskforge.limits import rate_limit_spec
 from taskforge.middleware import Middleware

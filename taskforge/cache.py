@@ -48,8 +48,8 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 
-from taskforge.broker import Batch, Command
-from taskforge.connection import async_client, sync_client
+from taskforge.driver.drivers import Batch, Command
+from taskforge.driver.connection import async_client, sync_client
 from taskforge.errors import BrokerError, ConfigurationError, SerializationError
 from taskforge.settings import Settings
 
@@ -77,7 +77,7 @@ SyncRedis = redis.Redis | redis.cluster.RedisCluster
 Serializer = Literal["json", "pickle"]
 TTL = float | timedelta
 
-UNLOCK_SCRIPT = (resources.files("taskforge") / "lua" / "cache_unlock.lua").read_text()
+UNLOCK_SCRIPT = (resources.files("taskforge.protocol") / "lua" / "cache_unlock.lua").read_text()
 _SCAN_COUNT = 1000
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 

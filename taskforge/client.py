@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from taskforge.broker import AsyncBroker, NewJob, SyncBroker
+from taskforge.driver.drivers import AsyncBroker, NewJob, SyncBroker
 from taskforge.callcheck import check_args_json, check_job_id
 from taskforge.errors import (
     BrokerConnectionError,

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from taskforge.broker import Batch, Command, Op, Ops, ScriptCall
+from taskforge.driver.drivers import Batch, Command, Op, Ops, ScriptCall
 from taskforge.errors import ConfigurationError
-from taskforge.inspection import scored
+from taskforge.protocol.inspection import scored
 from taskforge.job import JobRecord
 
 #: Dead jobs read, moved or deleted per Redis call.

@@ -9,7 +9,7 @@ import anyio
 import typer
 
 from taskforge.app import Taskforge
-from taskforge.broker import AsyncBroker
+from taskforge.driver.drivers import AsyncBroker
 from taskforge.job import JobPriority, JobStatus
 from taskforge.retry import Retry
 from taskforge.settings import Settings

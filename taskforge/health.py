@@ -7,9 +7,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from taskforge.broker import AsyncBroker
+from taskforge.driver.drivers import AsyncBroker
 from taskforge.errors import BrokerError
-from taskforge.inspection import InspectOps, QueueDepth
+from taskforge.protocol.inspection import InspectOps, QueueDepth
 from taskforge.job import PRIORITY_ORDER
 from taskforge.worker import node_warnings, read_nodes
 

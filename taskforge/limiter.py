@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from taskforge.broker import AsyncBroker
+from taskforge.driver.drivers import AsyncBroker
 from taskforge.errors import BrokerError
 from taskforge.limits import RateLimit
 from taskforge.task import Task

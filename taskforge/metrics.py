@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskforge.broker import QueueCounts, SyncBroker
+from taskforge.driver.drivers import QueueCounts, SyncBroker
 from taskforge.errors import BrokerError
 from taskforge.settings import Settings
 

@@ -39,7 +39,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "(opentelemetry-api, plus opentelemetry-sdk or your vendor's distribution)"
     ) from exc
 
-from taskforge.broker import SyncBroker
+from taskforge.driver.drivers import SyncBroker
 from taskforge.errors import BrokerError
 from taskforge.job import PRIORITY_ORDER
 

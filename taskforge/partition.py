@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from taskforge.errors import ConfigurationError
-from taskforge.keys import check_queue_name
+from taskforge.protocol.keys import check_queue_name
 from taskforge.task import Call
 
 

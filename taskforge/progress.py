@@ -15,7 +15,7 @@ from collections.abc import Callable
 import anyio
 import anyio.from_thread
 
-from taskforge.broker import AsyncBroker
+from taskforge.driver.drivers import AsyncBroker
 from taskforge.context import JobContext
 from taskforge.errors import BrokerError
 

@@ -28,8 +28,8 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 
-from taskforge.broker import AsyncBroker
-from taskforge.connection import async_client
+from taskforge.driver.drivers import AsyncBroker
+from taskforge.driver.connection import async_client
 from taskforge.errors import BrokerError, SerializationError
 from taskforge.health import health_check
 from taskforge.settings import Settings

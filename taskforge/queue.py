@@ -16,7 +16,7 @@ from typing import Any
 
 from taskforge.app import Taskforge, default_app
 from taskforge.job import JobPriority, JobRecord
-from taskforge.keys import check_queue_name
+from taskforge.protocol.keys import check_queue_name
 from taskforge.task import Call, TaskOptions, coerce_priority
 from taskforge.worker import Worker, WorkerStats
 

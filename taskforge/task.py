@@ -19,7 +19,7 @@ from taskforge.durations import parse_duration_s
 from taskforge.errors import ConfigurationError, EnqueueError
 from taskforge.handle import JobHandle
 from taskforge.job import JobPriority
-from taskforge.keys import check_queue_name
+from taskforge.protocol.keys import check_queue_name
 from taskforge.limits import RateLimit
 from taskforge.policy import (
     ExceptionTypes,

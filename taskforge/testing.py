@@ -25,9 +25,9 @@ import anyio
 import anyio.abc
 import anyio.from_thread
 
-from taskforge.broker import AsyncBroker
+from taskforge.driver.drivers import AsyncBroker
 from taskforge.client import Client
-from taskforge.connection import forget_memory_server
+from taskforge.driver.connection import forget_memory_server
 from taskforge.context import StandInContext, bound, stand_in
 from taskforge.errors import ConfigurationError, ResultTimeoutError, TaskforgeError
 from taskforge.handle import JobHandle

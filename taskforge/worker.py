@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from taskforge.broker import AsyncBroker, Fetched, Leased, Outcome
+from taskforge.driver.drivers import AsyncBroker, Fetched, Leased, Outcome
 from taskforge.client import Client, control_channel
-from taskforge.connection import async_client
+from taskforge.driver.connection import async_client
 from taskforge.context import JobContext
 from taskforge.errors import (
     BrokerConnectionError,
@@ -50,7 +50,7 @@ from taskforge.executor import (
 )
 from taskforge.expiry import ServerClock, expired_reason
 from taskforge.job import Job, JobStatus
-from taskforge.keys import check_queue_name
+from taskforge.protocol.keys import check_queue_name
 from taskforge.limiter import OUTAGE_RETRY_S, Limiter
 from taskforge.metrics import MetricsExporter, WorkerMetrics
 from taskforge.middleware import Hooks, Middleware, outcome_of

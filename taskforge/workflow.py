@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from taskforge.broker import Batch, Command, Op, Ops
+from taskforge.driver.drivers import Batch, Command, Op, Ops
 from taskforge.canvas import Canvas
 from taskforge.client import Client, control_channel
 from taskforge.errors import ResultTimeoutError, WorkflowFailedError, WorkflowNotFoundError

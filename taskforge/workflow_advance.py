@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import anyio
 
-from taskforge.broker import AsyncBroker, NewJob, Outcome
+from taskforge.driver.drivers import AsyncBroker, NewJob, Outcome
 from taskforge.client import Client
 from taskforge.errors import BrokerError, EnqueueError
 from taskforge.workflow_graph import member_call, parse_member_id

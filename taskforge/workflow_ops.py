@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from taskforge.broker import Arg, Batch, Command, Op, ScriptCall
-from taskforge.keys import QueueKeys
+from taskforge.driver.drivers import Arg, Batch, Command, Op, ScriptCall
+from taskforge.protocol.keys import QueueKeys
 from taskforge.settings import Settings
 from taskforge.workflow_graph import parse_member_id
 

@@ -7,7 +7,7 @@ test points the same app at the same Redis and prefix.
 from __future__ import annotations
 
 from taskforge import Taskforge
-from taskforge.connection import sync_client
+from taskforge.driver.connection import sync_client
 
 app = Taskforge()
 

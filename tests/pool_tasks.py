@@ -12,7 +12,7 @@ import time
 from datetime import datetime
 
 from taskforge import Retry, Taskforge, current_job
-from taskforge.connection import sync_client
+from taskforge.driver.connection import sync_client
 
 app = Taskforge()
 _hoard: list[bytes] = []  # what pool.hog keeps alive in its child

@@ -13,7 +13,7 @@ import time
 import anyio
 
 from taskforge import Taskforge, current_job
-from taskforge.connection import sync_client
+from taskforge.driver.connection import sync_client
 
 app = Taskforge()
 

@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from taskforge import Taskforge, Worker
-from taskforge.broker import AsyncBroker
+from taskforge.driver.drivers import AsyncBroker
 
 pytestmark = pytest.mark.anyio
 

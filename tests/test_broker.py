@@ -11,7 +11,7 @@ import redis
 from redis.crc import key_slot
 
 from taskforge import Job, JobPriority, JobStatus, Settings
-from taskforge.broker import Leased, NewJob, Outcome, SyncBroker
+from taskforge.driver.drivers import Leased, NewJob, Outcome, SyncBroker
 from taskforge.job import new_job_id
 
 Q = "default"

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from taskforge import JobFailedError, JobStatus, Taskforge
-from taskforge.broker import SyncBroker
+from taskforge.driver.drivers import SyncBroker
 from tests.timetasks import QUIET, key, wait_until
 
 AppFactory = Callable[..., Taskforge]

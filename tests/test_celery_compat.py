@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from taskforge import ConfigurationError, EnqueueError, JobPriority, JobStatus, Taskforge
-from taskforge.broker import SyncBroker
+from taskforge.driver.drivers import SyncBroker
 from taskforge.celery_compat import cron_hint
 from taskforge.cli import cli, split_queues
 from taskforge.durations import parse_duration_s

@@ -18,7 +18,7 @@ from typer.testing import CliRunner, Result
 
 from taskforge import JobPriority, Settings, Taskforge, Worker
 from taskforge import cli as cli_module
-from taskforge.broker import Ops, SyncBroker
+from taskforge.driver.drivers import Ops, SyncBroker
 from taskforge.cli import cli, parse_duration
 from taskforge.worker import server_warnings
 from tests.redis_server import RedisServer, free_port

@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from taskforge import BrokerConnectionError, BrokerError, ConfigurationError, Settings, Worker
-from taskforge.broker import SyncBroker
+from taskforge.driver.drivers import SyncBroker
 from taskforge.cli import cli
-from taskforge.connection import topology
+from taskforge.driver.connection import topology
 from taskforge.job import JobPriority
 from taskforge.registry import Registry
 

@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks.cluster_failover import wait_writable
 from taskforge import BrokerError, JobStatus, Settings, Taskforge
-from taskforge.keys import QueueKeys
+from taskforge.protocol.keys import QueueKeys
 from tests.cluster import LocalCluster
 
 

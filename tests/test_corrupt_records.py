@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from taskforge import Taskforge, Worker
-from taskforge.keys import QueueKeys
+from taskforge.protocol.keys import QueueKeys
 
 pytestmark = pytest.mark.anyio
 

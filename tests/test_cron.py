@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from taskforge import ConfigurationError, EnqueueError, JobStatus, Taskforge, Worker
-from taskforge.broker import AsyncBroker
+from taskforge.driver.drivers import AsyncBroker
 from taskforge.client import Client
 from taskforge.cron import CatchUp, CronSchedule, due_ticks
 from taskforge.scheduler import Scheduler

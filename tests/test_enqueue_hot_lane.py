@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from taskforge import JobPriority, Taskforge
-from taskforge.keys import QueueKeys
+from taskforge.protocol.keys import QueueKeys
 
 AppFactory = Callable[..., Taskforge]
 

@@ -29,10 +29,10 @@ from hypothesis.stateful import (
 )
 
 from taskforge import JobStatus, Settings, Taskforge, Worker
-from taskforge.broker import Leased, NewJob, Outcome, SyncBroker
+from taskforge.driver.drivers import Leased, NewJob, Outcome, SyncBroker
 from taskforge.executor import decode
 from taskforge.job import JobPriority
-from taskforge.keys import QueueKeys
+from taskforge.protocol.keys import QueueKeys
 from taskforge.serializer import load_job
 from taskforge.signing import verify
 

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from taskforge import Taskforge, Worker
-from taskforge.keys import QueueKeys
+from taskforge.protocol.keys import QueueKeys
 
 pytestmark = pytest.mark.anyio
 

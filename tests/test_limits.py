@@ -21,7 +21,7 @@ from taskforge import (
     Worker,
     current_job,
 )
-from taskforge.broker import AsyncBroker, NewJob, Ops, ScriptCall
+from taskforge.driver.drivers import AsyncBroker, NewJob, Ops, ScriptCall
 from taskforge.client import Client
 from taskforge.limiter import Limiter
 from taskforge.limits import RateLimit

@@ -20,7 +20,7 @@ from taskforge import (
     Taskforge,
     Worker,
 )
-from taskforge.broker import AsyncBroker, NewJob, SyncBroker
+from taskforge.driver.drivers import AsyncBroker, NewJob, SyncBroker
 from taskforge.job import JobPriority
 from taskforge.middleware import Enqueueing
 from taskforge.worker import WorkerStats

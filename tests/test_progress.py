@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from taskforge import Taskforge, TaskforgeError, Worker, current_job
-from taskforge.broker import AsyncBroker
+from taskforge.driver.drivers import AsyncBroker
 
 pytestmark = pytest.mark.anyio
 AppFactory = Callable[..., Taskforge]

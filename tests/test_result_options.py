@@ -22,7 +22,7 @@ from taskforge import (
     Taskforge,
     Worker,
 )
-from taskforge.broker import AsyncBroker, Command, Op
+from taskforge.driver.drivers import AsyncBroker, Command, Op
 
 pytestmark = pytest.mark.anyio
 

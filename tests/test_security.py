@@ -27,7 +27,7 @@ from taskforge import (
     Taskforge,
     Worker,
 )
-from taskforge.broker import NewJob, SyncBroker
+from taskforge.driver.drivers import NewJob, SyncBroker
 from taskforge.job import JobPriority, JobRecord
 from taskforge.signing import sign
 from tests.redis_server import RedisServer, free_port

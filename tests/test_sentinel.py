@@ -16,9 +16,9 @@ import anyio
 import pytest
 
 from taskforge import BrokerError, Call, JobNotFoundError, JobStatus, Settings, Taskforge, Worker
-from taskforge.connection import topology
+from taskforge.driver.connection import topology
 from taskforge.errors import ConfigurationError, NotReplicatedError
-from taskforge.keys import QueueKeys
+from taskforge.protocol.keys import QueueKeys
 from tests.cluster import LocalSentinel
 
 pytestmark = pytest.mark.anyio

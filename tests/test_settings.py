@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from taskforge import ConfigurationError, Settings, Taskforge
-from taskforge.connection import sync_client
+from taskforge.driver.connection import sync_client
 from tests.redis_server import RedisServer
 
 SEED_ENV = {

@@ -18,7 +18,7 @@ from hypothesis.stateful import (
 )
 
 from taskforge import Job, JobPriority, JobStatus, Settings
-from taskforge.broker import NewJob, Outcome, SyncBroker
+from taskforge.driver.drivers import NewJob, Outcome, SyncBroker
 from taskforge.client import Client
 from taskforge.executor import decode
 from taskforge.job import PRIORITY_ORDER

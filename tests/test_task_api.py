@@ -26,7 +26,7 @@ from taskforge import (
     Taskforge,
 )
 from taskforge.client import BULK_CHUNK
-from taskforge.keys import QueueKeys
+from taskforge.protocol.keys import QueueKeys
 from tests.redis_server import free_port
 
 AppFactory = Callable[..., Taskforge]

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from taskforge import Retry, Taskforge, Worker
-from taskforge.keys import QueueKeys
+from taskforge.protocol.keys import QueueKeys
 from taskforge.worker import WorkerStats
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,7 @@ from taskforge import (
     TaskforgeError,
     current_job,
 )
-from taskforge.broker import SyncBroker
+from taskforge.driver.drivers import SyncBroker
 from taskforge.context import StandInContext
 from taskforge.settings import Settings
 from taskforge.testing import job_context

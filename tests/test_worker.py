@@ -23,8 +23,8 @@ from taskforge import (
     Worker,
     current_job,
 )
-from taskforge.broker import AsyncBroker
-from taskforge.keys import QueueKeys
+from taskforge.driver.drivers import AsyncBroker
+from taskforge.protocol.keys import QueueKeys
 from taskforge.worker import WorkerStats
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from taskforge import JobPriority, JobStatus, Settings, Taskforge
-from taskforge.keys import QueueKeys
+from taskforge.protocol.keys import QueueKeys
 from tests import tasks_e2e
 from tests.redis_server import free_port
 

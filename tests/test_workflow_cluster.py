@@ -21,7 +21,7 @@ from taskforge import (
     chord,
     group,
 )
-from taskforge.keys import QueueKeys
+from taskforge.protocol.keys import QueueKeys
 from taskforge.workflow_ops import WorkflowKeys
 from tests.cluster import LocalCluster
 

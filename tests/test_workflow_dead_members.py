@@ -10,8 +10,8 @@ import anyio
 import pytest
 
 from taskforge import Taskforge, WorkflowFailedError, WorkflowStatus, chain, chord
-from taskforge.broker import AsyncBroker
-from taskforge.keys import QueueKeys
+from taskforge.driver.drivers import AsyncBroker
+from taskforge.protocol.keys import QueueKeys
 from taskforge.workflow_advance import WorkflowAdvancer
 from taskforge.workflow_ops import outbox
 from tests.test_workflows import drain, make_app, runs, t

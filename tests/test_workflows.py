@@ -35,7 +35,7 @@ from taskforge import (
     chord,
     group,
 )
-from taskforge.broker import AsyncBroker
+from taskforge.driver.drivers import AsyncBroker
 from taskforge.canvas import Chain
 from taskforge.cli import cli
 from taskforge.workflow_advance import WorkflowAdvancer

@@ -1,7 +1,7 @@
 """Read and steer queues as an operator: find a job by id alone, list and purge a queue, workers
 (lost ones included), per-minute charts.
 
-Each operation is a request generator over the broker's :class:`~taskforge.broker.Ops`, like the
+Each operation is a request generator over the broker's :class:`~taskforge.driver.drivers.Ops`, like the
 queue protocol itself, so :class:`~taskforge.admin.Admin` (CLI) and
 :class:`~taskforge.admin.AsyncAdmin` (dashboard) drive the very same code. Nothing here scans
 the key space: queues are known from the set producers announce them in, and every read is
@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskforge.broker import SOURCES, Arg, Batch, Command, Op, Ops, ScriptCall
+from taskforge.driver.drivers import SOURCES, Arg, Batch, Command, Op, Ops, ScriptCall
 from taskforge.job import PRIORITY_ORDER, JobPriority, JobRecord
-from taskforge.keys import check_queue_name
+from taskforge.protocol.keys import check_queue_name
 
 #: Job records deleted per purge-drain call: each call stays short, so Redis is never blocked.
 PURGE_BATCH = 1000
@@ -149,7 +149,7 @@ class Series:
 
 
 class InspectOps:
-    """The admin operations as request generators over :class:`~taskforge.broker.Ops`."""
+    """The admin operations as request generators over :class:`~taskforge.driver.drivers.Ops`."""
 
     def __init__(self, ops: Ops):
         self.ops = ops

@@ -26,7 +26,7 @@ import redis
 import redis.asyncio
 from redis.commands.core import AsyncScript, Script
 
-from taskforge.connection import (
+from taskforge.driver.connection import (
     AsyncRedis,
     SyncRedis,
     async_client,
@@ -43,7 +43,7 @@ from taskforge.errors import (
     NotReplicatedError,
 )
 from taskforge.job import PRIORITY_ORDER, JobPriority, JobRecord, JobStatus
-from taskforge.keys import GlobalKeys, QueueKeys
+from taskforge.protocol.keys import GlobalKeys, QueueKeys
 from taskforge.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -122,13 +122,13 @@ SCRIPT_NAMES = (
     "enqueue", "fetch", "finish", "retry", "requeue", "extend", "watch", "cancel", "revive",
     "cron_tick", "limit_rate", "limit_acquire", "limit_extend", "progress",
     "wf_create", "wf_advance", "wf_cancel", "wf_outbox",
-    # The admin API's (taskforge.inspection, taskforge.deadletters).
+    # The admin API's (taskforge.protocol.inspection, taskforge.deadletters).
     "purge_queue", "purge_drain", "purge_dead", "stats_series", "queue_summary",
 )  # fmt: skip
 
 
 def _load_sources() -> dict[str, str]:
-    folder = resources.files("taskforge") / "lua"
+    folder = resources.files("taskforge.protocol") / "lua"
     prelude = (folder / "_prelude.lua").read_text()
     return {
         name: _with_prelude(prelude, (folder / f"{name}.lua").read_text()) for name in SCRIPT_NAMES
