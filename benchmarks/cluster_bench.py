@@ -33,8 +33,8 @@ ROOT = HERE.parent
 sys.path[:0] = [str(ROOT)]
 
 from taskforge import Settings, Taskforge, default_app, task  # noqa: E402
-from taskforge.driver.drivers import SyncBroker  # noqa: E402
 from taskforge.partition import Partitioned  # noqa: E402
+from taskforge.protocol.brokers import SyncBroker  # noqa: E402
 from tests.cluster import LocalCluster, LocalSentinel  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 

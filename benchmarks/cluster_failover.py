@@ -40,8 +40,8 @@ if str(ROOT) not in sys.path:
 
 from taskforge import BrokerError, Settings  # noqa: E402
 from taskforge.client import Client  # noqa: E402
-from taskforge.protocol.keys import QueueKeys  # noqa: E402
 from taskforge.partition import Partitioned  # noqa: E402
+from taskforge.protocol.keys import QueueKeys  # noqa: E402
 from taskforge.task import Call, TaskOptions  # noqa: E402
 from tests.cluster import LocalCluster  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402

@@ -32,9 +32,9 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from taskforge import Settings, Taskforge
-from taskforge.driver.drivers import SyncBroker
 from taskforge.dashboard import DashboardConfig, create_app
 from taskforge.job import JobPriority
+from taskforge.protocol.brokers import SyncBroker
 from taskforge.protocol.keys import GlobalKeys, QueueKeys
 from tests.redis_server import RedisServer
 

@@ -41,7 +41,7 @@ def child() -> None:
     sys.path.insert(0, str(HERE))
     import taskforge_tasks  # the benchmark's app: taskforge + redis + the task module
 
-    from taskforge.driver.drivers import SCRIPT_NAMES, SOURCES
+    from taskforge.protocol.scripts import SCRIPT_NAMES, SOURCES
     from taskforge.worker import Worker
 
     stamps["imports"] = time.monotonic()

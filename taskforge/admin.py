@@ -24,7 +24,6 @@ from typing import Any, Self
 
 import anyio
 
-from taskforge.driver.drivers import AsyncBroker, Op, SyncBroker
 from taskforge.client import Client, control_channel
 from taskforge.deadletters import (
     DEAD_BATCH,
@@ -35,8 +34,11 @@ from taskforge.deadletters import (
     DeadSelection,
     OnBatch,
 )
+from taskforge.driver.requests import Op
 from taskforge.errors import JobNotFoundError
 from taskforge.health import health_check
+from taskforge.job import JobRecord, JobStatus
+from taskforge.protocol.brokers import AsyncBroker, SyncBroker
 from taskforge.protocol.inspection import (
     InspectOps,
     Purged,
@@ -45,7 +47,6 @@ from taskforge.protocol.inspection import (
     Series,
     WorkerInfo,
 )
-from taskforge.job import JobRecord, JobStatus
 from taskforge.scheduler import PeriodicStatus, cron_status
 from taskforge.settings import Settings
 from taskforge.task import Periodic

@@ -13,11 +13,11 @@ from taskforge.client import Client
 from taskforge.cron import CatchUp, CronSchedule, coerce_catch_up
 from taskforge.errors import ConfigurationError, EnqueueError, JobNotFoundError
 from taskforge.handle import JobHandle
-from taskforge.protocol.inspection import InspectOps
 from taskforge.job import JobPriority
 from taskforge.limits import rate_limit_spec
 from taskforge.middleware import Middleware
 from taskforge.policy import ExceptionTypes
+from taskforge.protocol.inspection import InspectOps
 from taskforge.registry import Registry
 from taskforge.settings import Settings
 from taskforge.task import Call, Periodic, Task, TaskOptions, coerce_priority

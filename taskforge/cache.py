@@ -48,8 +48,8 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 
-from taskforge.driver.drivers import Batch, Command
-from taskforge.driver.connection import async_client, sync_client
+from taskforge.driver.connection import AsyncRedis, SyncRedis, async_client, sync_client
+from taskforge.driver.requests import Batch, Command
 from taskforge.errors import BrokerError, ConfigurationError, SerializationError
 from taskforge.settings import Settings
 
@@ -72,8 +72,6 @@ CACHE_TTLS: Mapping[str, float] = MappingProxyType(
     }
 )
 
-AsyncRedis = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
-SyncRedis = redis.Redis | redis.cluster.RedisCluster
 Serializer = Literal["json", "pickle"]
 TTL = float | timedelta
 

@@ -29,7 +29,6 @@ from taskforge import demo as demo_module
 from taskforge import loader
 from taskforge.admin import RATE_WINDOW_MIN, Admin
 from taskforge.app import Taskforge
-from taskforge.driver.drivers import AsyncBroker, SyncBroker
 from taskforge.client import Client
 from taskforge.deadletters import (
     DEAD_BATCH,
@@ -47,11 +46,12 @@ from taskforge.errors import (
     TaskforgeError,
 )
 from taskforge.health import HEALTH_KEYS, health_check  # noqa: F401 - cli.HEALTH_KEYS stays
-from taskforge.protocol.inspection import Series
 from taskforge.job import PRIORITY_ORDER, JobRecord, JobStatus
-from taskforge.protocol.keys import check_queue_name
 from taskforge.outcome_log import JsonLines
 from taskforge.pool import POOLS, ProcessPool
+from taskforge.protocol.brokers import AsyncBroker, SyncBroker
+from taskforge.protocol.inspection import Series
+from taskforge.protocol.keys import check_queue_name
 from taskforge.scheduler import cron_status
 from taskforge.settings import Settings
 from taskforge.task import Call, TaskOptions, coerce_priority, when_to_delay

@@ -9,7 +9,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from taskforge.driver.drivers import AsyncBroker, NewJob, SyncBroker
 from taskforge.callcheck import check_args_json, check_job_id
 from taskforge.errors import (
     BrokerConnectionError,
@@ -24,6 +23,8 @@ from taskforge.handle import JobHandle
 from taskforge.job import TERMINAL, JobRecord, JobStatus, new_job_id
 from taskforge.middleware import Enqueueing, Hooks, Middleware
 from taskforge.payload import describe_refusal, json_encoder, typed_result
+from taskforge.protocol.brokers import AsyncBroker, SyncBroker
+from taskforge.protocol.records import NewJob
 from taskforge.registry import Registry
 from taskforge.remote_errors import rebuild
 from taskforge.serializer import PICKLE, dump_args, is_pickled_result, load_result

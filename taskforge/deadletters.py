@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from taskforge.driver.drivers import Batch, Command, Op, Ops, ScriptCall
+from taskforge.driver.requests import Batch, Command, Op, ScriptCall
 from taskforge.errors import ConfigurationError
-from taskforge.protocol.inspection import scored
 from taskforge.job import JobRecord
+from taskforge.protocol.ops import Ops
+from taskforge.protocol.records import scored
 
 #: Dead jobs read, moved or deleted per Redis call.
 DEAD_BATCH = 500

@@ -9,8 +9,8 @@ import anyio
 import typer
 
 from taskforge.app import Taskforge
-from taskforge.driver.drivers import AsyncBroker
 from taskforge.job import JobPriority, JobStatus
+from taskforge.protocol.brokers import AsyncBroker
 from taskforge.retry import Retry
 from taskforge.settings import Settings
 from taskforge.worker import Worker

@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from taskforge.driver.drivers import AsyncBroker
 from taskforge.job import Job
+from taskforge.protocol.brokers import AsyncBroker
 
 #: How often the worker reads Redis's clock again (s): local clocks drift slowly.
 RESYNC_S = 60.0

@@ -7,10 +7,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from taskforge.driver.drivers import AsyncBroker
 from taskforge.errors import BrokerError
-from taskforge.protocol.inspection import InspectOps, QueueDepth
 from taskforge.job import PRIORITY_ORDER
+from taskforge.protocol.brokers import AsyncBroker
+from taskforge.protocol.inspection import InspectOps, QueueDepth
 from taskforge.worker import node_warnings, read_nodes
 
 #: Every key of the report, present whatever the status (None when unknown; ``nodes`` is set

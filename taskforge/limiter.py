@@ -15,9 +15,9 @@ from typing import Any
 
 import anyio
 
-from taskforge.driver.drivers import AsyncBroker
 from taskforge.errors import BrokerError
 from taskforge.limits import RateLimit
+from taskforge.protocol.brokers import AsyncBroker
 from taskforge.task import Task
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskforge.driver.drivers import QueueCounts, SyncBroker
 from taskforge.errors import BrokerError
+from taskforge.protocol.brokers import SyncBroker
+from taskforge.protocol.records import QueueCounts
 from taskforge.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -39,9 +39,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "(opentelemetry-api, plus opentelemetry-sdk or your vendor's distribution)"
     ) from exc
 
-from taskforge.driver.drivers import SyncBroker
 from taskforge.errors import BrokerError
 from taskforge.job import PRIORITY_ORDER
+from taskforge.protocol.brokers import SyncBroker
 
 if TYPE_CHECKING:
     from taskforge.settings import Settings

@@ -15,9 +15,9 @@ from collections.abc import Callable
 import anyio
 import anyio.from_thread
 
-from taskforge.driver.drivers import AsyncBroker
 from taskforge.context import JobContext
 from taskforge.errors import BrokerError
+from taskforge.protocol.brokers import AsyncBroker
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ State lives in Redis (the job record); events are notifications.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -28,15 +29,14 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 
-from taskforge.driver.drivers import AsyncBroker
-from taskforge.driver.connection import async_client
+from taskforge.driver.connection import AsyncRedis, async_client
+from taskforge.driver.subscribe import resubscribing
 from taskforge.errors import BrokerError, SerializationError
 from taskforge.health import health_check
+from taskforge.protocol.brokers import AsyncBroker
 from taskforge.settings import Settings
 
 log = logging.getLogger(__name__)
-
-AsyncRedis = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 #: All workflow events.
 WORKFLOW_EVENTS = "workflow:events"
@@ -44,8 +44,6 @@ WORKFLOW_EVENTS = "workflow:events"
 SYSTEM_ALERTS = "system:alerts"
 #: Job status updates (every transition taskforge's scripts make is published here).
 JOB_UPDATES = "job:updates"
-
-_MAX_BACKOFF_S = 2.0
 
 
 def tenant_channel(tenant_id: str | int) -> str:
@@ -125,30 +123,12 @@ class RedisClient:
     async def _listen(
         self, channels: tuple[str, ...], patterns: tuple[str, ...], ready: anyio.Event | None
     ) -> AsyncGenerator[dict[str, Any], None]:
-        delay_s = 0.1
-        while True:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                if channels:
-                    await pubsub.subscribe(*channels)
-                if patterns:
-                    await pubsub.psubscribe(*patterns)
-                if ready is not None:
-                    ready.set()
-                delay_s = 0.1
-                async for message in pubsub.listen():
-                    event = _event(message)
-                    if event is not None:
-                        yield event
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning("pub/sub connection lost (%s); resubscribing in %.1fs", exc, delay_s)
-            finally:
-                # Close before waiting: redis-py may have reconnected (and resubscribed) this
-                # connection already, and a subscriber nobody reads would swallow messages.
-                with anyio.CancelScope(shield=True):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await anyio.sleep(delay_s)
-            delay_s = min(delay_s * 2, _MAX_BACKOFF_S)
+        messages = resubscribing(lambda: self.client, channels, patterns, ready=ready, log=log)
+        async with contextlib.aclosing(messages):
+            async for message in messages:
+                event = _event(message)
+                if event is not None:
+                    yield event
 
     async def health_check(self) -> dict[str, Any]:
         """The guide's health dict (``status, connected, latency_ms, version, used_memory,

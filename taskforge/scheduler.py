@@ -16,9 +16,12 @@ from typing import Any
 
 import anyio
 
-from taskforge.driver.drivers import AsyncBroker, NewJob, Op, Ops
 from taskforge.cron import due_ticks
+from taskforge.driver.requests import Op
 from taskforge.errors import BrokerError, EnqueueError
+from taskforge.protocol.brokers import AsyncBroker
+from taskforge.protocol.ops import Ops
+from taskforge.protocol.records import NewJob
 from taskforge.task import Call, Periodic
 
 log = logging.getLogger(__name__)

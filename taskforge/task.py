@@ -19,7 +19,6 @@ from taskforge.durations import parse_duration_s
 from taskforge.errors import ConfigurationError, EnqueueError
 from taskforge.handle import JobHandle
 from taskforge.job import JobPriority
-from taskforge.protocol.keys import check_queue_name
 from taskforge.limits import RateLimit
 from taskforge.policy import (
     ExceptionTypes,
@@ -27,6 +26,7 @@ from taskforge.policy import (
     check_exception_types,
     check_max_retries,
 )
+from taskforge.protocol.keys import check_queue_name
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -25,13 +25,13 @@ import anyio
 import anyio.abc
 import anyio.from_thread
 
-from taskforge.driver.drivers import AsyncBroker
 from taskforge.client import Client
-from taskforge.driver.connection import forget_memory_server
 from taskforge.context import StandInContext, bound, stand_in
+from taskforge.driver.connection import forget_memory_server
 from taskforge.errors import ConfigurationError, ResultTimeoutError, TaskforgeError
 from taskforge.handle import JobHandle
 from taskforge.job import TERMINAL, JobStatus
+from taskforge.protocol.brokers import AsyncBroker
 from taskforge.registry import Registry
 from taskforge.settings import MEMORY_URL, Settings
 from taskforge.task import Call

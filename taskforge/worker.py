@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from taskforge.driver.drivers import AsyncBroker, Fetched, Leased, Outcome
 from taskforge.client import Client, control_channel
-from taskforge.driver.connection import async_client
 from taskforge.context import JobContext
+from taskforge.driver.connection import async_client
 from taskforge.errors import (
     BrokerConnectionError,
     BrokerError,
@@ -50,13 +49,15 @@ from taskforge.executor import (
 )
 from taskforge.expiry import ServerClock, expired_reason
 from taskforge.job import Job, JobStatus
-from taskforge.protocol.keys import check_queue_name
 from taskforge.limiter import OUTAGE_RETRY_S, Limiter
 from taskforge.metrics import MetricsExporter, WorkerMetrics
 from taskforge.middleware import Hooks, Middleware, outcome_of
 from taskforge.oom import MemoryPause
 from taskforge.outcome_log import outcome_line
 from taskforge.progress import ProgressWriter
+from taskforge.protocol.brokers import AsyncBroker
+from taskforge.protocol.keys import check_queue_name
+from taskforge.protocol.records import Fetched, Leased, Outcome
 from taskforge.registry import Registry
 from taskforge.scheduler import Scheduler
 from taskforge.serializer import SerializerRefusedError, load_job

@@ -16,11 +16,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from taskforge.driver.drivers import Batch, Command, Op, Ops
 from taskforge.canvas import Canvas
 from taskforge.client import Client, control_channel
+from taskforge.driver.requests import Batch, Command, Op
 from taskforge.errors import ResultTimeoutError, WorkflowFailedError, WorkflowNotFoundError
 from taskforge.job import new_job_id
+from taskforge.protocol.ops import Ops
 from taskforge.task import Call, when_to_delay
 from taskforge.workflow_graph import (
     MAX_WORKFLOW_MEMBERS,

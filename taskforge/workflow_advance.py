@@ -16,9 +16,10 @@ from collections.abc import Sequence
 
 import anyio
 
-from taskforge.driver.drivers import AsyncBroker, NewJob, Outcome
 from taskforge.client import Client
 from taskforge.errors import BrokerError, EnqueueError
+from taskforge.protocol.brokers import AsyncBroker
+from taskforge.protocol.records import NewJob, Outcome
 from taskforge.workflow_graph import member_call, parse_member_id
 from taskforge.workflow_ops import MemberOutcome, ReadyNode, WorkflowOps
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from taskforge.driver.drivers import Arg, Batch, Command, Op, ScriptCall
+from taskforge.driver.requests import Arg, Batch, Command, Op, ScriptCall
 from taskforge.protocol.keys import QueueKeys
 from taskforge.settings import Settings
 from taskforge.workflow_graph import parse_member_id

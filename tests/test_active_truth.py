@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from taskforge import Taskforge, Worker
-from taskforge.driver.drivers import AsyncBroker
+from taskforge.protocol.brokers import AsyncBroker
 
 pytestmark = pytest.mark.anyio
 

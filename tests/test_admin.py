@@ -14,11 +14,12 @@ from redis.cluster import key_slot
 from typer.testing import CliRunner, Result
 
 from taskforge import Admin, DeadFilter, JobNotFoundError, JobStatus, Settings, Taskforge, Worker
-from taskforge.driver.drivers import Ops, ScriptCall
 from taskforge.cli import cli
 from taskforge.deadletters import DeadOps, DeadSelection
+from taskforge.driver.requests import ScriptCall
 from taskforge.health import HEALTH_KEYS
 from taskforge.protocol.inspection import InspectOps
+from taskforge.protocol.ops import Ops
 from taskforge.pubsub import RedisClient
 
 AppFactory = Callable[..., Taskforge]

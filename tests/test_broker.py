@@ -11,8 +11,9 @@ import redis
 from redis.crc import key_slot
 
 from taskforge import Job, JobPriority, JobStatus, Settings
-from taskforge.driver.drivers import Leased, NewJob, Outcome, SyncBroker
 from taskforge.job import new_job_id
+from taskforge.protocol.brokers import SyncBroker
+from taskforge.protocol.records import Leased, NewJob, Outcome
 
 Q = "default"
 HIGH, NORMAL, LOW = JobPriority.HIGH, JobPriority.NORMAL, JobPriority.LOW

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from taskforge import JobFailedError, JobStatus, Taskforge
-from taskforge.driver.drivers import SyncBroker
+from taskforge.protocol.brokers import SyncBroker
 from tests.timetasks import QUIET, key, wait_until
 
 AppFactory = Callable[..., Taskforge]

@@ -13,12 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from taskforge import ConfigurationError, EnqueueError, JobPriority, JobStatus, Taskforge
-from taskforge.driver.drivers import SyncBroker
 from taskforge.celery_compat import cron_hint
 from taskforge.cli import cli, split_queues
 from taskforge.durations import parse_duration_s
 from taskforge.limits import RateLimit
 from taskforge.loader import module_name_of
+from taskforge.protocol.brokers import SyncBroker
 from taskforge.settings import Settings
 
 

@@ -18,8 +18,9 @@ from typer.testing import CliRunner, Result
 
 from taskforge import JobPriority, Settings, Taskforge, Worker
 from taskforge import cli as cli_module
-from taskforge.driver.drivers import Ops, SyncBroker
 from taskforge.cli import cli, parse_duration
+from taskforge.protocol.brokers import SyncBroker
+from taskforge.protocol.ops import Ops
 from taskforge.worker import server_warnings
 from tests.redis_server import RedisServer, free_port
 

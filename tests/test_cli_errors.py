@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from taskforge import BrokerConnectionError, BrokerError, ConfigurationError, Settings, Worker
-from taskforge.driver.drivers import SyncBroker
 from taskforge.cli import cli
 from taskforge.driver.connection import topology
 from taskforge.job import JobPriority
+from taskforge.protocol.brokers import SyncBroker
 from taskforge.registry import Registry
 
 

@@ -22,15 +22,18 @@ from typer.testing import CliRunner
 import tests.test_cron as cron_suite
 import tests.test_worker as core_suite
 from taskforge import Admin, JobPriority, JobStatus, Settings, Taskforge, Worker
-from taskforge.driver.drivers import AsyncBroker, NewJob, Ops, ScriptCall, SyncBroker
 from taskforge.cache import CacheService
 from taskforge.cli import cli
 from taskforge.driver.connection import primaries, sync_client, topology
+from taskforge.driver.requests import ScriptCall
 from taskforge.errors import ConfigurationError, NotReplicatedError
 from taskforge.health import health_check
-from taskforge.protocol.keys import QueueKeys
 from taskforge.metrics import MetricsExporter, WorkerMetrics
 from taskforge.partition import Partitioned
+from taskforge.protocol.brokers import AsyncBroker, SyncBroker
+from taskforge.protocol.keys import QueueKeys
+from taskforge.protocol.ops import Ops
+from taskforge.protocol.records import NewJob
 from tests.cluster import LocalCluster
 
 pytestmark = pytest.mark.anyio

@@ -14,9 +14,9 @@ import pytest
 import redis
 
 from taskforge import ConfigurationError, EnqueueError, JobStatus, Taskforge, Worker
-from taskforge.driver.drivers import AsyncBroker
 from taskforge.client import Client
 from taskforge.cron import CatchUp, CronSchedule, due_ticks
+from taskforge.protocol.brokers import AsyncBroker
 from taskforge.scheduler import Scheduler
 from tests.timetasks import QUIET, key, wait_until
 

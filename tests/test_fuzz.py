@@ -29,10 +29,11 @@ from hypothesis.stateful import (
 )
 
 from taskforge import JobStatus, Settings, Taskforge, Worker
-from taskforge.driver.drivers import Leased, NewJob, Outcome, SyncBroker
 from taskforge.executor import decode
 from taskforge.job import JobPriority
+from taskforge.protocol.brokers import SyncBroker
 from taskforge.protocol.keys import QueueKeys
+from taskforge.protocol.records import Leased, NewJob, Outcome
 from taskforge.serializer import load_job
 from taskforge.signing import verify
 

@@ -20,9 +20,10 @@ from taskforge import (
     Taskforge,
     Worker,
 )
-from taskforge.driver.drivers import AsyncBroker, NewJob, SyncBroker
 from taskforge.job import JobPriority
 from taskforge.middleware import Enqueueing
+from taskforge.protocol.brokers import AsyncBroker, SyncBroker
+from taskforge.protocol.records import NewJob
 from taskforge.worker import WorkerStats
 
 pytestmark = pytest.mark.anyio

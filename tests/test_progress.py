@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from taskforge import Taskforge, TaskforgeError, Worker, current_job
-from taskforge.driver.drivers import AsyncBroker
+from taskforge.protocol.brokers import AsyncBroker
 
 pytestmark = pytest.mark.anyio
 AppFactory = Callable[..., Taskforge]

@@ -22,7 +22,8 @@ from taskforge import (
     Taskforge,
     Worker,
 )
-from taskforge.driver.drivers import AsyncBroker, Command, Op
+from taskforge.driver.requests import Command, Op
+from taskforge.protocol.brokers import AsyncBroker
 
 pytestmark = pytest.mark.anyio
 

@@ -27,8 +27,9 @@ from taskforge import (
     Taskforge,
     Worker,
 )
-from taskforge.driver.drivers import NewJob, SyncBroker
 from taskforge.job import JobPriority, JobRecord
+from taskforge.protocol.brokers import SyncBroker
+from taskforge.protocol.records import NewJob
 from taskforge.signing import sign
 from tests.redis_server import RedisServer, free_port
 

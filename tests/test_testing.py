@@ -13,8 +13,8 @@ from taskforge import (
     TaskforgeError,
     current_job,
 )
-from taskforge.driver.drivers import SyncBroker
 from taskforge.context import StandInContext
+from taskforge.protocol.brokers import SyncBroker
 from taskforge.settings import Settings
 from taskforge.testing import job_context
 

@@ -23,7 +23,7 @@ from taskforge import (
     Worker,
     current_job,
 )
-from taskforge.driver.drivers import AsyncBroker
+from taskforge.protocol.brokers import AsyncBroker
 from taskforge.protocol.keys import QueueKeys
 from taskforge.worker import WorkerStats
 

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from taskforge import Taskforge, WorkflowFailedError, WorkflowStatus, chain, chord
-from taskforge.driver.drivers import AsyncBroker
+from taskforge.protocol.brokers import AsyncBroker
 from taskforge.protocol.keys import QueueKeys
 from taskforge.workflow_advance import WorkflowAdvancer
 from taskforge.workflow_ops import outbox

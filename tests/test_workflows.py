@@ -35,9 +35,9 @@ from taskforge import (
     chord,
     group,
 )
-from taskforge.driver.drivers import AsyncBroker
 from taskforge.canvas import Chain
 from taskforge.cli import cli
+from taskforge.protocol.brokers import AsyncBroker
 from taskforge.workflow_advance import WorkflowAdvancer
 from taskforge.workflow_graph import MAX_WORKFLOW_MEMBERS
 from taskforge.workflow_ops import WORKFLOW_EVENTS, MemberOutcome, WorkflowOps, outbox

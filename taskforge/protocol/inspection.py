@@ -1,8 +1,8 @@
 """Read and steer queues as an operator: find a job by id alone, list and purge a queue, workers
 (lost ones included), per-minute charts.
 
-Each operation is a request generator over the broker's :class:`~taskforge.driver.drivers.Ops`, like the
-queue protocol itself, so :class:`~taskforge.admin.Admin` (CLI) and
+Each operation is a request generator over the broker's :class:`~taskforge.protocol.ops.Ops`,
+like the queue protocol itself, so :class:`~taskforge.admin.Admin` (CLI) and
 :class:`~taskforge.admin.AsyncAdmin` (dashboard) drive the very same code. Nothing here scans
 the key space: queues are known from the set producers announce them in, and every read is
 bounded by the queues, a page, or a batch.
@@ -20,9 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskforge.driver.drivers import SOURCES, Arg, Batch, Command, Op, Ops, ScriptCall
+from taskforge.driver.requests import Arg, Batch, Command, Op, ScriptCall
 from taskforge.job import PRIORITY_ORDER, JobPriority, JobRecord
 from taskforge.protocol.keys import check_queue_name
+from taskforge.protocol.ops import Ops
+from taskforge.protocol.records import scored
+from taskforge.protocol.scripts import SOURCES
 
 #: Job records deleted per purge-drain call: each call stays short, so Redis is never blocked.
 PURGE_BATCH = 1000
@@ -149,7 +152,7 @@ class Series:
 
 
 class InspectOps:
-    """The admin operations as request generators over :class:`~taskforge.driver.drivers.Ops`."""
+    """The admin operations as request generators over :class:`~taskforge.protocol.ops.Ops`."""
 
     def __init__(self, ops: Ops):
         self.ops = ops
@@ -334,14 +337,6 @@ def _points(names: list[str], raw: list[int]) -> list[dict[str, int]]:
     width = len(names)
     return [dict(zip(names, map(int, raw[i : i + width]), strict=True))
             for i in range(0, len(raw), width)]  # fmt: skip
-
-
-def scored(raw: list[Any]) -> list[tuple[str, float]]:
-    """``(member, score)`` pairs of a ``WITHSCORES`` reply, whatever redis-py's shape."""
-    # redis-py 8 answers WITHSCORES as [member, score] pairs; older versions as a flat list.
-    if raw and isinstance(raw[0], list | tuple):
-        return [(str(m), float(s)) for m, s in raw]
-    return [(str(raw[i]), float(raw[i + 1])) for i in range(0, len(raw), 2)]
 
 
 def _json_dict(text: str) -> dict[str, Any]:
