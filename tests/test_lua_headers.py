@@ -27,7 +27,7 @@ from taskforge.driver.requests import (
     ScriptCall,
     WakeThenCall,
 )
-from taskforge.job import JobPriority
+from taskforge.job import JobPriority, JobStatus
 from taskforge.protocol.inspection import InspectOps
 from taskforge.protocol.keys import GlobalKeys, QueueKeys
 from taskforge.protocol.ops import Ops
@@ -249,8 +249,6 @@ def _job(i: int) -> NewJob:
 
 
 def _outcome(i: int) -> Outcome:
-    from taskforge.job import JobStatus
-
     return Outcome(f"J{i}", TOKEN, JobStatus.SUCCEEDED, result_json="1")
 
 

@@ -378,3 +378,25 @@ def primaries(client: SyncRedis) -> list[redis.Redis]:
     if isinstance(client, redis.cluster.RedisCluster):
         return [client.get_redis_connection(node) for node in client.get_primaries()]  # type: ignore[no-untyped-call]
     return [client]
+
+
+__all__ = [
+    "AsyncRedis",
+    "AsyncRedisCluster",
+    "Kind",
+    "SyncRedis",
+    "Topology",
+    "async_client",
+    "async_same_node",
+    "cluster_kwargs",
+    "forget_memory_server",
+    "is_cluster",
+    "memory_server",
+    "parse_nodes",
+    "primaries",
+    "routable",
+    "same_node",
+    "sentinel_kwargs",
+    "sync_client",
+    "topology",
+]

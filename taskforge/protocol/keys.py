@@ -157,3 +157,6 @@ class GlobalKeys:
     def concurrency(self, task: str) -> str:
         """Sorted set of running jobs of one task (for cluster-wide concurrency limits)."""
         return f"{self.prefix}:conc:{{{task}}}"
+
+
+__all__ = ["GlobalKeys", "QueueKeys", "check_queue_name"]
