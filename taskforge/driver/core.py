@@ -121,9 +121,8 @@ class Core:
 
     def evalsha(self, call: ScriptCall) -> tuple[Arg | bytes, ...]:
         """``call`` as one packed ``EVALSHA`` command."""
-        name = call.name
-        return ("EVALSHA", self.scripts.sha(name), len(call.keys), *wire(call.keys),
-                *wire(call.args))  # fmt: skip
+        sha, count = self.scripts.sha(call.name), len(call.keys)
+        return ("EVALSHA", sha, count, *wire(call.keys), *wire(call.args))
 
     def _script(self, call: ScriptCall) -> Plan:
         if self.hot and call.name in self.scripts.hot:
