@@ -13,7 +13,7 @@ import anyio
 import redis
 
 from taskforge.broker import Batch, Command
-from taskforge.cache.core import SCAN_COUNT, TTL, CacheCore, CacheShell, Serializer
+from taskforge.cache.core import SCAN_COUNT, TTL, CacheCore, CacheShell, CacheStats, Serializer
 from taskforge.cache.ops import CacheOps, Fetch, Flights, Op, Pause, Request
 from taskforge.cache.sync import SyncCacheService
 from taskforge.connection import AsyncRedis, async_client
@@ -74,6 +74,16 @@ class CacheService(CacheShell, kind="aio"):
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )
+
+    @property
+    def settings(self) -> Settings:
+        """The connection settings."""
+        return self._core.settings
+
+    @property
+    def stats(self) -> CacheStats:
+        """Hit/miss counters of this service (shared with :attr:`sync`)."""
+        return self._core.stats
 
     @property
     def sync(self) -> SyncCacheService:

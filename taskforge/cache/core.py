@@ -270,22 +270,21 @@ class CacheCore:
 
 
 class CacheShell:
-    """What every service over a :class:`CacheCore` has: the core, its settings and counters,
-    and its twins (the same core driven by another kind of I/O).
+    """What every service over a :class:`CacheCore` has: the core, and its twins (the same core
+    driven by another kind of I/O).
 
     A subclass names its kind (``class CacheService(CacheShell, kind="aio")``), so that a service
     can build its twin by kind, without the twins' modules importing each other.
     """
 
     _kinds: ClassVar[dict[str, type[CacheShell]]] = {}
+    _kind: ClassVar[str]
     _core: CacheCore
 
     def __init_subclass__(cls, *, kind: str, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         CacheShell._kinds[kind] = cls
         cls._kind = kind
-
-    _kind: ClassVar[str]
 
     def _attach(self, core: CacheCore) -> None:
         """Build on ``core`` (every constructor ends here) and become its twin of this kind."""
@@ -301,13 +300,3 @@ class CacheShell:
     def _twin(self, kind: str) -> CacheShell:
         twin = self._core.shells.get(kind)
         return twin if twin is not None else CacheShell._kinds[kind]._on(self._core)
-
-    @property
-    def settings(self) -> Settings:
-        """The connection settings."""
-        return self._core.settings
-
-    @property
-    def stats(self) -> CacheStats:
-        """Hit/miss counters of this service (shared with its twin)."""
-        return self._core.stats

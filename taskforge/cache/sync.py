@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import redis
 
 from taskforge.broker import Batch, Command
-from taskforge.cache.core import SCAN_COUNT, TTL, CacheCore, CacheShell
+from taskforge.cache.core import SCAN_COUNT, TTL, CacheCore, CacheShell, CacheStats
 from taskforge.cache.ops import CacheOps, Fetch, Flights, Op, Pause, Request
 from taskforge.connection import SyncRedis, sync_client
 from taskforge.settings import Settings
@@ -40,6 +40,16 @@ class SyncCacheService(CacheShell, kind="sync"):
         self._client: SyncRedis | None = None
         self._client_lock = threading.Lock()
         self._flights: Flights[threading.Event] = Flights(threading.Event)
+
+    @property
+    def settings(self) -> Settings:
+        """The connection settings."""
+        return self._core.settings
+
+    @property
+    def stats(self) -> CacheStats:
+        """Hit/miss counters (shared with the async twin, if any)."""
+        return self._core.stats
 
     @property
     def aio(self) -> CacheService:
