@@ -32,11 +32,11 @@ from taskforge.errors import (
     WorkflowNotFoundError,
     WorkflowTooLargeError,
 )
+from taskforge.guide_queue import JobQueue, JobWorker
 from taskforge.handle import JobHandle
 from taskforge.job import Job, JobPriority, JobRecord, JobStatus
 from taskforge.middleware import Enqueueing, Middleware, RunOutcome
 from taskforge.pubsub import RedisClient, get_redis_client
-from taskforge.queue import JobQueue, JobWorker
 from taskforge.registry import Registry
 from taskforge.retry import Fail, Retry
 from taskforge.settings import Settings

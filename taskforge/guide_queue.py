@@ -1,4 +1,4 @@
-"""The seed's queue API (``JobQueue``, ``JobWorker``) over taskforge's client and worker.
+"""The integration guide's queue API: ``JobQueue`` and ``JobWorker`` over the client and worker.
 
 Code written against the integration guide runs with only its imports changed::
 
@@ -19,6 +19,8 @@ from taskforge.job import JobPriority, JobRecord
 from taskforge.protocol.keys import check_queue_name
 from taskforge.task import Call, TaskOptions, coerce_priority
 from taskforge.worker import Worker, WorkerStats
+
+__all__ = ["JobQueue", "JobWorker"]
 
 
 class JobQueue:
