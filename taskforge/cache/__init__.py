@@ -16,8 +16,9 @@ nothing and ``get_or_fetch`` calls the source, with one warning per outage. Inva
 exception: it raises :class:`~taskforge.errors.BrokerError`, because a lost invalidation would
 serve stale data once Redis is back.
 
-Each cache operation is written once as a generator of requests (as in :mod:`taskforge.driver.requests`),
-driven by :class:`CacheService` (asyncio) and :class:`SyncCacheService` (blocking). The rooms:
+Each cache operation is written once as a generator of requests (as in
+:mod:`taskforge.driver.requests`), driven by :class:`CacheService` (asyncio) and
+:class:`SyncCacheService` (blocking). The rooms:
 
 - ``core``: options, keys, TTLs, encoding, counters, Redis's health (no I/O);
 - ``ops``: the operations as request generators, single flight and degradation (no I/O);
