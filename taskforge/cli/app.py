@@ -56,7 +56,7 @@ from taskforge.scheduler import cron_status
 from taskforge.settings import Settings
 from taskforge.task import Call, TaskOptions, coerce_priority, when_to_delay
 from taskforge.worker import Worker
-from taskforge.workflow_cli import warn_revived_members, workflow_cli
+from taskforge.cli.workflow import warn_revived_members, workflow_cli
 
 cli = typer.Typer(
     name="taskforge",
