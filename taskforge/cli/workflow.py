@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -10,41 +9,29 @@ from typing import Annotated
 
 import typer
 
+from taskforge.cli.app import RedisUrl, cli
+from taskforge.cli.output import fail, print_json
+from taskforge.cli.session import settings_for
 from taskforge.client import Client
-from taskforge.deadletters import DeadSelection
-from taskforge.errors import BrokerError, ConfigurationError, WorkflowNotFoundError
-from taskforge.settings import Settings
+from taskforge.errors import BrokerError, WorkflowNotFoundError
 from taskforge.workflow import WorkflowClient, render_tree
-from taskforge.workflow_graph import parse_member_id
 
 workflow_cli = typer.Typer(
     help="Workflows (chain, group, chord): show the tree with statuses, cancel.",
     no_args_is_help=True,
 )
+cli.add_typer(workflow_cli, name="workflow")
 
-RedisUrl = Annotated[
-    str | None,
-    typer.Option("--redis-url", help="Redis URL (default: $REDIS_URL)", show_default=False),
-]
 WorkflowId = Annotated[str, typer.Argument(help="the workflow id (handle.id)")]
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 @contextmanager
 def _workflows(redis_url: str | None) -> Iterator[WorkflowClient]:
-    try:
-        settings = Settings.from_env(redis_url=redis_url)
-    except ConfigurationError as exc:
-        raise _fail(str(exc), 2) from None
-    client = Client(settings)
+    client = Client(settings_for(redis_url))
     try:
         yield WorkflowClient(client)
     except (BrokerError, WorkflowNotFoundError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         client.close()
 
@@ -59,7 +46,7 @@ def show(
     with _workflows(redis_url) as workflows:
         info = workflows.handle(workflow_id).info()
     if as_json:
-        typer.echo(json.dumps(asdict(info), indent=2, default=str))
+        print_json(asdict(info))
     else:
         typer.echo(render_tree(info))
 
@@ -72,22 +59,4 @@ def cancel(workflow_id: WorkflowId, redis_url: RedisUrl = None) -> None:
     typer.echo(f"workflow {workflow_id}: {status.value}")
 
 
-def warn_revived_members(chosen: DeadSelection) -> None:
-    """Say on stderr that requeued workflow members do not resume their workflows: a member's
-    death already ended its workflow ``failed`` (its later steps ``cancelled``), and a revived
-    member's success changes neither."""
-    members = sorted(
-        {wid for ids in chosen.chosen.values() for i in ids if (wid := _workflow_of(i))}
-    )
-    if members:
-        typer.echo(
-            f"warning: {len(members)} workflow(s) had members among these jobs; a revived member "
-            "runs alone and does not resume its failed workflow (its later steps stay "
-            f"cancelled): {', '.join(members)}. Start the workflow again to rerun it.",
-            err=True,
-        )
-
-
-def _workflow_of(job_id: str) -> str | None:
-    parsed = parse_member_id(job_id)
-    return None if parsed is None else parsed[0]
+__all__ = ["cancel", "show", "workflow_cli"]
