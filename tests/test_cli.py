@@ -18,9 +18,9 @@ from typer.testing import CliRunner, Result
 
 from taskforge import JobPriority, Settings, Taskforge, Worker
 from taskforge import cli as cli_module
-from taskforge.cli import dead as cli_dead
 from taskforge.broker import Ops, SyncBroker
 from taskforge.cli import cli, parse_duration
+from taskforge.cli import dead as cli_dead
 from taskforge.worker import server_warnings
 from tests.redis_server import RedisServer, free_port
 
