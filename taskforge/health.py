@@ -1,5 +1,6 @@
-"""Health checks: one report for ``taskforge health``, ``RedisClient.health_check()`` and the
-dashboard: the integration guide's dict, plus queue depths, live workers and warnings."""
+"""Health checks: the one report that ``taskforge health``, ``RedisClient.health_check()``,
+``Admin.health()`` and the dashboard give: the integration guide's dict, plus queue depths, live
+workers and warnings."""
 
 from __future__ import annotations
 
