@@ -1,7 +1,7 @@
 """The operator's library API: the one the ``taskforge`` CLI and the dashboard both stand on.
 
 :class:`Admin` is blocking (scripts, the CLI); :class:`AsyncAdmin` is its asyncio twin (the
-dashboard). Both drive the same request generators (:mod:`taskforge.inspection`,
+dashboard). Both drive the same request generators (:mod:`taskforge.protocol.inspection`,
 :mod:`taskforge.deadletters`, :mod:`taskforge.scheduler`), so they cannot disagree, and both
 work on one Redis, Sentinel and a Cluster. Neither scans the key space.
 
@@ -17,6 +17,7 @@ work on one Redis, Sentinel and a Cluster. Neither scans the key space.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -36,7 +37,7 @@ from taskforge.deadletters import (
 )
 from taskforge.driver.requests import Op
 from taskforge.errors import JobNotFoundError
-from taskforge.health import health_check
+from taskforge.health import health_check, health_check_once
 from taskforge.job import JobRecord, JobStatus
 from taskforge.protocol.brokers import AsyncBroker, SyncBroker
 from taskforge.protocol.inspection import (
@@ -73,6 +74,20 @@ class Overview:
             row["failed_per_min"] = self.series.rate(d.queue, "failed", RATE_WINDOW_MIN)
             rows.append(row)
         return {"queues": rows, "series": self.series.to_json()}
+
+    def recent(self, queue: str) -> dict[str, Any]:
+        """``queue``'s outcomes over every minute this overview read: ``done``, ``failed`` and
+        ``dead`` counts, ``done_per_min`` and ``failed_per_min`` (``taskforge queues``)."""
+        points = self.series.per_queue.get(queue, [])
+        done, failed, dead = (sum(p.get(k, 0) for p in points) for k in ("done", "failed", "dead"))
+        return {
+            "window_minutes": len(points),
+            "done": done,
+            "failed": failed,
+            "dead": dead,
+            "done_per_min": round(done / max(1, len(points)), 2),
+            "failed_per_min": round(failed / max(1, len(points)), 2),
+        }
 
 
 class _Core:
@@ -249,16 +264,8 @@ class Admin:
 
     def health(self, queues: list[str] | None = None) -> dict[str, Any]:
         """The health report (:func:`taskforge.health.health_check`); never raises."""
-        return anyio.run(_health, self.settings, queues)
-
-
-async def _health(settings: Settings, queues: list[str] | None) -> dict[str, Any]:
-    broker = AsyncBroker(settings)
-    try:
-        return await health_check(broker, queues=queues)
-    finally:
-        with anyio.CancelScope(shield=True):
-            await broker.aclose()
+        return anyio.run(functools.partial(health_check_once, AsyncBroker(self.settings),
+                                           queues=queues))  # fmt: skip
 
 
 class AsyncAdmin:

@@ -1,7 +1,7 @@
 """The dead-letter queue as an operator sees it: filter, list, requeue, purge.
 
-Operations are request generators over :class:`~taskforge.broker.Ops` (see
-:mod:`taskforge.inspection`), driven by :class:`~taskforge.admin.Admin` for the CLI and
+Operations are request generators over :class:`~taskforge.protocol.ops.Ops` (see
+:mod:`taskforge.protocol.inspection`), driven by :class:`~taskforge.admin.Admin` for the CLI and
 :class:`~taskforge.admin.AsyncAdmin` for the dashboard. Dead sets are read a page at a time and
 acted on in batches, so no call holds Redis for long; a purge deletes a job only if it is still
 dead, in the same script step (``purge_dead.lua``), so it cannot race a concurrent requeue.

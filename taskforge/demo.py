@@ -100,3 +100,6 @@ async def _summary(email_id: str, doomed_id: str, succeeded: int, n_events: int)
                f"{dead.error_type}: {dead.error}")  # fmt: skip
     typer.echo(f"\n{succeeded} jobs succeeded, 1 dead-lettered, {n_events} events on job:updates.")
     typer.echo("Next: point REDIS_URL at a real Redis and run `taskforge worker yourmodule`.")
+
+
+__all__ = ["app", "build_report", "cleanup", "resize", "run_demo", "send_email"]

@@ -1,11 +1,14 @@
-"""Health checks: one report for ``taskforge health``, ``RedisClient.health_check()`` and the
-dashboard: the integration guide's dict, plus queue depths, live workers and warnings."""
+"""Health checks: the one report that ``taskforge health``, ``RedisClient.health_check()``,
+``Admin.health()`` and the dashboard give: the integration guide's dict, plus queue depths, live
+workers and warnings."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
 from typing import Any
+
+import anyio
 
 from taskforge.errors import BrokerError
 from taskforge.job import PRIORITY_ORDER
@@ -21,11 +24,20 @@ HEALTH_KEYS = (
 )  # fmt: skip
 
 
+#: The warning a command of its own (``taskforge health``) adds for a ``memory://`` URL: the
+#: embedded server it would check lives in that process only.
+MEMORY_HEALTH_WARNING = (
+    "memory:// is a throwaway in-process server that lives as long as this command and holds"
+    " nothing of any worker or producer: this checked no Redis. Pass --redis-url (or REDIS_URL)"
+)
+
+
 async def health_check(
     broker: AsyncBroker,
     *,
     queues: list[str] | None = None,
     depths: Sequence[QueueDepth] | None = None,
+    separate_process: bool = False,
 ) -> dict[str, Any]:
     """The guide's dict (``status, connected, latency_ms, version, used_memory,
     connected_clients, uptime_seconds``) plus ``queues`` (depths), ``workers`` (how many are
@@ -36,10 +48,29 @@ async def health_check(
     or ready jobs with no live worker) or ``unhealthy``. Never raises for an unreachable
     Redis: that is ``status: "unhealthy", connected: False`` with the reason in ``error``.
     ``depths`` the caller already read are reported instead of reading them again.
+    ``separate_process``: the caller is a process of its own that shares no ``memory://``
+    server with any worker (the CLI), so a reachable ``memory://`` one is reported
+    ``degraded`` with :data:`MEMORY_HEALTH_WARNING` first.
     """
     report = await _report(broker, queues, depths)
     defaults: dict[str, Any] = {"queues": {}, "warnings": []}
-    return {key: report.get(key, defaults.get(key)) for key in HEALTH_KEYS}
+    report = {key: report.get(key, defaults.get(key)) for key in HEALTH_KEYS}
+    if separate_process and broker.settings.is_memory and report["connected"]:
+        report["status"] = "degraded" if report["status"] == "healthy" else report["status"]
+        report["warnings"].insert(0, MEMORY_HEALTH_WARNING)
+    return report
+
+
+async def health_check_once(
+    broker: AsyncBroker, *, queues: list[str] | None = None, separate_process: bool = False
+) -> dict[str, Any]:
+    """:func:`health_check` on a broker made for it, closed afterwards (a blocking caller's
+    ``anyio.run`` owns no other use of it)."""
+    try:
+        return await health_check(broker, queues=queues, separate_process=separate_process)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await broker.aclose()
 
 
 async def _report(
@@ -105,3 +136,6 @@ def _summary(infos: list[dict[str, Any]]) -> dict[str, Any]:
         "connected_clients": sum(int(i.get("connected_clients", 0)) for i in infos),
         "uptime_seconds": min(int(i.get("uptime_in_seconds", 0)) for i in infos),
     }
+
+
+__all__ = ["HEALTH_KEYS", "MEMORY_HEALTH_WARNING", "health_check", "health_check_once"]

@@ -132,9 +132,12 @@ class RedisClient:
 
     async def health_check(self) -> dict[str, Any]:
         """The guide's health dict (``status, connected, latency_ms, version, used_memory,
-        connected_clients, uptime_seconds``) plus queue depths and warnings; never raises.
+        connected_clients, uptime_seconds``) plus live workers, queue depths and warnings;
+        never raises.
 
-        See :func:`taskforge.health.health_check`.
+        The one report ``taskforge health --json``, ``Admin.health()`` and the dashboard give
+        (:func:`taskforge.health.health_check`, every key of
+        :data:`~taskforge.health.HEALTH_KEYS`), on this client's connection.
         """
         return await health_check(AsyncBroker(self.settings, self.client))
 

@@ -19,6 +19,7 @@ from typer.testing import CliRunner, Result
 from taskforge import JobPriority, Settings, Taskforge, Worker
 from taskforge import cli as cli_module
 from taskforge.cli import cli, parse_duration
+from taskforge.cli import dead as cli_dead
 from taskforge.protocol.brokers import SyncBroker
 from taskforge.protocol.ops import Ops
 from taskforge.worker import server_warnings
@@ -329,7 +330,7 @@ def test_dead_requeue_all_goes_in_batches(
     dead_jobs: dict[str, list[str]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cli_module, "DEAD_BATCH", 2)  # five dead jobs: three calls to Redis
+    monkeypatch.setattr(cli_dead, "DEAD_BATCH", 2)  # five dead jobs: three calls to Redis
     sizes: list[int] = []
     revive = Ops.revive
 
