@@ -5,7 +5,7 @@ from taskforge.app import Taskforge, default_app, periodic, task
 from taskforge.cache import CacheService, SyncCacheService, cached, get_cache_service
 from taskforge.canvas import chain, chord, group
 from taskforge.context import JobContext, current_job
-from taskforge.cron import CatchUp
+from taskforge.cron.schedule import CatchUp
 from taskforge.deadletters import DeadFilter
 from taskforge.errors import (
     BrokerConnectionError,

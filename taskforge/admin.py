@@ -26,6 +26,7 @@ import anyio
 
 from taskforge.broker import AsyncBroker, Op, SyncBroker
 from taskforge.client import Client, control_channel
+from taskforge.cron.runner import PeriodicStatus, cron_status
 from taskforge.deadletters import (
     DEAD_BATCH,
     DeadFilter,
@@ -46,7 +47,6 @@ from taskforge.inspection import (
     WorkerInfo,
 )
 from taskforge.job import JobRecord, JobStatus
-from taskforge.scheduler import PeriodicStatus, cron_status
 from taskforge.settings import Settings
 from taskforge.task import Periodic
 from taskforge.workflow import WorkflowClient, WorkflowInfo, WorkflowStatus

@@ -10,12 +10,12 @@ from typing import Any, ParamSpec, TypeVar, overload
 from taskforge.canvas import Canvas
 from taskforge.celery_compat import cron_hint
 from taskforge.client import Client
-from taskforge.cron import CatchUp, CronSchedule, coerce_catch_up
+from taskforge.cron.schedule import CatchUp, CronSchedule, coerce_catch_up
 from taskforge.errors import ConfigurationError, EnqueueError, JobNotFoundError
 from taskforge.handle import JobHandle
 from taskforge.inspection import InspectOps
 from taskforge.job import JobPriority
-from taskforge.limits import rate_limit_spec
+from taskforge.limits.spec import rate_limit_spec
 from taskforge.middleware import Middleware
 from taskforge.policy import ExceptionTypes
 from taskforge.registry import Registry

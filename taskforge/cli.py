@@ -31,6 +31,7 @@ from taskforge.admin import RATE_WINDOW_MIN, Admin
 from taskforge.app import Taskforge
 from taskforge.broker import AsyncBroker, SyncBroker
 from taskforge.client import Client
+from taskforge.cron.runner import cron_status
 from taskforge.deadletters import (
     DEAD_BATCH,
     DeadFilter,
@@ -52,7 +53,6 @@ from taskforge.job import PRIORITY_ORDER, JobRecord, JobStatus
 from taskforge.keys import check_queue_name
 from taskforge.outcome_log import JsonLines
 from taskforge.pool import POOLS, ProcessPool
-from taskforge.scheduler import cron_status
 from taskforge.settings import Settings
 from taskforge.task import Call, TaskOptions, coerce_priority, when_to_delay
 from taskforge.worker import Worker

@@ -14,13 +14,13 @@ from taskforge.callcheck import check_job_id
 from taskforge.canvas import Canvas, WorkflowDispatcher
 from taskforge.celery_compat import apply_async_when, misplaced_options_hint
 from taskforge.context import JobContext, bound, has_job, stand_in
-from taskforge.cron import CatchUp, CronSchedule
+from taskforge.cron.schedule import CatchUp, CronSchedule
 from taskforge.durations import parse_duration_s
 from taskforge.errors import ConfigurationError, EnqueueError
 from taskforge.handle import JobHandle
 from taskforge.job import JobPriority
 from taskforge.keys import check_queue_name
-from taskforge.limits import RateLimit
+from taskforge.limits.spec import RateLimit
 from taskforge.policy import (
     ExceptionTypes,
     RetryPolicy,

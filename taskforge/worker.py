@@ -26,6 +26,7 @@ from taskforge.broker import AsyncBroker, Fetched, Leased, Outcome
 from taskforge.client import Client, control_channel
 from taskforge.connection import async_client
 from taskforge.context import JobContext
+from taskforge.cron.runner import Scheduler
 from taskforge.errors import (
     BrokerConnectionError,
     BrokerError,
@@ -51,19 +52,18 @@ from taskforge.executor import (
 from taskforge.expiry import ServerClock, expired_reason
 from taskforge.job import Job, JobStatus
 from taskforge.keys import check_queue_name
-from taskforge.limiter import OUTAGE_RETRY_S, Limiter
+from taskforge.limits.acquire import OUTAGE_RETRY_S, Limiter
 from taskforge.metrics import MetricsExporter, WorkerMetrics
 from taskforge.middleware import Hooks, Middleware, outcome_of
 from taskforge.oom import MemoryPause
 from taskforge.outcome_log import outcome_line
 from taskforge.progress import ProgressWriter
 from taskforge.registry import Registry
-from taskforge.scheduler import Scheduler
 from taskforge.serializer import SerializerRefusedError, load_job
 from taskforge.settings import Settings
 from taskforge.signing import SignatureError, signing_key, verify
 from taskforge.task import Task
-from taskforge.workflow_advance import WorkflowAdvancer, finished_members
+from taskforge.workflow.advance import WorkflowAdvancer, finished_members
 
 if TYPE_CHECKING:  # the CLI builds the pool; importing it here would load multiprocessing
     from taskforge.pool import ProcessPool

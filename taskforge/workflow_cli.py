@@ -15,7 +15,7 @@ from taskforge.deadletters import DeadSelection
 from taskforge.errors import BrokerError, ConfigurationError, WorkflowNotFoundError
 from taskforge.settings import Settings
 from taskforge.workflow import WorkflowClient, render_tree
-from taskforge.workflow_graph import parse_member_id
+from taskforge.workflow.graph import parse_member_id
 
 workflow_cli = typer.Typer(
     help="Workflows (chain, group, chord): show the tree with statuses, cancel.",

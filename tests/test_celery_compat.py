@@ -17,7 +17,7 @@ from taskforge.broker import SyncBroker
 from taskforge.celery_compat import cron_hint
 from taskforge.cli import cli, split_queues
 from taskforge.durations import parse_duration_s
-from taskforge.limits import RateLimit
+from taskforge.limits.spec import RateLimit
 from taskforge.loader import module_name_of
 from taskforge.settings import Settings
 

@@ -23,9 +23,9 @@ from taskforge import (
 )
 from taskforge.broker import AsyncBroker, NewJob, Ops, ScriptCall
 from taskforge.client import Client
-from taskforge.limiter import Limiter
-from taskforge.limits import RateLimit
-from taskforge.scheduler import Scheduler
+from taskforge.cron.runner import Scheduler
+from taskforge.limits.acquire import Limiter
+from taskforge.limits.spec import RateLimit
 from tests.cluster import LocalCluster
 from tests.timetasks import QUIET, key, wait_until
 

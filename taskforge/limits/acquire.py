@@ -17,7 +17,7 @@ import anyio
 
 from taskforge.broker import AsyncBroker
 from taskforge.errors import BrokerError
-from taskforge.limits import RateLimit
+from taskforge.limits.spec import RateLimit
 from taskforge.task import Task
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 
 from taskforge.broker import AsyncBroker, NewJob, Op, Ops
-from taskforge.cron import due_ticks
+from taskforge.cron.schedule import due_ticks
 from taskforge.errors import BrokerError, EnqueueError
 from taskforge.task import Call, Periodic
 

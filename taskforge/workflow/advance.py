@@ -19,8 +19,8 @@ import anyio
 from taskforge.broker import AsyncBroker, NewJob, Outcome
 from taskforge.client import Client
 from taskforge.errors import BrokerError, EnqueueError
-from taskforge.workflow_graph import member_call, parse_member_id
-from taskforge.workflow_ops import MemberOutcome, ReadyNode, WorkflowOps
+from taskforge.workflow.graph import member_call, parse_member_id
+from taskforge.workflow.ops import MemberOutcome, ReadyNode, WorkflowOps
 
 log = logging.getLogger(__name__)
 

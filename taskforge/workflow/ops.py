@@ -15,7 +15,7 @@ from typing import Any
 from taskforge.broker import Arg, Batch, Command, Op, ScriptCall
 from taskforge.keys import QueueKeys
 from taskforge.settings import Settings
-from taskforge.workflow_graph import parse_member_id
+from taskforge.workflow.graph import parse_member_id
 
 #: Pub/sub channel of workflow transitions (``started``, ``step_succeeded``, ``succeeded``,
 #: ``failed``, ``cancelled``).

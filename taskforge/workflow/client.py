@@ -22,7 +22,7 @@ from taskforge.client import Client, control_channel
 from taskforge.errors import ResultTimeoutError, WorkflowFailedError, WorkflowNotFoundError
 from taskforge.job import new_job_id
 from taskforge.task import Call, when_to_delay
-from taskforge.workflow_graph import (
+from taskforge.workflow.graph import (
     MAX_WORKFLOW_MEMBERS,
     Graph,
     check_workflow_id,
@@ -31,7 +31,7 @@ from taskforge.workflow_graph import (
     member_id,
     node_rows,
 )
-from taskforge.workflow_ops import WORKFLOW_EVENTS, WorkflowOps, WorkflowState
+from taskforge.workflow.ops import WORKFLOW_EVENTS, WorkflowOps, WorkflowState
 
 
 class WorkflowStatus(StrEnum):
