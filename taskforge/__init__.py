@@ -35,6 +35,7 @@ from taskforge.errors import (
 from taskforge.handle import JobHandle
 from taskforge.job import Job, JobPriority, JobRecord, JobStatus
 from taskforge.middleware import Enqueueing, Middleware, RunOutcome
+from taskforge.partition import Partitioned
 from taskforge.pubsub import RedisClient, get_redis_client
 from taskforge.queue import JobQueue, JobWorker
 from taskforge.registry import Registry
@@ -72,6 +73,7 @@ __all__ = [
     "JobWorker",
     "Middleware",
     "NotReplicatedError",
+    "Partitioned",
     "PayloadTooLargeError",
     "RedisClient",
     "Registry",

@@ -1,10 +1,11 @@
 """The cron scheduler that every worker runs: enqueue each tick of its periodic tasks once.
 
 No leader is needed. Each periodic has a last-tick marker under its queue's hash tag; a scheduler
-reads it, works out the due ticks from Redis server time (:func:`taskforge.cron.due_ticks`), and
-claims them with ``cron_tick.lua``, which moves the marker only if nobody moved it since the read
-and enqueues the ticks' jobs in the same step. The loser of a race re-reads the marker and finds
-nothing left to do. Between ticks the scheduler sleeps until the next fire time.
+reads it, works out the due ticks from Redis server time
+(:func:`taskforge.cron.schedule.due_ticks`), and claims them with ``cron_tick.lua``, which moves
+the marker only if nobody moved it since the read and enqueues the ticks' jobs in the same step.
+The loser of a race re-reads the marker and finds nothing left to do. Between ticks the
+scheduler sleeps until the next fire time.
 """
 
 from __future__ import annotations

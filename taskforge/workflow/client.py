@@ -2,7 +2,7 @@
 
 ``.delay()`` compiles the shape (every check happens here, before anything is written), writes
 the structure once under the workflow's hash tag, then enqueues the first steps with their
-deterministic ids. Workers advance it (see :mod:`taskforge.workflow_advance`).
+deterministic ids. Workers advance it (see :mod:`taskforge.workflow.advance`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 A workflow's keys share the hash tag ``{wf:<id>}`` (one slot, whatever its members' queues);
 each queue has an outbox (``taskforge:{queue}:wf_outbox``) where a member's finish script notes
-"advance my workflow", in the member's own slot. See DESIGN.md, "Workflows".
+"advance my workflow", in the member's own slot; :mod:`taskforge.workflow.advance` runs it.
+The README's "Workflows: chain, group, chord" tells the whole round, and its "Redis data model"
+lists the keys.
 """
 
 from __future__ import annotations
