@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
+from taskforge.call import Call, Periodic
 from taskforge.canvas import Canvas
 from taskforge.celery_compat import cron_hint
 from taskforge.client import Client
@@ -17,10 +18,11 @@ from taskforge.inspection import InspectOps
 from taskforge.job import JobPriority
 from taskforge.limits.spec import rate_limit_spec
 from taskforge.middleware import Middleware
+from taskforge.options import TaskOptions, coerce_priority
 from taskforge.policy import ExceptionTypes
 from taskforge.registry import Registry
 from taskforge.settings import Settings
-from taskforge.task import Call, Periodic, Task, TaskOptions, coerce_priority
+from taskforge.task import Task
 from taskforge.testing import Testbed, testing_settings
 from taskforge.workflow import WorkflowClient, WorkflowHandle
 

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from taskforge.broker import AsyncBroker, NewJob, SyncBroker
+from taskforge.call import Call
 from taskforge.callcheck import check_args_json, check_job_id
 from taskforge.errors import (
     BrokerConnectionError,
@@ -23,13 +24,13 @@ from taskforge.errors import (
 from taskforge.handle import JobHandle
 from taskforge.job import TERMINAL, JobRecord, JobStatus, new_job_id
 from taskforge.middleware import Enqueueing, Hooks, Middleware
+from taskforge.options import TaskOptions, expires_at_ms
 from taskforge.payload import describe_refusal, json_encoder, typed_result
 from taskforge.registry import Registry
 from taskforge.remote_errors import rebuild
 from taskforge.serializer import PICKLE, dump_args, is_pickled_result, load_result
 from taskforge.settings import Settings
 from taskforge.signing import sign, signing_key
-from taskforge.task import Call, TaskOptions, expires_at_ms
 
 
 #: Workers listen here for abort requests of running jobs (payload: job id).

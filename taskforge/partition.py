@@ -26,9 +26,9 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import replace
 
+from taskforge.call import Call
 from taskforge.errors import ConfigurationError
 from taskforge.keys import check_queue_name
-from taskforge.task import Call
 
 
 class Partitioned:

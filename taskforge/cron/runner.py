@@ -18,9 +18,9 @@ from typing import Any
 import anyio
 
 from taskforge.broker import AsyncBroker, NewJob, Op, Ops
+from taskforge.call import Call, Periodic
 from taskforge.cron.schedule import due_ticks
 from taskforge.errors import BrokerError, EnqueueError
-from taskforge.task import Call, Periodic
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,12 @@ from enum import StrEnum
 from typing import Any
 
 from taskforge.broker import Batch, Command, Op, Ops
+from taskforge.call import Call
 from taskforge.canvas import Canvas
 from taskforge.client import Client, control_channel
+from taskforge.durations import when_to_delay
 from taskforge.errors import ResultTimeoutError, WorkflowFailedError, WorkflowNotFoundError
 from taskforge.job import new_job_id
-from taskforge.task import Call, when_to_delay
 from taskforge.workflow.graph import (
     MAX_WORKFLOW_MEMBERS,
     Graph,

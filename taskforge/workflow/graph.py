@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from taskforge.call import Call
 from taskforge.canvas import Canvas, Chain, Chord, Group
 from taskforge.errors import (
     SerializationError,
@@ -23,7 +24,7 @@ from taskforge.errors import (
     WorkflowTooLargeError,
 )
 from taskforge.job import JobPriority
-from taskforge.task import Call, TaskOptions
+from taskforge.options import TaskOptions
 
 #: Most nodes (calls, callbacks included) one workflow may have.
 MAX_WORKFLOW_MEMBERS = 50_000
