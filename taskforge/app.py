@@ -274,3 +274,5 @@ default_app = Taskforge()
 task = default_app.task
 #: ``periodic(task, cron=..., args=...)`` on the default application.
 periodic = default_app.periodic
+
+__all__ = ["Taskforge", "default_app", "periodic", "task"]

@@ -220,3 +220,16 @@ def walk_calls(canvas: Canvas) -> Iterable[Call]:
             stack.extend([item.body, item.header])
         else:
             yield item  # type: ignore[misc]
+
+
+__all__ = [
+    "Canvas",
+    "Chain",
+    "Chord",
+    "Group",
+    "WorkflowDispatcher",
+    "chain",
+    "chord",
+    "group",
+    "walk_calls",
+]

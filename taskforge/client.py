@@ -267,3 +267,6 @@ def _cancel_status(answer: tuple[str, str], job_id: str) -> JobStatus:
     if outcome == "missing":
         raise JobNotFoundError(f"no record for job {job_id!r} (never enqueued, or expired)")
     return JobStatus(status)
+
+
+__all__ = ["BULK_CHUNK", "Client", "control_channel"]

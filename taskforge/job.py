@@ -116,3 +116,15 @@ class JobRecord(BaseModel):
     def is_final(self) -> bool:
         """True once the job reached a terminal state."""
         return self.status in TERMINAL
+
+
+__all__ = [
+    "PRIORITY_ORDER",
+    "TERMINAL",
+    "WAITING",
+    "Job",
+    "JobPriority",
+    "JobRecord",
+    "JobStatus",
+    "new_job_id",
+]

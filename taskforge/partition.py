@@ -72,3 +72,6 @@ class Partitioned:
                 raise ConfigurationError(f"call of {call.task!r} has no keyword argument {key!r}")
             out.append(replace(call, options=replace(call.options, queue=queue)))
         return out
+
+
+__all__ = ["Partitioned"]

@@ -62,3 +62,6 @@ class Registry:
     def periodics(self) -> list[Periodic]:
         """Registered periodic calls, by name."""
         return [self._periodic[name] for name in sorted(self._periodic)]
+
+
+__all__ = ["Registry"]

@@ -156,3 +156,14 @@ def cron_status(ops: Ops, periodics: Sequence[Periodic]) -> Op[list[PeriodicStat
         last = markers[(p.call.options.queue, p.name)]
         out.append(PeriodicStatus(p, last, p.schedule.next_after(max(now_ms, last or 0))))
     return out
+
+
+__all__ = [
+    "CLAIM_ATTEMPTS",
+    "MAX_SLEEP_S",
+    "Clock",
+    "Encoder",
+    "PeriodicStatus",
+    "Scheduler",
+    "cron_status",
+]

@@ -192,3 +192,6 @@ def finished_members(outcomes: Sequence[Outcome], accepted: Sequence[bool]) -> l
             error = f"{o.error_type}: {o.error}" if o.error_type else o.error
             out.append(MemberOutcome(o.id, parsed[1], o.status.value, o.result_json, error))
     return out
+
+
+__all__ = ["CLEAR_AFTER_S", "CLEAR_BATCH", "REPLAY_BATCH", "WorkflowAdvancer", "finished_members"]

@@ -348,3 +348,21 @@ def node_rows(graph: Graph) -> list[tuple[str, str, str, int]]:
             (json.dumps(links, separators=(",", ":")), call_spec(n.call), state, len(n.deps))
         )
     return rows
+
+
+__all__ = [
+    "CALLBACK",
+    "ERRBACK",
+    "MAIN",
+    "MAX_WORKFLOW_EDGES",
+    "MAX_WORKFLOW_MEMBERS",
+    "Graph",
+    "Node",
+    "call_spec",
+    "check_workflow_id",
+    "compile_workflow",
+    "member_call",
+    "member_id",
+    "node_rows",
+    "parse_member_id",
+]

@@ -177,3 +177,14 @@ class WorkflowOps:
         """Drop outbox entries whose advance is done."""
         if job_ids:
             yield Command(("ZREM", outbox(self.settings.prefix, queue), *job_ids))
+
+
+__all__ = [
+    "WORKFLOW_EVENTS",
+    "MemberOutcome",
+    "ReadyNode",
+    "WorkflowKeys",
+    "WorkflowOps",
+    "WorkflowState",
+    "outbox",
+]
