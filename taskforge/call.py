@@ -68,7 +68,7 @@ class Periodic:
 
 
 class Dispatcher(WorkflowDispatcher, Protocol):
-    """Turns calls into jobs (implemented by :class:`~taskforge.app.Taskforge`)."""
+    """Turns calls into jobs (implemented by :class:`~taskforge.dispatch.AppDispatcher`)."""
 
     def submit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]: ...
     async def asubmit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]: ...

@@ -25,7 +25,7 @@ UNIQUE_POLICIES = ("queued", "running", "ttl")
 
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
-    """Defaults every job of a task carries; per-call overrides come from :meth:`Task.options`.
+    """Defaults every job of a task carries; per-call overrides come from ``Task.options()``.
 
     ``retry_backoff`` and ``timeout`` are seconds, as in the decorator.
     """
