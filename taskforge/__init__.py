@@ -5,7 +5,7 @@ from taskforge.app import Taskforge, default_app, periodic, task
 from taskforge.cache import CacheService, SyncCacheService, cached, get_cache_service
 from taskforge.canvas import chain, chord, group
 from taskforge.context import JobContext, current_job
-from taskforge.cron import CatchUp
+from taskforge.cron.schedule import CatchUp
 from taskforge.deadletters import DeadFilter
 from taskforge.errors import (
     BrokerConnectionError,
@@ -36,6 +36,7 @@ from taskforge.guide_queue import JobQueue, JobWorker
 from taskforge.handle import JobHandle
 from taskforge.job import Job, JobPriority, JobRecord, JobStatus
 from taskforge.middleware import Enqueueing, Middleware, RunOutcome
+from taskforge.partition import Partitioned
 from taskforge.pubsub import RedisClient, get_redis_client
 from taskforge.registry import Registry
 from taskforge.retry import Fail, Retry
@@ -72,6 +73,7 @@ __all__ = [
     "JobWorker",
     "Middleware",
     "NotReplicatedError",
+    "Partitioned",
     "PayloadTooLargeError",
     "RedisClient",
     "Registry",

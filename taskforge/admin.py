@@ -2,7 +2,7 @@
 
 :class:`Admin` is blocking (scripts, the CLI); :class:`AsyncAdmin` is its asyncio twin (the
 dashboard). Both drive the same request generators (:mod:`taskforge.protocol.inspection`,
-:mod:`taskforge.deadletters`, :mod:`taskforge.scheduler`), so they cannot disagree, and both
+:mod:`taskforge.deadletters`, :mod:`taskforge.cron.runner`), so they cannot disagree, and both
 work on one Redis, Sentinel and a Cluster. Neither scans the key space.
 
 ::
@@ -26,6 +26,7 @@ from typing import Any, Self
 import anyio
 
 from taskforge.client import Client, control_channel
+from taskforge.cron.runner import PeriodicStatus, cron_status
 from taskforge.deadletters import (
     DEAD_BATCH,
     DeadFilter,
@@ -48,7 +49,6 @@ from taskforge.protocol.inspection import (
     Series,
     WorkerInfo,
 )
-from taskforge.scheduler import PeriodicStatus, cron_status
 from taskforge.settings import Settings
 from taskforge.task import Periodic
 from taskforge.workflow import WorkflowClient, WorkflowInfo, WorkflowStatus

@@ -4,31 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
-from taskforge.canvas import Canvas
+from taskforge.call import Call, Periodic
 from taskforge.celery_compat import cron_hint
 from taskforge.client import Client
 from taskforge.cron import CatchUp, CronSchedule, coerce_catch_up
-from taskforge.errors import ConfigurationError, EnqueueError, JobNotFoundError
-from taskforge.handle import JobHandle
+from taskforge.dispatch import AppDispatcher
+from taskforge.errors import ConfigurationError, EnqueueError
 from taskforge.job import JobPriority
-from taskforge.limits import rate_limit_spec
+from taskforge.limits.spec import rate_limit_spec
 from taskforge.middleware import Middleware
+from taskforge.options import TaskOptions, coerce_priority
 from taskforge.policy import ExceptionTypes
-from taskforge.protocol.inspection import InspectOps
 from taskforge.registry import Registry
 from taskforge.settings import Settings
-from taskforge.task import Call, Periodic, Task, TaskOptions, coerce_priority
+from taskforge.task import Task
 from taskforge.testing import Testbed, testing_settings
-from taskforge.workflow import WorkflowClient, WorkflowHandle
+from taskforge.workflow import WorkflowClient
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class Taskforge:
+class Taskforge(AppDispatcher):
     """One taskforge application: where tasks register and jobs are sent.
 
     Creating it connects to nothing. Settings are read from the environment on first use unless
@@ -111,75 +110,6 @@ class Taskforge:
         finally:
             self._settings, self._client = saved
             bed.close()
-
-    # The dispatcher protocol for tasks: resolve the client only when a job is sent.
-    def submit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]:
-        """Enqueue calls (see :meth:`Client.submit`)."""
-        return self.client.submit(calls)
-
-    async def asubmit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]:
-        """Async :meth:`submit`."""
-        return await self.client.asubmit(calls)
-
-    def enqueue_many(self, calls: Sequence[Call]) -> list[JobHandle[Any]]:
-        """Bulk enqueue ``[add.s(1, 2), add.s(3, 4), ...]``: one round trip per queue."""
-        return self.submit(calls)
-
-    async def aenqueue_many(self, calls: Sequence[Call]) -> list[JobHandle[Any]]:
-        """Async :meth:`enqueue_many`."""
-        return await self.asubmit(calls)
-
-    @property
-    def workflows(self) -> WorkflowClient:
-        """The workflow client (created on first use)."""
-        if self._workflows is None:
-            self._workflows = WorkflowClient(self.client)
-        return self._workflows
-
-    def submit_workflow(
-        self,
-        canvas: Canvas,
-        *,
-        workflow_id: str | None = None,
-        when: datetime | timedelta | float | None = None,
-    ) -> WorkflowHandle:
-        """Send a chain, group or chord (what ``workflow.delay()`` does)."""
-        return self.workflows.submit(canvas, workflow_id=workflow_id, when=when)
-
-    async def asubmit_workflow(
-        self,
-        canvas: Canvas,
-        *,
-        workflow_id: str | None = None,
-        when: datetime | timedelta | float | None = None,
-    ) -> WorkflowHandle:
-        """Async :meth:`submit_workflow`."""
-        return await self.workflows.asubmit(canvas, workflow_id=workflow_id, when=when)
-
-    def workflow(self, workflow_id: str) -> WorkflowHandle:
-        """A handle on an existing workflow, from its id."""
-        return self.workflows.handle(workflow_id)
-
-    def handle(self, job_id: str, *, queue: str | None = None) -> JobHandle[Any]:
-        """A handle on an existing job, from its id.
-
-        With ``queue``, no I/O. Without it, the job's queue is found first: one round trip that
-        asks every known queue at once (no scan, no per-job index).
-
-        Raises:
-            JobNotFoundError: ``queue`` not given and no queue holds the job.
-        """
-        if queue is None:
-            broker = self.client.broker
-            queue = _located(job_id, broker.run(InspectOps(broker.ops).locate(job_id)))
-        return JobHandle(self.client, job_id, queue)
-
-    async def ahandle(self, job_id: str, *, queue: str | None = None) -> JobHandle[Any]:
-        """Async :meth:`handle` (the lookup does not block the event loop)."""
-        if queue is None:
-            broker = self.client.abroker
-            queue = _located(job_id, await broker.run(InspectOps(broker.ops).locate(job_id)))
-        return JobHandle(self.client, job_id, queue)
 
     def call(self, task_name: str, *args: Any, **kwargs: Any) -> Call:
         """A call of a task known only by name (no import needed), for :meth:`enqueue_many`.
@@ -327,14 +257,6 @@ class Taskforge:
         return register
 
 
-def _located(job_id: str, queue: str | None) -> str:
-    if queue is None:
-        raise JobNotFoundError(
-            f"no job {job_id!r} in any queue (never enqueued, purged, or its record expired)"
-        )
-    return queue
-
-
 class _Decorator:
     """Type of ``@app.task(...)``: applied to a function, gives its Task."""
 
@@ -352,3 +274,5 @@ default_app = Taskforge()
 task = default_app.task
 #: ``periodic(task, cron=..., args=...)`` on the default application.
 periodic = default_app.periodic
+
+__all__ = ["Taskforge", "default_app", "periodic", "task"]

@@ -81,3 +81,6 @@ def check_job_id(job_id: str) -> str:
                 f"job id {job_id!r} holds a lone surrogate (not valid Unicode text); use text ids"
             ) from None
     return job_id
+
+
+__all__ = ["MAX_ARG_DEPTH", "MAX_JOB_ID_CHARS", "check_args_json", "check_job_id"]

@@ -1,6 +1,6 @@
 """The shapes of a workflow: chain, group and chord of calls. Pure data: nothing here sends.
 
-A :class:`~taskforge.task.Call` (``add.s(1, 2)``) is the leaf. ``chain(a, b, c)`` runs one after
+A :class:`~taskforge.call.Call` (``add.s(1, 2)``) is the leaf. ``chain(a, b, c)`` runs one after
 the other, each step receiving the previous step's result as its first argument (unless the step
 is immutable, ``add.si(...)``); ``group(a, b)`` runs side by side and its value is the list of
 its members' values; ``chord(group, callback)`` runs the callback with that list. They nest.
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from taskforge.errors import WorkflowError
 
 if TYPE_CHECKING:
-    from taskforge.task import Call
+    from taskforge.call import Call
     from taskforge.workflow import WorkflowHandle
 
 C = TypeVar("C", bound="Canvas")
@@ -220,3 +220,16 @@ def walk_calls(canvas: Canvas) -> Iterable[Call]:
             stack.extend([item.body, item.header])
         else:
             yield item  # type: ignore[misc]
+
+
+__all__ = [
+    "Canvas",
+    "Chain",
+    "Chord",
+    "Group",
+    "WorkflowDispatcher",
+    "chain",
+    "chord",
+    "group",
+    "walk_calls",
+]

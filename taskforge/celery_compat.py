@@ -127,3 +127,12 @@ def _every(seconds: float) -> str | None:
     if whole == 86400:
         return "0 0 * * *"
     return None
+
+
+__all__ = [
+    "CALL_OPTIONS",
+    "apply_async_when",
+    "cron_hint",
+    "misplaced_options_hint",
+    "unsupported_options_hint",
+]

@@ -9,28 +9,25 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from taskforge.callcheck import check_args_json, check_job_id
+from taskforge.call import Call
+from taskforge.envelope import EnvelopeEncoder
 from taskforge.errors import (
     BrokerConnectionError,
-    EnqueueError,
     JobFailedError,
     JobNotFoundError,
-    PayloadTooLargeError,
     ResultTimeoutError,
     SerializationError,
 )
 from taskforge.handle import JobHandle
-from taskforge.job import TERMINAL, JobRecord, JobStatus, new_job_id
-from taskforge.middleware import Enqueueing, Hooks, Middleware
-from taskforge.payload import describe_refusal, json_encoder, typed_result
+from taskforge.job import TERMINAL, JobRecord, JobStatus
+from taskforge.middleware import Hooks, Middleware
+from taskforge.payload import typed_result
 from taskforge.protocol.brokers import AsyncBroker, SyncBroker
 from taskforge.protocol.records import NewJob
 from taskforge.registry import Registry
 from taskforge.remote_errors import rebuild
-from taskforge.serializer import PICKLE, dump_args, is_pickled_result, load_result
+from taskforge.serializer import is_pickled_result, load_result
 from taskforge.settings import Settings
-from taskforge.signing import sign, signing_key
-from taskforge.task import Call, TaskOptions, expires_at_ms
 
 
 #: Workers listen here for abort requests of running jobs (payload: job id).
@@ -42,11 +39,6 @@ def control_channel(settings: Settings) -> str:
 #: Jobs per enqueue script call in a sync bulk enqueue: enough to spread a call's cost, few
 #: enough that Redis writes one chunk while the next is sent.
 BULK_CHUNK = 250
-
-#: One encoder for every envelope: ``json.dumps`` with options builds a new one per call. It
-#: carries the typed values (datetime, UUID, ...; see taskforge.payload) through its default
-#: hook, which plain JSON values never reach.
-_ENVELOPE_JSON = json_encoder()
 
 
 class Client:
@@ -62,13 +54,12 @@ class Client:
         self.settings = settings
         #: Tasks this producer knows: their modules are where remote errors may be rebuilt.
         self.registry = registry if registry is not None else Registry()
-        self._hooks = Hooks(middleware)
+        self._encoder = EnvelopeEncoder(settings, Hooks(middleware))
         self._sync: SyncBroker | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncBroker] = (
             weakref.WeakKeyDictionary()
         )
         self._announced: set[str] = set()
-        self._tails: dict[tuple[str, TaskOptions, str], str] = {}
 
     @property
     def broker(self) -> SyncBroker:
@@ -90,86 +81,7 @@ class Client:
 
     def encode(self, call: Call) -> tuple[str, NewJob]:
         """Build a job from a call: (queue, job). Raises EnqueueError subclasses; pure."""
-        o = call.options
-        if call.partial:
-            raise EnqueueError(
-                f"call of {call.task!r} is missing an argument (a partial signature, for a "
-                "workflow step after another); give all its arguments to send it alone"
-            )
-        job_id = check_job_id(o.job_id) if o.job_id else new_job_id()
-        serializer = self.settings.serializer
-        args, kwargs = dump_args(call.args, call.kwargs, serializer)
-        try:
-            args_json = _ENVELOPE_JSON.encode(args) if args else "[]"
-            kwargs_json = _ENVELOPE_JSON.encode(kwargs) if kwargs else "{}"
-            tail = self._fixed_fields(call.task, o, serializer)
-        except (TypeError, ValueError, RecursionError) as exc:
-            what = f"arguments of {call.task!r} cannot be sent as JSON"
-            raise SerializationError(describe_refusal(what, call.args, call.kwargs, exc)) from exc
-        check_args_json(args_json, call.task)
-        check_args_json(kwargs_json, call.task)
-        # The JSON object json.dumps would write (the worker decodes it with pydantic); the
-        # fields every job of one task and its options share are encoded once.
-        now_s = time.time()
-        if o.expires is not None:  # per call: "60 s from now" differs for every call
-            tail += f',"expires_ms":{expires_at_ms(o.expires, now_s)}'
-        text = (
-            f'{{"id":{_ENVELOPE_JSON.encode(job_id)},"args":{args_json},"kwargs":{kwargs_json},'
-            f'"created_ms":{int(now_s * 1000)}{tail}{self._headers(job_id, call)}}}'
-        )
-        key = signing_key(self.settings)
-        if key is not None:
-            text = sign(text, key)
-        size = len(text.encode())
-        if size > self.settings.max_payload_bytes:
-            raise PayloadTooLargeError(
-                f"job for {call.task!r} is {size} bytes, over the {self.settings.max_payload_bytes}"
-                "-byte limit (Settings.max_payload_bytes); store big data elsewhere, pass a key"
-            )
-        at_ms = -1 if call.run_at is None else int(call.run_at.timestamp() * 1000)
-        new = NewJob(
-            id=job_id,
-            task=call.task,
-            priority=o.priority,
-            envelope=text,
-            delay_ms=int(call.delay_s * 1000),
-            at_ms=at_ms,
-            unique_key=o.unique_key or "",
-            unique_until=o.unique_until,
-            unique_ttl_s=o.unique_ttl or 0.0,
-        )
-        return o.queue, new
-
-    def _headers(self, job_id: str, call: Call) -> str:
-        """The ``"headers"`` member the middleware's ``on_enqueue`` hooks write ('' if none)."""
-        if not self._hooks:
-            return ""
-        headers = self._hooks.enqueue(Enqueueing(job_id, call.task, call.options.queue))
-        return f',"headers":{_ENVELOPE_JSON.encode(headers)}' if headers else ""
-
-    def _fixed_fields(self, task: str, o: TaskOptions, serializer: str) -> str:
-        key = (task, o, serializer)
-        tail = self._tails.get(key)
-        if tail is None:
-            fields: dict[str, Any] = {
-                "task": task,
-                "queue": o.queue,
-                "priority": o.priority.value,
-                "max_retries": o.max_retries,
-                "retry_backoff_s": o.retry_backoff,
-                "retry_backoff_cap_s": o.retry_backoff_cap,
-                "retry_jitter": o.retry_jitter,
-                "timeout_s": o.timeout,
-            }
-            if o.soft_timeout is not None:
-                fields["soft_timeout_s"] = o.soft_timeout
-            if serializer == PICKLE:
-                fields["serializer"] = serializer
-            tail = "," + _ENVELOPE_JSON.encode(fields)[1:-1]
-            if len(self._tails) >= 1024:  # options made per call (unique keys...): stay bounded
-                self._tails.clear()
-            self._tails[key] = tail
-        return tail
+        return self._encoder.encode(call)
 
     def _grouped(
         self, calls: Sequence[Call], first: int = 0
@@ -356,3 +268,6 @@ def _cancel_status(answer: tuple[str, str], job_id: str) -> JobStatus:
     if outcome == "missing":
         raise JobNotFoundError(f"no record for job {job_id!r} (never enqueued, or expired)")
     return JobStatus(status)
+
+
+__all__ = ["BULK_CHUNK", "Client", "control_channel"]

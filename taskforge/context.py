@@ -110,3 +110,6 @@ def bound(ctx: JobContext) -> Iterator[JobContext]:
 def bind(ctx: JobContext) -> None:
     """Make ``ctx`` the current job of this context (the executor calls it)."""
     _current.set(ctx)
+
+
+__all__ = ["JobContext", "StandInContext", "bind", "bound", "current_job", "has_job", "stand_in"]

@@ -1,4 +1,4 @@
-"""The taskforge exception tree.
+"""The taskforge exception tree, and the signals a task raises: every exception class is here.
 
 Every error taskforge raises on purpose subclasses :class:`TaskforgeError`::
 
@@ -11,6 +11,8 @@ Every error taskforge raises on purpose subclasses :class:`TaskforgeError`::
     │       ├── WorkflowCycleError    a workflow that contains itself
     │       └── WorkflowTooLargeError more members than ``MAX_WORKFLOW_MEMBERS``
     ├── UnknownTaskError          a task name the registry does not know
+    ├── SerializerRefusedError    a job (or result) in a serializer this side does not accept
+    ├── SignatureError            an envelope unsigned, or signed with another key
     ├── BrokerError               Redis refused or failed a command
     │   ├── BrokerConnectionError Redis cannot be reached (after the configured retries)
     │   ├── BrokerOutOfMemoryError Redis refused a write: used memory is over ``maxmemory`` (OOM)
@@ -25,13 +27,29 @@ Every error taskforge raises on purpose subclasses :class:`TaskforgeError`::
     ├── SoftTimeoutExceeded       raised inside a running task at its ``soft_timeout``
     └── WorkerLostError           the pool process running the attempt died (SIGKILL, OOM killer)
 
-``Retry`` (in :mod:`taskforge.retry`) is not an error: tasks raise it to ask for another attempt.
-:class:`JobInterrupted` is not one either: it is a ``BaseException`` that stops a sync task's
-thread at its timeout or cancel, past any ``except Exception``.
+Outside that tree, on purpose::
+
+    Retry                         a task asks for another attempt (not an error)
+    Fail                          a task ends its job dead now, never retried
+    └── ArgumentsError            the job's arguments do not fit its task: dead at once
+    JobTimeoutError (TimeoutError) raised into a task that ran past its ``timeout``
+    JobInterrupted (BaseException) stops a sync task's thread at its timeout or cancel
+
+``Retry`` and ``Fail`` are what a task raises to steer its job (also importable from
+:mod:`taskforge.retry`), so ``except TaskforgeError`` around a call never swallows them.
+:class:`JobInterrupted` is a ``BaseException``, past any ``except Exception``. The pool's
+``RemoteTraceback`` (:mod:`taskforge.pool`) only carries a child process's traceback text as the
+cause of the error it re-raises.
+
+A worker records a taskforge exception by its bare class name (``SignatureError``), so which
+module defines it does not show in job records; :mod:`taskforge.serializer`,
+:mod:`taskforge.signing`, :mod:`taskforge.payload` and :mod:`taskforge.executor` still import
+the ones they raise, under the same names.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -57,6 +75,14 @@ class PayloadTooLargeError(EnqueueError):
 
 class UnknownTaskError(TaskforgeError, LookupError):
     """A task name that the registry does not know."""
+
+
+class SerializerRefusedError(TaskforgeError, ValueError):
+    """A job uses a serializer this worker does not accept."""
+
+
+class SignatureError(TaskforgeError, ValueError):
+    """An envelope is unsigned or its signature does not match the worker's key."""
 
 
 class BrokerError(TaskforgeError):
@@ -213,3 +239,98 @@ class WorkflowFailedError(JobFailedError):
 class WorkerLostError(TaskforgeError):
     """The pool process running an attempt died before it answered (SIGKILL, the OOM killer, a
     crash in C code). The attempt counts as failed and the job follows its retry policy."""
+
+
+class JobTimeoutError(TimeoutError):
+    """Raised into a task that ran past its timeout."""
+
+
+class Retry(Exception):
+    """Raise inside a task to ask for another attempt.
+
+    ``countdown_s`` overrides the backoff for this retry. ``exc`` is the cause, recorded on the
+    job as its error (type, message, traceback) so ``taskforge dead list`` shows why it retried.
+    The job still counts the attempt and is dead-lettered once ``max_retries`` is spent. A
+    deliberate ``Retry`` retries even when ``retry_on``/``dont_retry_on`` would not.
+
+    Raises:
+        ConfigurationError: ``countdown_s`` is negative, NaN or infinite (here, in the task, so
+            the worker never sees a countdown it cannot schedule).
+    """
+
+    def __init__(
+        self,
+        countdown_s: float | None = None,
+        *,
+        exc: BaseException | None = None,
+        reason: str | None = None,
+    ):
+        if countdown_s is not None and not (
+            isinstance(countdown_s, int | float) and math.isfinite(countdown_s) and countdown_s >= 0
+        ):
+            raise ConfigurationError(
+                f"Retry countdown_s must be a finite number of seconds >= 0, got {countdown_s!r}"
+            )
+        self.countdown_s = countdown_s
+        self.exc = exc
+        self.reason = reason or (f"{type(exc).__name__}: {exc}" if exc else "retry requested")
+        super().__init__(self.reason)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled across the process pool's pipe: rebuilt with its countdown, cause and reason
+        # (the default would pass the reason where the countdown goes).
+        return (_rebuild_retry, (self.countdown_s, self.exc, self.reason))
+
+
+def _rebuild_retry(countdown_s: float | None, exc: BaseException | None, reason: str) -> Retry:
+    return Retry(countdown_s, exc=exc, reason=reason)
+
+
+class Fail(Exception):
+    """Raise inside a task to end its job ``dead`` now, with ``reason``, never retried.
+
+    For errors no retry can fix (a malformed address, a deleted account): the job goes to the
+    dead letters with error type ``Fail`` at once, whatever ``max_retries`` says. Raise it
+    ``from`` the error that decided it, and that error's traceback is recorded too.
+    """
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+class ArgumentsError(Fail):
+    """The job's arguments do not fit its task's signature: dead at once (no retry fixes it)."""
+
+
+__all__ = [
+    "ArgumentsError",
+    "BrokerConnectionError",
+    "BrokerError",
+    "BrokerOutOfMemoryError",
+    "ConfigurationError",
+    "EnqueueError",
+    "Fail",
+    "JobCancelledError",
+    "JobFailedError",
+    "JobInterrupted",
+    "JobNotFoundError",
+    "JobTimeoutError",
+    "NotReplicatedError",
+    "PayloadTooLargeError",
+    "ResultTimeoutError",
+    "Retry",
+    "SerializationError",
+    "SerializerRefusedError",
+    "SignatureError",
+    "SoftTimeoutExceeded",
+    "TaskFailedError",
+    "TaskforgeError",
+    "UnknownTaskError",
+    "WorkerLostError",
+    "WorkflowCycleError",
+    "WorkflowError",
+    "WorkflowFailedError",
+    "WorkflowNotFoundError",
+    "WorkflowTooLargeError",
+]

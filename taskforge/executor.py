@@ -17,7 +17,7 @@ import anyio
 from pydantic import ValidationError
 
 from taskforge.context import JobContext, bind
-from taskforge.errors import JobCancelledError, JobInterrupted, UnknownTaskError
+from taskforge.errors import JobCancelledError, JobInterrupted, JobTimeoutError, UnknownTaskError
 from taskforge.job import Job
 from taskforge.payload import find_uncarried, json_encoder, typed_arguments
 from taskforge.policy import RETRY_EVERYTHING, RetryPolicy
@@ -34,10 +34,6 @@ log = logging.getLogger(__name__)
 
 TRACEBACK_LIMIT = 8 * 1024
 RESULT_LIMIT_BYTES = 1024 * 1024
-
-
-class JobTimeoutError(TimeoutError):
-    """Raised into a task that ran past its timeout."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,3 +84,6 @@ class JobHandle(Generic[R]):
     async def acancel(self) -> JobStatus:
         """Async :meth:`cancel`."""
         return await self._backend.acancel(self.queue, self.id)
+
+
+__all__ = ["HandleBackend", "JobHandle"]

@@ -10,7 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class JobStatus(StrEnum):
-    """Where a job is in its life. See DESIGN.md's lifecycle."""
+    """Where a job is in its life.
+
+    ``queued → active → succeeded``; ``active → retrying`` (waiting in the scheduled set, like a
+    ``scheduled`` job) ``→ queued`` when its backoff passes; ``active → dead`` once
+    ``max_retries`` is spent (or at once for ``Fail``); ``scheduled → queued`` when due;
+    ``queued``, ``scheduled`` or ``retrying → cancelled`` at once, ``active → cancelled`` once
+    the worker running it aborts it. :data:`TERMINAL` states are never left. Each transition
+    is one Lua script that also publishes it (README: "Guarantees", "Status events").
+    """
 
     SCHEDULED = "scheduled"
     QUEUED = "queued"
@@ -108,3 +116,15 @@ class JobRecord(BaseModel):
     def is_final(self) -> bool:
         """True once the job reached a terminal state."""
         return self.status in TERMINAL
+
+
+__all__ = [
+    "PRIORITY_ORDER",
+    "TERMINAL",
+    "WAITING",
+    "Job",
+    "JobPriority",
+    "JobRecord",
+    "JobStatus",
+    "new_job_id",
+]

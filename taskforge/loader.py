@@ -73,3 +73,6 @@ def module_name_of(path: Path) -> str:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     return ".".join(parts)
+
+
+__all__ = ["import_target", "load_app", "module_name_of"]

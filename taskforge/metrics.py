@@ -351,3 +351,19 @@ class MetricsExporter:
             log.warning("metrics scrape could not read Redis: %s", exc)
             return [], None
         return counts, info if info is not None else {}
+
+
+__all__ = [
+    "CONTENT_TYPE",
+    "FAILED",
+    "OUTCOMES",
+    "RUN_BUCKETS_S",
+    "WAIT_BUCKETS_S",
+    "Exposition",
+    "Histogram",
+    "MetricsExporter",
+    "WorkerMetrics",
+    "render_queues",
+    "render_redis",
+    "render_worker",
+]

@@ -26,9 +26,9 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import replace
 
+from taskforge.call import Call
 from taskforge.errors import ConfigurationError
 from taskforge.protocol.keys import check_queue_name
-from taskforge.task import Call
 
 
 class Partitioned:
@@ -72,3 +72,6 @@ class Partitioned:
                 raise ConfigurationError(f"call of {call.task!r} has no keyword argument {key!r}")
             out.append(replace(call, options=replace(call.options, queue=queue)))
         return out
+
+
+__all__ = ["Partitioned"]

@@ -33,7 +33,7 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
-from taskforge.retry import Fail
+from taskforge.errors import ArgumentsError
 
 log = logging.getLogger(__name__)
 
@@ -168,10 +168,6 @@ def _config_for(annotation: Any) -> ConfigDict | None:
     except Exception:
         return None
     return _BYTES_CONFIG
-
-
-class ArgumentsError(Fail):
-    """The job's arguments do not fit its task's signature: dead at once (no retry fixes it)."""
 
 
 _ARGS_JSON = json_encoder()

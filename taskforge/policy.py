@@ -69,3 +69,12 @@ def check_max_retries(value: Any) -> int | None:
 
 def _is_exception_type(value: Any) -> bool:
     return isinstance(value, type) and issubclass(value, BaseException)
+
+
+__all__ = [
+    "RETRY_EVERYTHING",
+    "ExceptionTypes",
+    "RetryPolicy",
+    "check_exception_types",
+    "check_max_retries",
+]

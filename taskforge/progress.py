@@ -76,3 +76,6 @@ class ProgressWriter:
                 await self.broker.run(self.broker.ops.progress(queue, reports))
             except BrokerError as exc:
                 log.warning("progress of %d job(s) not written: %s", len(reports), exc)
+
+
+__all__ = ["ProgressWriter"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from taskforge.call import Periodic
 from taskforge.errors import ConfigurationError, UnknownTaskError
-from taskforge.task import Periodic, Task
+from taskforge.task import Task
 
 
 class Registry:
@@ -61,3 +62,6 @@ class Registry:
     def periodics(self) -> list[Periodic]:
         """Registered periodic calls, by name."""
         return [self._periodic[name] for name in sorted(self._periodic)]
+
+
+__all__ = ["Registry"]

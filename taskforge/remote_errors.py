@@ -75,3 +75,6 @@ def _merged_class(original: type[BaseException]) -> type[TaskFailedError] | None
         except TypeError:  # layout or metaclass conflict: no merge
             _merged[original] = None
     return _merged[original]
+
+
+__all__ = ["find_class", "rebuild"]

@@ -16,15 +16,11 @@ import pickle
 from collections.abc import Sequence
 from typing import Any
 
-from taskforge.errors import SerializationError, TaskforgeError
+from taskforge.errors import SerializationError, SerializerRefusedError
 from taskforge.job import Job
 
 JSON = "json"
 PICKLE = "pickle"
-
-
-class SerializerRefusedError(TaskforgeError, ValueError):
-    """A job uses a serializer this worker does not accept."""
 
 
 def dump_args(

@@ -214,3 +214,6 @@ def mask_url(url: str) -> str:
 def _url_secrets(url: str) -> list[str]:
     found = [m.group(3) for m in _USERINFO.finditer(url)]
     return found + [m.group(0).split("=", 1)[1] for m in _SECRET_QUERY.finditer(url)]
+
+
+__all__ = ["MEMORY_URL", "Settings", "mask_url"]

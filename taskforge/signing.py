@@ -16,17 +16,13 @@ import hmac
 
 from pydantic import SecretStr
 
-from taskforge.errors import TaskforgeError
+from taskforge.errors import SignatureError
 from taskforge.settings import Settings
 
 _SIG_OPEN = ',"sig":"'
 _SIG_CLOSE = '"}'
 _HEX_LEN = 64  # sha256 hexdigest
 _SUFFIX_LEN = len(_SIG_OPEN) + _HEX_LEN + len(_SIG_CLOSE)
-
-
-class SignatureError(TaskforgeError, ValueError):
-    """An envelope is unsigned or its signature does not match the worker's key."""
 
 
 def signing_key(settings: Settings) -> bytes | None:

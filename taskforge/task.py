@@ -1,260 +1,35 @@
-"""Tasks: a function plus the options its jobs carry, and the calls that become jobs."""
+"""Tasks: a registered function, called here or sent as jobs through its dispatcher.
+
+What a task's jobs carry is in :mod:`taskforge.options` (:class:`TaskOptions`), a call ready to
+send in :mod:`taskforge.call` (:class:`Call`, :class:`Periodic`); both are imported here too.
+"""
 
 from __future__ import annotations
 
 import inspect
-import math
-import re
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
-from taskforge.callcheck import check_job_id
-from taskforge.canvas import Canvas, WorkflowDispatcher
+from taskforge.call import Call, Dispatcher, Periodic
 from taskforge.celery_compat import apply_async_when, misplaced_options_hint
 from taskforge.context import JobContext, bound, has_job, stand_in
-from taskforge.cron import CatchUp, CronSchedule
-from taskforge.durations import parse_duration_s
-from taskforge.errors import ConfigurationError, EnqueueError
+from taskforge.durations import When, when_to_delay
+from taskforge.errors import EnqueueError
 from taskforge.handle import JobHandle
 from taskforge.job import JobPriority
-from taskforge.limits import RateLimit
-from taskforge.policy import (
-    ExceptionTypes,
-    RetryPolicy,
-    check_exception_types,
-    check_max_retries,
+from taskforge.options import (
+    UNSET,
+    TaskOptions,
+    _Unset,
+    check_result_options,
+    coerce_priority,
+    expires_at_ms,
 )
-from taskforge.protocol.keys import check_queue_name
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-UNIQUE_POLICIES = ("queued", "running", "ttl")
-
-
-@dataclass(frozen=True, slots=True)
-class TaskOptions:
-    """Defaults every job of a task carries; per-call overrides come from :meth:`Task.options`.
-
-    ``retry_backoff`` and ``timeout`` are seconds, as in the decorator.
-    """
-
-    name: str
-    queue: str = "default"
-    priority: JobPriority = JobPriority.NORMAL
-    max_retries: int | None = 3
-    retry_on: ExceptionTypes | None = None
-    dont_retry_on: ExceptionTypes = ()
-    retry_backoff: float = 60.0
-    retry_backoff_cap: float = 3600.0
-    retry_jitter: bool = False
-    timeout: float | None = None
-    job_id: str | None = None
-    unique_key: str | None = None
-    unique_until: str = "running"
-    unique_ttl: float | None = None
-    rate_limit: str | None = None
-    concurrency: int | None = None
-    soft_timeout: float | None = None
-    ignore_result: bool = False
-    result_ttl: int | None = None
-    expires: float | datetime | None = None
-
-    def checked(self) -> TaskOptions:
-        """Return self after validating every option; raises ConfigurationError."""
-        check_queue_name(self.queue)
-        if not self.name or any(c.isspace() for c in self.name):
-            raise ConfigurationError(f"task name must be non-empty without spaces: {self.name!r}")
-        check_max_retries(self.max_retries)
-        if self.retry_on is not None:
-            check_exception_types("retry_on", self.retry_on)
-        check_exception_types("dont_retry_on", self.dont_retry_on)
-        for label, value in (
-            ("retry_backoff", self.retry_backoff),
-            ("retry_backoff_cap", self.retry_backoff_cap),
-            ("timeout", self.timeout),
-        ):
-            if value is not None and (not math.isfinite(value) or value < 0):
-                raise ConfigurationError(f"{label} must be a finite number >= 0, got {value}")
-        if self.timeout is not None and self.timeout == 0:
-            raise ConfigurationError("timeout must be > 0 seconds (None means no timeout)")
-        check_result_options(self)
-        self._check_unique()
-        if self.job_id is not None:
-            check_job_id(self.job_id)
-        if self.concurrency is not None and self.concurrency < 1:
-            raise ConfigurationError(f"concurrency must be >= 1, got {self.concurrency}")
-        if self.rate_limit is not None:
-            RateLimit.parse(self.rate_limit)
-        return self
-
-    def _check_unique(self) -> None:
-        if self.unique_until not in UNIQUE_POLICIES:
-            raise ConfigurationError(
-                f"unique_until must be one of {UNIQUE_POLICIES}, got {self.unique_until!r}"
-            )
-        if self.unique_until == "ttl" and not self.unique_ttl:
-            raise ConfigurationError("unique_until='ttl' needs unique_ttl (seconds)")
-        if self.unique_ttl is not None and not (
-            math.isfinite(self.unique_ttl) and self.unique_ttl > 0
-        ):
-            raise ConfigurationError(
-                f"unique_ttl must be a finite number of seconds > 0, got {self.unique_ttl}"
-                " (None: the lock lasts as long as unique_until says)"
-            )
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        """The exception filters the worker applies to this task's failures."""
-        return RetryPolicy(self.retry_on, self.dont_retry_on)
-
-
-def check_result_options(o: TaskOptions) -> None:
-    """Validate ``soft_timeout``, ``result_ttl`` and ``expires``; raises ConfigurationError."""
-    soft = o.soft_timeout
-    if soft is not None and not (
-        isinstance(soft, int | float) and math.isfinite(soft) and soft > 0
-    ):
-        raise ConfigurationError(
-            f"soft_timeout must be a finite number of seconds > 0, got {soft!r}"
-        )
-    if soft is not None and o.timeout is not None and soft >= o.timeout:
-        raise ConfigurationError(
-            f"soft_timeout ({soft}s) must be shorter than timeout ({o.timeout}s): the soft limit "
-            "warns the task before the hard one stops it"
-        )
-    ttl = o.result_ttl
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1):
-        raise ConfigurationError(f"result_ttl must be a whole number of seconds >= 1, got {ttl!r}")
-    exp = o.expires
-    if isinstance(exp, datetime):
-        when_to_delay(exp)  # refuses a naive datetime, saying what to write
-    elif exp is not None and not _positive_seconds(exp):
-        raise ConfigurationError(
-            f"expires must be seconds > 0, a timedelta or an aware datetime, got {exp!r}"
-        )
-
-
-def _positive_seconds(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value) and value > 0
-
-
-def expires_at_ms(expires: float | datetime | None, now_s: float) -> int | None:
-    """The epoch ms an ``expires`` option means for a call made at ``now_s`` (None: never)."""
-    if expires is None:
-        return None
-    if isinstance(expires, datetime):
-        return int(expires.timestamp() * 1000)
-    return int((now_s + expires) * 1000)
-
-
-class _Unset:
-    """Marks an option :meth:`Task.options` leaves as it is (None has a meaning of its own)."""
-
-
-UNSET = _Unset()
-
-
-@dataclass(frozen=True, slots=True)
-class Call(Canvas):
-    """One call of a task, ready to become a job: ``add.s(2, 3)``; also a workflow's leaf.
-
-    ``delay_s`` or ``run_at`` (timezone-aware) make it a scheduled job. ``partial`` marks
-    arguments that fit only with one more in front (the previous step's value, in a workflow);
-    ``immutable`` (``.si()``) ignores the previous value. ``fits`` tells why arguments do not
-    fit the function ('' when they do), for checks at a workflow's ``.delay()``.
-    """
-
-    task: str
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    options: TaskOptions
-    delay_s: float = 0.0
-    run_at: datetime | None = None
-    immutable: bool = False
-    partial: bool = False
-    callbacks: tuple[Call, ...] = ()
-    errbacks: tuple[Call, ...] = ()
-    dispatcher: WorkflowDispatcher | None = field(default=None, compare=False, repr=False)
-    fits: Callable[[tuple[Any, ...], dict[str, Any]], str] | None = field(
-        default=None, compare=False, repr=False
-    )
-
-
-_PERIODIC_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,150}$")
-
-
-@dataclass(frozen=True, slots=True)
-class Periodic:
-    """A call enqueued on a cron schedule: one job per tick, with id ``cron:<name>:<tick_ms>``.
-
-    Register with ``@task(cron=...)`` or ``app.periodic(task, cron=..., args=...)``.
-    """
-
-    name: str
-    call: Call
-    schedule: CronSchedule
-    catch_up: CatchUp = CatchUp.ONCE
-
-    def __post_init__(self) -> None:
-        if not _PERIODIC_NAME.match(self.name):
-            raise ConfigurationError(
-                f"invalid periodic name {self.name!r}: use 1-150 letters, digits or '_.:-'"
-            )
-
-    def job_id(self, tick_ms: int) -> str:
-        """The deterministic id of this periodic's job for one tick."""
-        return f"cron:{self.name}:{tick_ms}"
-
-
-class Dispatcher(WorkflowDispatcher, Protocol):
-    """Turns calls into jobs (implemented by :class:`~taskforge.app.Taskforge`)."""
-
-    def submit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]: ...
-    async def asubmit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]: ...
-
-
-def coerce_priority(value: JobPriority | str) -> JobPriority:
-    """``JobPriority`` from an enum member or its name/value (``"high"``, ``"HIGH"``)."""
-    try:
-        return JobPriority(value.lower() if isinstance(value, str) else value)
-    except ValueError:
-        choices = [p.value for p in JobPriority]
-        raise ConfigurationError(f"unknown priority {value!r}; use one of {choices}") from None
-
-
-#: When a job should run: an aware datetime, a timedelta, seconds, or text like ``"10s"``.
-When = datetime | timedelta | float | str
-
-
-def when_to_delay(when: When) -> tuple[float, datetime | None]:
-    """Split a schedule time into (delay in seconds, absolute time); rejects naive datetimes.
-
-    Text is a number and one unit: ``"250ms"``, ``"10s"``, ``"5m"``, ``"1.5h"``, ``"2d"``.
-    """
-    if isinstance(when, datetime):
-        if when.tzinfo is None or when.utcoffset() is None:
-            raise ConfigurationError(
-                f"naive datetime {when.isoformat()} is ambiguous; pass a timezone-aware one, "
-                "e.g. datetime.now(timezone.utc) + timedelta(minutes=5)"
-            )
-        return 0.0, when
-    if isinstance(when, str):
-        delay_s = parse_duration_s(when)
-    elif isinstance(when, timedelta):
-        delay_s = when.total_seconds()
-    elif isinstance(when, int | float) and not isinstance(when, bool):
-        delay_s = float(when)
-    else:
-        raise ConfigurationError(
-            f"cannot schedule at {when!r}: pass seconds, a timedelta, an aware datetime, or "
-            "text like '10s', '5m', '1h'"
-        )
-    if not math.isfinite(delay_s) or delay_s < 0:
-        raise ConfigurationError(f"schedule delay must be a finite number >= 0, got {when!r}")
-    return delay_s, None
 
 
 def _plain_params(signature: inspect.Signature) -> tuple[dict[str, int], int] | None:
@@ -464,3 +239,17 @@ async def _awaited_in(ctx: JobContext, coro: Coroutine[Any, Any, Any]) -> Any:
     # Bound when the coroutine runs, not when it is made: that is when the task body reads it.
     with bound(ctx):
         return await coro
+
+
+__all__ = [
+    "Call",
+    "Dispatcher",
+    "Periodic",
+    "Task",
+    "TaskOptions",
+    "When",
+    "check_result_options",
+    "coerce_priority",
+    "expires_at_ms",
+    "when_to_delay",
+]

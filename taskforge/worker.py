@@ -24,6 +24,7 @@ import anyio.abc
 
 from taskforge.client import Client, control_channel
 from taskforge.context import JobContext
+from taskforge.cron.runner import Scheduler
 from taskforge.driver.connection import async_client
 from taskforge.errors import (
     BrokerConnectionError,
@@ -49,7 +50,7 @@ from taskforge.executor import (
 )
 from taskforge.expiry import ServerClock, expired_reason
 from taskforge.job import Job, JobStatus
-from taskforge.limiter import OUTAGE_RETRY_S, Limiter
+from taskforge.limits.acquire import OUTAGE_RETRY_S, Limiter
 from taskforge.metrics import MetricsExporter, WorkerMetrics
 from taskforge.middleware import Hooks, Middleware, outcome_of
 from taskforge.oom import MemoryPause
@@ -59,12 +60,11 @@ from taskforge.protocol.brokers import AsyncBroker
 from taskforge.protocol.keys import check_queue_name
 from taskforge.protocol.records import Fetched, Leased, Outcome
 from taskforge.registry import Registry
-from taskforge.scheduler import Scheduler
 from taskforge.serializer import SerializerRefusedError, load_job
 from taskforge.settings import Settings
 from taskforge.signing import SignatureError, signing_key, verify
 from taskforge.task import Task
-from taskforge.workflow_advance import WorkflowAdvancer, finished_members
+from taskforge.workflow.advance import WorkflowAdvancer, finished_members
 
 if TYPE_CHECKING:  # the CLI builds the pool; importing it here would load multiprocessing
     from taskforge.pool import ProcessPool

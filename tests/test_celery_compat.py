@@ -16,7 +16,7 @@ from taskforge import ConfigurationError, EnqueueError, JobPriority, JobStatus, 
 from taskforge.celery_compat import cron_hint
 from taskforge.cli import cli, split_queues
 from taskforge.durations import parse_duration_s
-from taskforge.limits import RateLimit
+from taskforge.limits.spec import RateLimit
 from taskforge.loader import module_name_of
 from taskforge.protocol.brokers import SyncBroker
 from taskforge.settings import Settings

@@ -16,8 +16,8 @@ import redis
 from taskforge import ConfigurationError, EnqueueError, JobStatus, Taskforge, Worker
 from taskforge.client import Client
 from taskforge.cron import CatchUp, CronSchedule, due_ticks
+from taskforge.cron.runner import Scheduler
 from taskforge.protocol.brokers import AsyncBroker
-from taskforge.scheduler import Scheduler
 from tests.timetasks import QUIET, key, wait_until
 
 AppFactory = Callable[..., Taskforge]

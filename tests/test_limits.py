@@ -22,13 +22,13 @@ from taskforge import (
     current_job,
 )
 from taskforge.client import Client
+from taskforge.cron.runner import Scheduler
 from taskforge.driver.requests import ScriptCall
-from taskforge.limiter import Limiter
 from taskforge.limits import RateLimit
+from taskforge.limits.acquire import Limiter
 from taskforge.protocol.brokers import AsyncBroker
 from taskforge.protocol.ops import Ops
 from taskforge.protocol.records import NewJob
-from taskforge.scheduler import Scheduler
 from tests.cluster import LocalCluster
 from tests.timetasks import QUIET, key, wait_until
 

@@ -34,7 +34,7 @@ from taskforge.protocol.ops import Ops
 from taskforge.protocol.records import NewJob, Outcome
 from taskforge.protocol.scripts import SCRIPT_NAMES, SCRIPTS
 from taskforge.settings import Settings
-from taskforge.workflow_ops import WORKFLOW_EVENTS, MemberOutcome, WorkflowKeys, WorkflowOps
+from taskforge.workflow.ops import WORKFLOW_EVENTS, MemberOutcome, WorkflowKeys, WorkflowOps
 
 PREFIX, QUEUE, JOB, TOKEN, TASK, WORKFLOW, CRON = (
     "tf",

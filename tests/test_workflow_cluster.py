@@ -22,7 +22,7 @@ from taskforge import (
     group,
 )
 from taskforge.protocol.keys import QueueKeys
-from taskforge.workflow_ops import WorkflowKeys
+from taskforge.workflow.ops import WorkflowKeys
 from tests.cluster import LocalCluster
 
 

@@ -12,8 +12,8 @@ import pytest
 from taskforge import Taskforge, WorkflowFailedError, WorkflowStatus, chain, chord
 from taskforge.protocol.brokers import AsyncBroker
 from taskforge.protocol.keys import QueueKeys
-from taskforge.workflow_advance import WorkflowAdvancer
-from taskforge.workflow_ops import outbox
+from taskforge.workflow.advance import WorkflowAdvancer
+from taskforge.workflow.ops import outbox
 from tests.test_workflows import drain, make_app, runs, t
 
 

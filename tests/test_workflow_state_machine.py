@@ -27,8 +27,8 @@ from hypothesis.stateful import (
 
 from taskforge import JobStatus, Settings, Taskforge, chain, chord, group
 from taskforge.protocol.records import Outcome
-from taskforge.workflow_graph import ERRBACK, MAIN, Graph, compile_workflow, member_call
-from taskforge.workflow_ops import MemberOutcome, ReadyNode, WorkflowOps, outbox
+from taskforge.workflow.graph import ERRBACK, MAIN, Graph, compile_workflow, member_call
+from taskforge.workflow.ops import MemberOutcome, ReadyNode, WorkflowOps, outbox
 
 Q = "default"
 

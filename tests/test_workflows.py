@@ -38,9 +38,9 @@ from taskforge import (
 from taskforge.canvas import Chain
 from taskforge.cli import cli
 from taskforge.protocol.brokers import AsyncBroker
-from taskforge.workflow_advance import WorkflowAdvancer
-from taskforge.workflow_graph import MAX_WORKFLOW_MEMBERS
-from taskforge.workflow_ops import WORKFLOW_EVENTS, MemberOutcome, WorkflowOps, outbox
+from taskforge.workflow.advance import WorkflowAdvancer
+from taskforge.workflow.graph import MAX_WORKFLOW_MEMBERS
+from taskforge.workflow.ops import WORKFLOW_EVENTS, MemberOutcome, WorkflowOps, outbox
 from tests.test_examples import ROOT, run_example
 
 Tasks = dict[str, Any]

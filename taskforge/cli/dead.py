@@ -19,7 +19,7 @@ from taskforge.cli.session import open_admin
 from taskforge.deadletters import DEAD_BATCH, DeadFilter, DeadResult, DeadSelection, OnBatch
 from taskforge.errors import ConfigurationError
 from taskforge.job import JobStatus
-from taskforge.workflow_graph import parse_member_id
+from taskforge.workflow.graph import parse_member_id
 
 dead_cli = typer.Typer(
     help="The dead-letter queue: list, show, requeue, purge.", no_args_is_help=True

@@ -13,7 +13,7 @@ from taskforge.dashboard.state import Dashboard, back
 from taskforge.deadletters import DeadFilter
 from taskforge.errors import ConfigurationError, TaskforgeError
 from taskforge.job import PRIORITY_ORDER, JobRecord, JobStatus
-from taskforge.workflow_graph import parse_member_id
+from taskforge.workflow.graph import parse_member_id
 
 #: Statuses a job can still be cancelled in.
 CANCELLABLE = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RETRYING,

@@ -12,7 +12,7 @@ from taskforge.dashboard.pages import dash
 from taskforge.dashboard.state import back
 from taskforge.errors import WorkflowError, WorkflowNotFoundError
 from taskforge.workflow import WorkflowInfo, WorkflowMember, WorkflowStatus
-from taskforge.workflow_graph import check_workflow_id
+from taskforge.workflow.graph import check_workflow_id
 
 
 async def workflow_search(request: Request) -> Response:

@@ -1,10 +1,11 @@
 """The cron scheduler that every worker runs: enqueue each tick of its periodic tasks once.
 
 No leader is needed. Each periodic has a last-tick marker under its queue's hash tag; a scheduler
-reads it, works out the due ticks from Redis server time (:func:`taskforge.cron.due_ticks`), and
-claims them with ``cron_tick.lua``, which moves the marker only if nobody moved it since the read
-and enqueues the ticks' jobs in the same step. The loser of a race re-reads the marker and finds
-nothing left to do. Between ticks the scheduler sleeps until the next fire time.
+reads it, works out the due ticks from Redis server time
+(:func:`taskforge.cron.schedule.due_ticks`), and claims them with ``cron_tick.lua``, which moves
+the marker only if nobody moved it since the read and enqueues the ticks' jobs in the same step.
+The loser of a race re-reads the marker and finds nothing left to do. Between ticks the
+scheduler sleeps until the next fire time.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from typing import Any
 
 import anyio
 
+from taskforge.call import Call, Periodic
 from taskforge.cron import due_ticks
 from taskforge.driver.requests import Op
 from taskforge.errors import BrokerError, EnqueueError
 from taskforge.protocol.brokers import AsyncBroker
 from taskforge.protocol.ops import Ops
 from taskforge.protocol.records import NewJob
-from taskforge.task import Call, Periodic
 
 log = logging.getLogger(__name__)
 
@@ -158,3 +159,14 @@ def cron_status(ops: Ops, periodics: Sequence[Periodic]) -> Op[list[PeriodicStat
         last = markers[(p.call.options.queue, p.name)]
         out.append(PeriodicStatus(p, last, p.schedule.next_after(max(now_ms, last or 0))))
     return out
+
+
+__all__ = [
+    "CLAIM_ATTEMPTS",
+    "MAX_SLEEP_S",
+    "Clock",
+    "Encoder",
+    "PeriodicStatus",
+    "Scheduler",
+    "cron_status",
+]

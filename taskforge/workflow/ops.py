@@ -2,7 +2,9 @@
 
 A workflow's keys share the hash tag ``{wf:<id>}`` (one slot, whatever its members' queues);
 each queue has an outbox (``taskforge:{queue}:wf_outbox``) where a member's finish script notes
-"advance my workflow", in the member's own slot. See DESIGN.md, "Workflows".
+"advance my workflow", in the member's own slot; :mod:`taskforge.workflow.advance` runs it.
+The README's "Workflows: chain, group, chord" tells the whole round, and its "Redis data model"
+lists the keys.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from taskforge.driver.requests import Arg, Batch, Command, Op, ScriptCall
 from taskforge.protocol.keys import QueueKeys
 from taskforge.settings import Settings
-from taskforge.workflow_graph import parse_member_id
+from taskforge.workflow.graph import parse_member_id
 
 #: Pub/sub channel of workflow transitions (``started``, ``step_succeeded``, ``succeeded``,
 #: ``failed``, ``cancelled``).
@@ -175,3 +177,14 @@ class WorkflowOps:
         """Drop outbox entries whose advance is done."""
         if job_ids:
             yield Command(("ZREM", outbox(self.settings.prefix, queue), *job_ids))
+
+
+__all__ = [
+    "WORKFLOW_EVENTS",
+    "MemberOutcome",
+    "ReadyNode",
+    "WorkflowKeys",
+    "WorkflowOps",
+    "WorkflowState",
+    "outbox",
+]

@@ -2,7 +2,7 @@
 
 ``.delay()`` compiles the shape (every check happens here, before anything is written), writes
 the structure once under the workflow's hash tag, then enqueues the first steps with their
-deterministic ids. Workers advance it (see :mod:`taskforge.workflow_advance`).
+deterministic ids. Workers advance it (see :mod:`taskforge.workflow.advance`).
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from taskforge.call import Call
 from taskforge.canvas import Canvas
 from taskforge.client import Client, control_channel
 from taskforge.driver.requests import Batch, Command, Op
+from taskforge.durations import when_to_delay
 from taskforge.errors import ResultTimeoutError, WorkflowFailedError, WorkflowNotFoundError
 from taskforge.job import new_job_id
 from taskforge.protocol.ops import Ops
-from taskforge.task import Call, when_to_delay
-from taskforge.workflow_graph import (
+from taskforge.workflow.graph import (
     MAX_WORKFLOW_MEMBERS,
     Graph,
     check_workflow_id,
@@ -32,7 +33,7 @@ from taskforge.workflow_graph import (
     member_id,
     node_rows,
 )
-from taskforge.workflow_ops import WORKFLOW_EVENTS, WorkflowOps, WorkflowState
+from taskforge.workflow.ops import WORKFLOW_EVENTS, WorkflowOps, WorkflowState
 
 
 class WorkflowStatus(StrEnum):

@@ -131,3 +131,13 @@ def due_ticks(
     if policy is CatchUp.SKIP and now_ms - latest > MISFIRE_GRACE_MS:
         return [], latest
     return [latest], latest
+
+
+__all__ = [
+    "MAX_CATCH_UP",
+    "MISFIRE_GRACE_MS",
+    "CatchUp",
+    "CronSchedule",
+    "coerce_catch_up",
+    "due_ticks",
+]

@@ -94,3 +94,6 @@ class Limiter:
         if rate is None:
             rate = self._rates[spec] = RateLimit.parse(spec)
         return rate
+
+
+__all__ = ["OUTAGE_RETRY_S", "SLOT_RETRY_S", "Limiter"]

@@ -20,8 +20,8 @@ from taskforge.client import Client
 from taskforge.errors import BrokerError, EnqueueError
 from taskforge.protocol.brokers import AsyncBroker
 from taskforge.protocol.records import NewJob, Outcome
-from taskforge.workflow_graph import member_call, parse_member_id
-from taskforge.workflow_ops import MemberOutcome, ReadyNode, WorkflowOps
+from taskforge.workflow.graph import member_call, parse_member_id
+from taskforge.workflow.ops import MemberOutcome, ReadyNode, WorkflowOps
 
 log = logging.getLogger(__name__)
 
@@ -193,3 +193,6 @@ def finished_members(outcomes: Sequence[Outcome], accepted: Sequence[bool]) -> l
             error = f"{o.error_type}: {o.error}" if o.error_type else o.error
             out.append(MemberOutcome(o.id, parsed[1], o.status.value, o.result_json, error))
     return out
+
+
+__all__ = ["CLEAR_AFTER_S", "CLEAR_BATCH", "REPLAY_BATCH", "WorkflowAdvancer", "finished_members"]

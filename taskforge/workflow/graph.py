@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from taskforge.call import Call
 from taskforge.canvas import Canvas, Chain, Chord, Group
 from taskforge.errors import (
     SerializationError,
@@ -23,7 +24,7 @@ from taskforge.errors import (
     WorkflowTooLargeError,
 )
 from taskforge.job import JobPriority
-from taskforge.task import Call, TaskOptions
+from taskforge.options import TaskOptions
 
 #: Most nodes (calls, callbacks included) one workflow may have.
 MAX_WORKFLOW_MEMBERS = 50_000
@@ -347,3 +348,21 @@ def node_rows(graph: Graph) -> list[tuple[str, str, str, int]]:
             (json.dumps(links, separators=(",", ":")), call_spec(n.call), state, len(n.deps))
         )
     return rows
+
+
+__all__ = [
+    "CALLBACK",
+    "ERRBACK",
+    "MAIN",
+    "MAX_WORKFLOW_EDGES",
+    "MAX_WORKFLOW_MEMBERS",
+    "Graph",
+    "Node",
+    "call_spec",
+    "check_workflow_id",
+    "compile_workflow",
+    "member_call",
+    "member_id",
+    "node_rows",
+    "parse_member_id",
+]

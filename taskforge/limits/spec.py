@@ -62,3 +62,6 @@ def rate_limit_spec(value: str | float | None) -> str | None:
             "than one a second write a window, e.g. '1/2s' (one every two seconds) or '30/m'"
         )
     return f"{int(value)}/s"
+
+
+__all__ = ["RateLimit", "rate_limit_spec"]
