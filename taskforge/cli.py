@@ -50,12 +50,12 @@ from taskforge.health import HEALTH_KEYS, health_check  # noqa: F401 - cli.HEALT
 from taskforge.inspection import Series
 from taskforge.job import PRIORITY_ORDER, JobRecord, JobStatus
 from taskforge.keys import check_queue_name
-from taskforge.outcome_log import JsonLines
-from taskforge.pool import POOLS, ProcessPool
 from taskforge.scheduler import cron_status
 from taskforge.settings import Settings
 from taskforge.task import Call, TaskOptions, coerce_priority, when_to_delay
 from taskforge.worker import Worker
+from taskforge.worker.outcome_log import JsonLines
+from taskforge.worker.pool import POOLS, ProcessPool
 from taskforge.workflow_cli import warn_revived_members, workflow_cli
 
 cli = typer.Typer(

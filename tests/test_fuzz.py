@@ -30,11 +30,11 @@ from hypothesis.stateful import (
 
 from taskforge import JobStatus, Settings, Taskforge, Worker
 from taskforge.broker import Leased, NewJob, Outcome, SyncBroker
-from taskforge.executor import decode
 from taskforge.job import JobPriority
 from taskforge.keys import QueueKeys
 from taskforge.serializer import load_job
 from taskforge.signing import verify
+from taskforge.worker.executor import decode
 
 FUZZ = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -20,9 +20,9 @@ from hypothesis.stateful import (
 from taskforge import Job, JobPriority, JobStatus, Settings
 from taskforge.broker import NewJob, Outcome, SyncBroker
 from taskforge.client import Client
-from taskforge.executor import decode
 from taskforge.job import PRIORITY_ORDER
 from taskforge.task import Call, TaskOptions
+from taskforge.worker.executor import decode
 
 Q = "default"
 MAX_DELIVERIES = 2

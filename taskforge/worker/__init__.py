@@ -33,7 +33,20 @@ from taskforge.errors import (
     ConfigurationError,
     UnknownTaskError,
 )
-from taskforge.executor import (
+from taskforge.job import Job, JobStatus
+from taskforge.keys import check_queue_name
+from taskforge.limiter import OUTAGE_RETRY_S, Limiter
+from taskforge.metrics import MetricsExporter, WorkerMetrics
+from taskforge.middleware import Hooks, Middleware, RunOutcome
+from taskforge.oom import MemoryPause
+from taskforge.progress import ProgressWriter
+from taskforge.registry import Registry
+from taskforge.scheduler import Scheduler
+from taskforge.serializer import SerializerRefusedError, load_job
+from taskforge.settings import Settings
+from taskforge.signing import SignatureError, signing_key, verify
+from taskforge.task import Task
+from taskforge.worker.executor import (
     Abandoned,
     Cancelled,
     Dead,
@@ -48,25 +61,12 @@ from taskforge.executor import (
     describe_unknown,
     resolve,
 )
-from taskforge.expiry import ServerClock, expired_reason
-from taskforge.job import Job, JobStatus
-from taskforge.keys import check_queue_name
-from taskforge.limiter import OUTAGE_RETRY_S, Limiter
-from taskforge.metrics import MetricsExporter, WorkerMetrics
-from taskforge.middleware import Hooks, Middleware, outcome_of
-from taskforge.oom import MemoryPause
-from taskforge.outcome_log import outcome_line
-from taskforge.progress import ProgressWriter
-from taskforge.registry import Registry
-from taskforge.scheduler import Scheduler
-from taskforge.serializer import SerializerRefusedError, load_job
-from taskforge.settings import Settings
-from taskforge.signing import SignatureError, signing_key, verify
-from taskforge.task import Task
+from taskforge.worker.expiry import ServerClock, expired_reason
+from taskforge.worker.outcome_log import outcome_line
 from taskforge.workflow_advance import WorkflowAdvancer, finished_members
 
 if TYPE_CHECKING:  # the CLI builds the pool; importing it here would load multiprocessing
-    from taskforge.pool import ProcessPool
+    from taskforge.worker.pool import ProcessPool
 
 log = logging.getLogger(__name__)
 
@@ -859,6 +859,23 @@ def _outcome(p: _Pending) -> Outcome:
     reason = r.reason if isinstance(r, Cancelled) else "cancelled"
     kind = r.type if isinstance(r, Cancelled) else "Cancelled"
     return Outcome(lease.id, lease.token, JobStatus.CANCELLED, "", kind, reason, duration_ms=_ms(p))
+
+
+def outcome_of(result: Result, duration_s: float) -> RunOutcome:
+    """The :class:`RunOutcome` of an executor result."""
+    if isinstance(result, Succeeded):
+        return RunOutcome("succeeded", duration_s)
+    if isinstance(result, Cancelled):
+        return RunOutcome("cancelled", duration_s)
+    if isinstance(result, RetryLater | Dead):
+        f = result.failure
+        status, retry_in_s = (
+            ("retrying", result.delay_s) if isinstance(result, RetryLater) else ("dead", None)
+        )
+        return RunOutcome(
+            status, duration_s, f.type, f.message, f.traceback, retry_in_s, f.exception
+        )
+    return RunOutcome("handed_back", duration_s)
 
 
 def server_warnings(info: dict[str, Any], save_config: str | None = None) -> list[str]:

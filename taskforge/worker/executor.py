@@ -24,11 +24,11 @@ from taskforge.policy import RETRY_EVERYTHING, RetryPolicy
 from taskforge.registry import Registry
 from taskforge.retry import Retry, backoff_s
 from taskforge.serializer import JSON, PICKLE, dump_result
-from taskforge.soft_timeout import SoftLimited, arm_thread
 from taskforge.task import Task
+from taskforge.worker.soft_timeout import SoftLimited, arm_thread
 
 if TYPE_CHECKING:  # the pool (and multiprocessing) load only when a worker asks for one
-    from taskforge.pool import ProcessPool
+    from taskforge.worker.pool import ProcessPool
 
 log = logging.getLogger(__name__)
 
