@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from taskforge.broker import AsyncBroker
+from taskforge.driver.nodes import node_warnings, read_nodes
 from taskforge.errors import BrokerError
 from taskforge.inspection import InspectOps, QueueDepth
 from taskforge.job import PRIORITY_ORDER
-from taskforge.worker import node_warnings, read_nodes
 
 #: Every key of the report, present whatever the status (None when unknown; ``nodes`` is set
 #: on a Redis Cluster only).

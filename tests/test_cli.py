@@ -20,7 +20,7 @@ from taskforge import JobPriority, Settings, Taskforge, Worker
 from taskforge import cli as cli_module
 from taskforge.broker import Ops, SyncBroker
 from taskforge.cli import cli, parse_duration
-from taskforge.worker import server_warnings
+from taskforge.driver.nodes import server_warnings
 from tests.redis_server import RedisServer, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

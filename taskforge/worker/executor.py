@@ -415,3 +415,21 @@ def describe_bad_envelope(exc: ValidationError | ValueError) -> Failure:
 def describe_unknown(exc: UnknownTaskError) -> Failure:
     """The dead-letter reason for a job naming a task this worker does not know."""
     return Failure("UnknownTaskError", f"unknown task: {exc}")
+
+
+__all__ = [
+    "Abandoned",
+    "Cancelled",
+    "Dead",
+    "Deferred",
+    "Executor",
+    "Failure",
+    "JobTimeoutError",
+    "Result",
+    "RetryLater",
+    "Succeeded",
+    "decode",
+    "describe_bad_envelope",
+    "describe_unknown",
+    "resolve",
+]
