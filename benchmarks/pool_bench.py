@@ -31,7 +31,7 @@ from taskforge import Settings, Worker
 from taskforge.cli import load_app
 from taskforge.context import JobContext
 from taskforge.job import Job
-from taskforge.pool import ProcessPool
+from taskforge.worker.pool import ProcessPool
 
 Pair = tuple[float, float]
 

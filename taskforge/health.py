@@ -10,11 +10,11 @@ from typing import Any
 
 import anyio
 
+from taskforge.driver.nodes import node_warnings, read_nodes
 from taskforge.errors import BrokerError
 from taskforge.job import PRIORITY_ORDER
 from taskforge.protocol.brokers import AsyncBroker
 from taskforge.protocol.inspection import InspectOps, QueueDepth
-from taskforge.worker import node_warnings, read_nodes
 
 #: Every key of the report, present whatever the status (None when unknown; ``nodes`` is set
 #: on a Redis Cluster only).

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from taskforge.context import JobContext
 from taskforge.errors import ConfigurationError, SerializationError
-from taskforge.executor import Cancelled, Dead, Result, RetryLater, Succeeded
 
 if TYPE_CHECKING:  # only for annotations: the worker imports this module
     from taskforge.worker import Worker
@@ -66,23 +65,6 @@ class RunOutcome:
     def failed(self) -> bool:
         """True when the attempt raised (``retrying`` or ``dead``)."""
         return self.status in ("retrying", "dead")
-
-
-def outcome_of(result: Result, duration_s: float) -> RunOutcome:
-    """The :class:`RunOutcome` of an executor result."""
-    if isinstance(result, Succeeded):
-        return RunOutcome("succeeded", duration_s)
-    if isinstance(result, Cancelled):
-        return RunOutcome("cancelled", duration_s)
-    if isinstance(result, RetryLater | Dead):
-        f = result.failure
-        status, retry_in_s = (
-            ("retrying", result.delay_s) if isinstance(result, RetryLater) else ("dead", None)
-        )
-        return RunOutcome(
-            status, duration_s, f.type, f.message, f.traceback, retry_in_s, f.exception
-        )
-    return RunOutcome("handed_back", duration_s)
 
 
 class Middleware:
@@ -216,4 +198,4 @@ def _name(hook: Any) -> str:
     return f"{type(owner).__name__}.{hook.__name__}" if owner else repr(hook)
 
 
-__all__ = ["Enqueueing", "Hooks", "Middleware", "RunOutcome", "check_headers", "outcome_of"]
+__all__ = ["Enqueueing", "Hooks", "Middleware", "RunOutcome", "check_headers"]

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from taskforge import ConfigurationError, SerializationError, Taskforge
 from taskforge.callcheck import MAX_ARG_DEPTH
 from taskforge.cli import cli
-from taskforge.executor import decode
 from taskforge.job import JobStatus
+from taskforge.worker.executor import decode
 
 
 def nested(depth: int) -> Any:

@@ -20,9 +20,9 @@ from taskforge import JobPriority, Settings, Taskforge, Worker
 from taskforge import cli as cli_module
 from taskforge.cli import cli, parse_duration
 from taskforge.cli import dead as cli_dead
+from taskforge.driver.nodes import server_warnings
 from taskforge.protocol.brokers import SyncBroker
 from taskforge.protocol.ops import Ops
-from taskforge.worker import server_warnings
 from tests.redis_server import RedisServer, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -29,13 +29,13 @@ from hypothesis.stateful import (
 )
 
 from taskforge import JobStatus, Settings, Taskforge, Worker
-from taskforge.executor import decode
 from taskforge.job import JobPriority
 from taskforge.protocol.brokers import SyncBroker
 from taskforge.protocol.keys import QueueKeys
 from taskforge.protocol.records import Leased, NewJob, Outcome
 from taskforge.serializer import load_job
 from taskforge.signing import verify
+from taskforge.worker.executor import decode
 
 FUZZ = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from taskforge import ConfigurationError, Taskforge
 from taskforge.cli import cli
-from taskforge.worker import heartbeat_interval_s
+from taskforge.worker.upkeep import heartbeat_interval_s
 
 #: Fast beats for tests: every 0.3 s, so the heartbeat TTL is 1 s (ceil of three beats).
 FAST = {"TASKFORGE_HEARTBEAT": "0.3"}

@@ -112,7 +112,7 @@ class Block:
         if name.split(".")[0] == "opentelemetry":
             raise ImportError("not installed: " + name)
 sys.meta_path.insert(0, Block())
-import taskforge, taskforge.cli, taskforge.worker, taskforge.pool
+import taskforge, taskforge.cli, taskforge.worker, taskforge.worker.pool
 print("core ok")
 try:
     import taskforge.otel

@@ -103,12 +103,12 @@ def test_exceptions_still_import_from_their_old_modules() -> None:
         SerializerRefusedError,
         SignatureError,
     )
-    from taskforge.executor import JobTimeoutError as FromExecutor
     from taskforge.payload import ArgumentsError as FromPayload
     from taskforge.retry import Fail as FromRetryFail
     from taskforge.retry import Retry as FromRetry
     from taskforge.serializer import SerializerRefusedError as FromSerializer
     from taskforge.signing import SignatureError as FromSigning
+    from taskforge.worker.executor import JobTimeoutError as FromExecutor
 
     pairs = [
         (FromSerializer, SerializerRefusedError),

@@ -19,11 +19,11 @@ from hypothesis.stateful import (
 
 from taskforge import Job, JobPriority, JobStatus, Settings
 from taskforge.client import Client
-from taskforge.executor import decode
 from taskforge.job import PRIORITY_ORDER
 from taskforge.protocol.brokers import SyncBroker
 from taskforge.protocol.records import NewJob, Outcome
 from taskforge.task import Call, TaskOptions
+from taskforge.worker.executor import decode
 
 Q = "default"
 MAX_DELIVERIES = 2

@@ -657,7 +657,7 @@ async def test_drain_costs_at_most_eight_redis_commands_per_job(app_factory: App
 async def wait_idle(worker: Worker, queues: set[str], limit_s: float = 5) -> None:
     """Poll (bounded) until ``worker`` is blocked on the wake marker of each of ``queues``."""
     with anyio.fail_after(limit_s):
-        while worker._idle_queues != queues:
+        while worker.idle_queues != queues:
             await anyio.sleep(0.01)
 
 

@@ -44,7 +44,7 @@ async def test_cancelling_run_from_outside_cancels_its_running_jobs(
             tg.cancel_scope.cancel()
 
     assert ended.is_set()
-    assert not worker._job_tasks
+    assert not worker._runner.tasks
 
 
 async def test_a_bug_outside_the_job_boundary_stops_the_worker_and_is_raised(
@@ -62,8 +62,8 @@ async def test_a_bug_outside_the_job_boundary_stops_the_worker_and_is_raised(
     async def broken(running: object) -> None:
         raise RuntimeError("bug in the worker")
 
-    monkeypatch.setattr(worker, "_execute", broken)
+    monkeypatch.setattr(worker._runner, "_execute", broken)
 
     with anyio.fail_after(15), pytest.raises(RuntimeError, match="bug in the worker"):
         await worker.run()
-    assert not worker._job_tasks
+    assert not worker._runner.tasks

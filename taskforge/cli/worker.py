@@ -16,10 +16,10 @@ from taskforge import demo as demo_module
 from taskforge.cli.app import LogFormat, LogLevel, RedisUrl, cli, load_app, setup_logging
 from taskforge.cli.output import fail
 from taskforge.errors import BrokerConnectionError, ConfigurationError, TaskforgeError
-from taskforge.outcome_log import JsonLines
-from taskforge.pool import POOLS, ProcessPool
 from taskforge.settings import Settings
 from taskforge.worker import Worker
+from taskforge.worker.outcome_log import JsonLines
+from taskforge.worker.pool import POOLS, ProcessPool
 
 
 def split_queues(values: list[str] | None) -> list[str]:

@@ -108,7 +108,7 @@ class ProcessPool:
         self.kill_grace_s = kill_grace_s
         self._loader = app_loader
         self._settings = settings
-        self._mp = _context(["taskforge.pool", *preload])
+        self._mp = _context(["taskforge.worker.pool", *preload])
         self._idle: list[_Child] = []
         self._slots = anyio.Semaphore(size)
         self._closing = False

@@ -43,3 +43,6 @@ def expired_reason(job: Job, now_ms: int) -> str | None:
         return None
     when = datetime.fromtimestamp(job.expires_ms / 1000, UTC).isoformat(timespec="milliseconds")
     return f"expired: not started by {when}"
+
+
+__all__ = ["RESYNC_S", "ServerClock", "expired_reason"]

@@ -24,11 +24,11 @@ from taskforge.policy import RETRY_EVERYTHING, RetryPolicy
 from taskforge.registry import Registry
 from taskforge.retry import Retry, backoff_s
 from taskforge.serializer import JSON, PICKLE, dump_result
-from taskforge.soft_timeout import SoftLimited, arm_thread
 from taskforge.task import Task
+from taskforge.worker.soft_timeout import SoftLimited, arm_thread
 
 if TYPE_CHECKING:  # the pool (and multiprocessing) load only when a worker asks for one
-    from taskforge.pool import ProcessPool
+    from taskforge.worker.pool import ProcessPool
 
 log = logging.getLogger(__name__)
 
@@ -411,3 +411,21 @@ def describe_bad_envelope(exc: ValidationError | ValueError) -> Failure:
 def describe_unknown(exc: UnknownTaskError) -> Failure:
     """The dead-letter reason for a job naming a task this worker does not know."""
     return Failure("UnknownTaskError", f"unknown task: {exc}")
+
+
+__all__ = [
+    "Abandoned",
+    "Cancelled",
+    "Dead",
+    "Deferred",
+    "Executor",
+    "Failure",
+    "JobTimeoutError",
+    "Result",
+    "RetryLater",
+    "Succeeded",
+    "decode",
+    "describe_bad_envelope",
+    "describe_unknown",
+    "resolve",
+]

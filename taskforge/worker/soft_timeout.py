@@ -71,3 +71,6 @@ def arm_thread(interrupt: Callable[[type[BaseException]], None], soft_s: float) 
     """Raise ``SoftTimeoutExceeded`` in a sync task's thread after ``soft_s`` (cancel the
     returned handle when the call ends)."""
     return asyncio.get_running_loop().call_later(soft_s, interrupt, SoftTimeoutExceeded)
+
+
+__all__ = ["SoftLimited", "arm_thread"]
