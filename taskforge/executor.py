@@ -17,7 +17,12 @@ import anyio
 from pydantic import ValidationError
 
 from taskforge.context import JobContext, bind
-from taskforge.errors import JobCancelledError, JobInterrupted, UnknownTaskError
+from taskforge.errors import (
+    ConfigurationError,
+    JobCancelledError,
+    JobInterrupted,
+    UnknownTaskError,
+)
 from taskforge.job import Job
 from taskforge.payload import find_uncarried, json_encoder, typed_arguments
 from taskforge.policy import RETRY_EVERYTHING, RetryPolicy
@@ -215,7 +220,13 @@ def encode_result(value: Any, serializer: str = JSON) -> str:
 
 
 class Executor:
-    """Runs jobs of one registry. Async tasks run on the loop; sync tasks in worker threads."""
+    """Runs jobs of one registry. Async tasks run on the loop; sync tasks in worker threads, or
+    in ``pool``'s child processes (all of them when ``pool.default``, else those of
+    ``@task(pool="process")``; a ``pool="thread"`` task stays in a thread either way).
+
+    Raises:
+        ConfigurationError: a task asks for ``pool="process"`` and there is no ``pool``.
+    """
 
     def __init__(
         self,
@@ -226,7 +237,14 @@ class Executor:
     ):
         self.registry = registry
         self.thread_limiter = thread_limiter
-        self.pool = pool  # when set, sync tasks run in its child processes, not in threads
+        self.pool = pool  # when set, sync tasks may run in its child processes, not in threads
+        if pool is None:
+            wanting = [t.name for t in registry if t.opts.pool == "process"]
+            if wanting:
+                raise ConfigurationError(
+                    f"task(s) {', '.join(sorted(wanting))} ask for pool='process' but this worker "
+                    "has no process pool: give it pool=ProcessPool(...) (the CLI makes one)"
+                )
 
     async def run(self, task: Task[Any, Any], ctx: JobContext, scope: anyio.CancelScope) -> Result:
         """Run one attempt inside ``scope`` (the worker cancels it to abort) and classify it."""
@@ -272,8 +290,8 @@ class Executor:
             args, kwargs = tuple(job.args), job.kwargs
         else:
             args, kwargs = typed_arguments(task.fn, job.args, job.kwargs)
-        if not task.is_async and self.pool is not None:
-            return await self._call_in_pool(self.pool, ctx)
+        if (pool := self._pool_for(task)) is not None:
+            return await self._call_in_pool(pool, ctx)
         if not task.is_async:
             return await self._call_sync(task.fn, ctx, args, kwargs)
         bind(ctx)
@@ -287,6 +305,13 @@ class Executor:
             # block above as itself, with its own message.
             raise _timed_out(job)
         return value
+
+    def _pool_for(self, task: Task[Any, Any]) -> ProcessPool | None:
+        """The process pool ``task`` runs in, or None (the loop, or a thread)."""
+        pool = self.pool
+        if pool is None or task.is_async or task.opts.pool == "thread":
+            return None
+        return pool if pool.default or task.opts.pool == "process" else None
 
     async def _call_in_pool(self, pool: ProcessPool, ctx: JobContext) -> Any:
         with _deadline(ctx.job.timeout_s) as deadline:

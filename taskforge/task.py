@@ -32,6 +32,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 UNIQUE_POLICIES = ("queued", "running", "ttl")
+#: Where a sync task may ask to run: ``@task(pool="process")`` / ``pool="thread"``.
+POOL_KINDS = ("thread", "process")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,9 @@ class TaskOptions:
     ignore_result: bool = False
     result_ttl: int | None = None
     expires: float | datetime | None = None
+    #: ``"process"`` / ``"thread"``: where a sync task runs whatever the worker's ``--pool``;
+    #: None: the worker's pool.
+    pool: str | None = None
 
     def checked(self) -> TaskOptions:
         """Return self after validating every option; raises ConfigurationError."""
@@ -88,6 +93,11 @@ class TaskOptions:
             raise ConfigurationError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.rate_limit is not None:
             RateLimit.parse(self.rate_limit)
+        if self.pool is not None and self.pool not in POOL_KINDS:
+            raise ConfigurationError(
+                f"pool must be one of {', '.join(map(repr, POOL_KINDS))} or None (the worker's "
+                f"--pool), got {self.pool!r}"
+            )
         return self
 
     def _check_unique(self) -> None:
@@ -275,6 +285,11 @@ class Task(Generic[P, R]):
         self.opts = options.checked()
         self.name = options.name
         self.is_async = inspect.iscoroutinefunction(fn)
+        if self.is_async and options.pool is not None:
+            raise ConfigurationError(
+                f"task {options.name!r} is async: it runs on the worker's event loop, so "
+                f"pool={options.pool!r} does not apply (pool= is for sync tasks)"
+            )
         self._dispatcher = dispatcher
         self._signature = inspect.signature(fn)
         self._plain = _plain_params(self._signature)
