@@ -43,6 +43,19 @@ def record(app: Taskforge, job_id: str) -> JobRecord:
     return app.client.record("default", job_id)
 
 
+def wait_report(app: Taskforge, name: str, timeout_s: float = 60) -> str:
+    """The first value a task reported into ``name`` (polled: a BLPOP this long would outlast
+    the client's socket timeout)."""
+    client = app.client.broker.client
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        values = client.lrange(pool_tasks.log_key(name), 0, 0)
+        if values:
+            return str(values[0])
+        time.sleep(0.05)
+    raise AssertionError(f"nothing reported into {name!r} in {timeout_s}s")
+
+
 def test_sync_tasks_run_in_child_processes_and_async_ones_on_the_loop(
     app: Taskforge, worker_process: StartWorker
 ) -> None:
@@ -256,8 +269,7 @@ def test_progress_from_a_child_reaches_the_record_while_it_runs(
     handle = pool_tasks.progress.delay()
     proc = worker_process("tests.pool_tasks:app", "--pool", "process", "-c", "1")
     client = app.client.broker.client
-    started = client.blpop([pool_tasks.log_key("progress")], timeout=60)
-    assert started is not None, "the job never started"
+    started = wait_report(app, "progress")
 
     deadline = time.monotonic() + 10
     while record(app, handle.id).progress != 0.5 and time.monotonic() < deadline:
@@ -267,7 +279,7 @@ def test_progress_from_a_child_reaches_the_record_while_it_runs(
     assert running.progress_message == "halfway"
     client.rpush(pool_tasks.log_key("go"), "1")
 
-    assert handle.result(timeout=30) == int(started[1]) != proc.pid
+    assert handle.result(timeout=30) == int(started) != proc.pid
     assert record(app, handle.id).progress == 1.0
     proc.terminate()
     assert proc.wait(timeout=30) == 0
@@ -278,21 +290,17 @@ def test_a_cancel_reaches_the_child_raise_if_cancelled_raises_and_the_child_is_s
 ) -> None:
     handle = pool_tasks.cancellable.delay()
     proc = worker_process("tests.pool_tasks:app", "--pool", "process", "-c", "1")
-    client = app.client.broker.client
-    started = client.blpop([pool_tasks.log_key("cancellable")], timeout=60)
-    assert started is not None, "the job never started"
+    started = int(wait_report(app, "cancellable"))
 
     handle.cancel()
 
     with pytest.raises(JobFailedError, match="cancelled"):
         handle.result(timeout=30)
-    seen = client.blpop([pool_tasks.log_key("cancel_seen")], timeout=30)
-    assert seen is not None
-    assert seen[1] == f"True: job {handle.id} was cancelled"
+    assert wait_report(app, "cancel_seen") == f"True: job {handle.id} was cancelled"
     deadline = time.monotonic() + 10
-    while _alive(int(started[1])) and time.monotonic() < deadline:
+    while _alive(started) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(int(started[1]))
+    assert not _alive(started)
     proc.terminate()
     assert proc.wait(timeout=30) == 0
 
