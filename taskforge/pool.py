@@ -186,14 +186,17 @@ class ProcessPool:
         """The child's answer (None: it died), passing its progress reports on to ``ctx``."""
         while True:
             await _readable(child.conn.fileno())
-            try:
-                reply: tuple[Any, ...] = child.conn.recv()
-            except (EOFError, ConnectionResetError, OSError):
-                return None
-            if reply[0] != "progress" or ctx is None:
-                return reply
-            # Written by the worker's ProgressWriter with this lease's token (fenced as ever).
-            ctx.set_progress(reply[1], reply[2])
+            while True:  # every message already there, without a wake-up each
+                try:
+                    reply: tuple[Any, ...] = child.conn.recv()
+                except (EOFError, ConnectionResetError, OSError):
+                    return None
+                if reply[0] != "progress" or ctx is None:
+                    return reply
+                # Written by the worker's ProgressWriter with this lease's token (fenced as ever).
+                ctx.set_progress(reply[1], reply[2])
+                if not child.conn.poll():
+                    break
 
     def _answer(self, child: _Child, reply: tuple[Any, ...] | None, ctx: JobContext) -> Any:
         if reply is None:

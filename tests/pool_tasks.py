@@ -39,6 +39,18 @@ def report(name: str, value: str) -> None:
         client.close()
 
 
+def wait_for_go(timeout_s: float = 30) -> None:
+    """Wait until the test pushes to the ``go`` list (polled: a long BLPOP would outlast the
+    client's socket timeout)."""
+    client = sync_client(app.settings)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while client.lpop(log_key("go")) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        client.close()
+
+
 @app.task(name="pool.pid")
 def pid() -> int:
     """The process the task ran in."""
@@ -149,11 +161,7 @@ def progress() -> int:
     job.set_progress(0.25, "loading")
     job.set_progress(0.5, "halfway")
     report("progress", str(os.getpid()))
-    client = sync_client(app.settings)
-    try:
-        client.blpop([log_key("go")], timeout=30)
-    finally:
-        client.close()
+    wait_for_go()
     job.set_progress(1.0, "done")
     return os.getpid()
 
@@ -171,3 +179,13 @@ def cancellable() -> None:
         except JobCancelledError as exc:
             report("cancel_seen", f"{current_job().cancel_requested}: {exc}")
         raise
+
+
+@app.task(name="pool.progress_flood")
+def progress_flood(n: int) -> int:
+    """Report progress ``n`` times in a tight loop; the last report is the one kept."""
+    job = current_job()
+    for i in range(1, n + 1):
+        job.set_progress(i / n, f"step {i}")
+    wait_for_go()  # still active while the test reads the record
+    return n

@@ -280,7 +280,23 @@ def test_progress_from_a_child_reaches_the_record_while_it_runs(
     client.rpush(pool_tasks.log_key("go"), "1")
 
     assert handle.result(timeout=30) == int(started) != proc.pid
-    assert record(app, handle.id).progress == 1.0
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
+
+
+def test_a_flood_of_progress_reports_from_a_child_ends_with_the_last_one(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    handle = pool_tasks.progress_flood.delay(5000)
+    proc = worker_process("tests.pool_tasks:app", "--pool", "process", "-c", "1")
+
+    deadline = time.monotonic() + 60
+    while record(app, handle.id).progress_message != "step 5000" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    rec = record(app, handle.id)
+    assert (rec.status, rec.progress, rec.progress_message) == (JobStatus.ACTIVE, 1.0, "step 5000")
+    app.client.broker.client.rpush(pool_tasks.log_key("go"), "1")
+    assert handle.result(timeout=30) == 5000
     proc.terminate()
     assert proc.wait(timeout=30) == 0
 
