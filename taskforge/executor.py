@@ -17,12 +17,7 @@ import anyio
 from pydantic import ValidationError
 
 from taskforge.context import JobContext, bind
-from taskforge.errors import (
-    ConfigurationError,
-    JobCancelledError,
-    JobInterrupted,
-    UnknownTaskError,
-)
+from taskforge.errors import JobCancelledError, JobInterrupted, UnknownTaskError
 from taskforge.job import Job
 from taskforge.payload import find_uncarried, json_encoder, typed_arguments
 from taskforge.policy import RETRY_EVERYTHING, RetryPolicy
@@ -222,10 +217,8 @@ def encode_result(value: Any, serializer: str = JSON) -> str:
 class Executor:
     """Runs jobs of one registry. Async tasks run on the loop; sync tasks in worker threads, or
     in ``pool``'s child processes (all of them when ``pool.default``, else those of
-    ``@task(pool="process")``; a ``pool="thread"`` task stays in a thread either way).
-
-    Raises:
-        ConfigurationError: a task asks for ``pool="process"`` and there is no ``pool``.
+    ``@task(pool="process")``; a ``pool="thread"`` task stays in a thread either way). With no
+    ``pool`` (an in-process worker, a test's drain) every sync task runs in a thread.
     """
 
     def __init__(
@@ -238,13 +231,12 @@ class Executor:
         self.registry = registry
         self.thread_limiter = thread_limiter
         self.pool = pool  # when set, sync tasks may run in its child processes, not in threads
-        if pool is None:
-            wanting = [t.name for t in registry if t.opts.pool == "process"]
-            if wanting:
-                raise ConfigurationError(
-                    f"task(s) {', '.join(sorted(wanting))} ask for pool='process' but this worker "
-                    "has no process pool: give it pool=ProcessPool(...) (the CLI makes one)"
-                )
+        if pool is None and (wanting := [t.name for t in registry if t.opts.pool == "process"]):
+            log.info(
+                "task(s) %s ask for pool='process' but this worker has no process pool: they run "
+                "in threads (give it pool=ProcessPool(...); `taskforge worker` makes one)",
+                ", ".join(sorted(wanting)),
+            )
 
     async def run(self, task: Task[Any, Any], ctx: JobContext, scope: anyio.CancelScope) -> Result:
         """Run one attempt inside ``scope`` (the worker cancels it to abort) and classify it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -12,9 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
-from taskforge import ConfigurationError, JobFailedError, JobStatus, Taskforge
+from taskforge import ConfigurationError, JobFailedError, JobStatus, Taskforge, Worker
 from taskforge.job import JobRecord
 from tests import pool_tasks
 
@@ -393,3 +395,21 @@ def test_a_bad_pool_choice_is_refused_at_decoration() -> None:
     with pytest.raises(ConfigurationError, match="is async"):
         app.task(name="x.async", pool="process")(coro)
     assert "x.fork" not in app.registry and "x.async" not in app.registry
+
+
+def test_an_in_process_worker_without_a_pool_runs_pool_process_tasks_in_threads(
+    app_factory: Callable[..., Taskforge], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = app_factory()
+
+    @app.task(name="x.where", pool="process")
+    def where() -> int:
+        return os.getpid()
+
+    handle = where.delay()
+    with caplog.at_level(logging.INFO, logger="taskforge.executor"):
+        worker = Worker(app.settings, app.registry, burst=True, block_s=0.5)
+    anyio.run(worker.run)
+
+    assert handle.result(timeout=10) == os.getpid()
+    assert "x.where ask for pool='process' but this worker has no process pool" in caplog.text
