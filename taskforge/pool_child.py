@@ -14,7 +14,8 @@ ends the exchange. Signals carry what the worker decides:
 
 Signal handlers run in the child's main thread, the one running the task, and interrupt a
 blocking call (``time.sleep``, a socket read) rather than waiting for it to return. A task that
-installs its own ``SIGALRM`` handler loses the soft limit.
+installs its own ``SIGALRM`` or ``SIGUSR1`` handler loses the soft limit or the gentle cancel (a
+cancel then ends with the SIGKILL after the grace).
 
 The worker passes the OpenTelemetry context of the attempt's ``process`` span (when the worker
 has OpenTelemetry loaded); the child makes it current around the call, so spans the task opens
@@ -186,8 +187,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def _cancel(signum: int, frame: Any) -> None:
     ctx = _State.ctx
-    if ctx is None:
-        return  # between jobs: nothing to cancel (the worker stops the child anyway)
+    if ctx is None:  # the job ended as the cancel came: the worker drops this child, so exit
+        raise JobInterrupted("the worker stopped this child (cancel)")
     ctx.cancel_requested = True
     _State.soft_armed = False
     raise JobInterrupted(f"job {ctx.job.id} was cancelled")
