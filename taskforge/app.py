@@ -178,6 +178,7 @@ class Taskforge(AppDispatcher):
         soft_timeout: float | None = None,
         ignore_result: bool = False,
         result_ttl: int | None = None,
+        pool: str | None = None,
         cron: str | None = None,
         timezone: str = "UTC",
         catch_up: CatchUp | str = CatchUp.ONCE,
@@ -202,6 +203,7 @@ class Taskforge(AppDispatcher):
         soft_timeout: float | None = None,
         ignore_result: bool = False,
         result_ttl: int | None = None,
+        pool: str | None = None,
         cron: str | None = None,
         timezone: str = "UTC",
         catch_up: CatchUp | str = CatchUp.ONCE,
@@ -215,7 +217,8 @@ class Taskforge(AppDispatcher):
         failures retry at all (see :mod:`taskforge.policy`). ``soft_timeout`` (s, shorter than
         ``timeout``) raises ``SoftTimeoutExceeded`` in the task; ``ignore_result`` stores no
         result; ``result_ttl`` (s) keeps this task's succeeded records that long instead of
-        ``Settings.result_ttl_s``.
+        ``Settings.result_ttl_s``. ``pool`` (``"process"`` or ``"thread"``, sync tasks only)
+        runs the task there whatever the worker's ``--pool``.
 
         ``cron`` (5 fields, or 6 with seconds last) also makes it periodic: one job per tick, in
         ``timezone``, with ``catch_up`` (``"skip"``, ``"once"``, ``"all"``) for ticks missed while
@@ -245,6 +248,7 @@ class Taskforge(AppDispatcher):
                 soft_timeout=soft_timeout,
                 ignore_result=ignore_result,
                 result_ttl=result_ttl,
+                pool=pool,
             )
             t: Task[Any, Any] = Task(func, opts, self)
             self.registry.add(t)

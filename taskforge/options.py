@@ -21,6 +21,8 @@ from taskforge.policy import (
 from taskforge.protocol.keys import check_queue_name
 
 UNIQUE_POLICIES = ("queued", "running", "ttl")
+#: Where a sync task may ask to run: ``@task(pool="process")`` / ``pool="thread"``.
+POOL_KINDS = ("thread", "process")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,9 @@ class TaskOptions:
     ignore_result: bool = False
     result_ttl: int | None = None
     expires: float | datetime | None = None
+    #: ``"process"`` / ``"thread"``: where a sync task runs whatever the worker's ``--pool``;
+    #: None: the worker's pool.
+    pool: str | None = None
 
     def checked(self) -> TaskOptions:
         """Return self after validating every option; raises ConfigurationError."""
@@ -77,6 +82,11 @@ class TaskOptions:
             raise ConfigurationError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.rate_limit is not None:
             RateLimit.parse(self.rate_limit)
+        if self.pool is not None and self.pool not in POOL_KINDS:
+            raise ConfigurationError(
+                f"pool must be one of {', '.join(map(repr, POOL_KINDS))} or None (the worker's "
+                f"--pool), got {self.pool!r}"
+            )
         return self
 
     def _check_unique(self) -> None:
@@ -156,6 +166,7 @@ def coerce_priority(value: JobPriority | str) -> JobPriority:
 
 
 __all__ = [
+    "POOL_KINDS",
     "UNIQUE_POLICIES",
     "UNSET",
     "TaskOptions",

@@ -16,7 +16,7 @@ from taskforge.call import Call, Dispatcher, Periodic
 from taskforge.celery_compat import apply_async_when, misplaced_options_hint
 from taskforge.context import JobContext, bound, has_job, stand_in
 from taskforge.durations import When, when_to_delay
-from taskforge.errors import EnqueueError
+from taskforge.errors import ConfigurationError, EnqueueError
 from taskforge.handle import JobHandle
 from taskforge.job import JobPriority
 from taskforge.options import (
@@ -50,6 +50,11 @@ class Task(Generic[P, R]):
         self.opts = options.checked()
         self.name = options.name
         self.is_async = inspect.iscoroutinefunction(fn)
+        if self.is_async and options.pool is not None:
+            raise ConfigurationError(
+                f"task {options.name!r} is async: it runs on the worker's event loop, so "
+                f"pool={options.pool!r} does not apply (pool= is for sync tasks)"
+            )
         self._dispatcher = dispatcher
         self._signature = inspect.signature(fn)
         self._plain = _plain_params(self._signature)

@@ -92,3 +92,18 @@ def charge(amount_cents: int) -> str:
         if current_job().attempt == 1:
             raise ConnectionError("payment API timed out")
     return f"charged {amount_cents}"
+
+
+@app.task(name="otel.crunch", max_retries=1, retry_backoff=0)
+def crunch() -> dict[str, Any]:
+    """For a process-pool worker: fail the first attempt in the child; on the second, say where
+    the task ran and which span its own span nests under."""
+    with TRACER_PROVIDER.get_tracer("shop").start_as_current_span("crunch") as span:
+        if current_job().attempt == 1:
+            raise ValueError("bad batch")
+        ctx, parent = span.get_span_context(), span.parent  # type: ignore[attr-defined]
+        return {
+            "pid": os.getpid(),
+            "trace_id": f"{ctx.trace_id:032x}",
+            "parent_id": f"{parent.span_id:016x}" if parent else None,
+        }

@@ -11,7 +11,14 @@ import signal
 import time
 from datetime import datetime
 
-from taskforge import Retry, Taskforge, current_job
+from taskforge import (
+    JobCancelledError,
+    JobInterrupted,
+    Retry,
+    SoftTimeoutExceeded,
+    Taskforge,
+    current_job,
+)
 from taskforge.driver.connection import sync_client
 
 app = Taskforge()
@@ -28,6 +35,18 @@ def report(name: str, value: str) -> None:
     client = sync_client(app.settings)
     try:
         client.rpush(log_key(name), value)
+    finally:
+        client.close()
+
+
+def wait_for_go(timeout_s: float = 30) -> None:
+    """Wait until the test pushes to the ``go`` list (polled: a long BLPOP would outlast the
+    client's socket timeout)."""
+    client = sync_client(app.settings)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while client.lpop(log_key("go")) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
     finally:
         client.close()
 
@@ -111,3 +130,62 @@ def retry_later() -> str:
     if current_job().attempt == 1:
         raise Retry(countdown_s=0.2, reason="not yet")
     return "second"
+
+
+@app.task(name="pool.soft", soft_timeout=0.3, timeout=30, max_retries=0)
+def soft() -> str:
+    """Catch the soft limit in the child and finish early with what it has."""
+    try:
+        time.sleep(30)
+    except SoftTimeoutExceeded as exc:
+        report("soft", str(exc))
+        return "wrapped up"
+    return "slept"
+
+
+@app.task(name="pool.soft_ignored", soft_timeout=0.2, timeout=0.8, max_retries=0)
+def soft_ignored() -> None:
+    """Swallow the soft limit, then ignore SIGTERM: the hard timeout's SIGKILL ends it."""
+    try:
+        time.sleep(30)
+    except SoftTimeoutExceeded:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        report("soft_ignored", str(os.getpid()))
+    time.sleep(60)
+
+
+@app.task(name="pool.progress")
+def progress() -> int:
+    """Report progress, wait until the test has seen it in Redis, report more, return."""
+    job = current_job()
+    job.set_progress(0.25, "loading")
+    job.set_progress(0.5, "halfway")
+    report("progress", str(os.getpid()))
+    wait_for_go()
+    job.set_progress(1.0, "done")
+    return os.getpid()
+
+
+@app.task(name="pool.cancellable")
+def cancellable() -> None:
+    """Sleep until cancelled; on the interrupt, say what ``raise_if_cancelled`` did."""
+    report("cancellable", str(os.getpid()))
+    try:
+        time.sleep(60)
+    except JobInterrupted:
+        try:
+            current_job().raise_if_cancelled()
+            report("cancel_seen", "not cancelled")
+        except JobCancelledError as exc:
+            report("cancel_seen", f"{current_job().cancel_requested}: {exc}")
+        raise
+
+
+@app.task(name="pool.progress_flood")
+def progress_flood(n: int) -> int:
+    """Report progress ``n`` times in a tight loop; the last report is the one kept."""
+    job = current_job()
+    for i in range(1, n + 1):
+        job.set_progress(i / n, f"step {i}")
+    wait_for_go()  # still active while the test reads the record
+    return n

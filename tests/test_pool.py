@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
-from taskforge import JobFailedError, JobStatus, Taskforge
+from taskforge import ConfigurationError, JobFailedError, JobStatus, Taskforge, Worker
 from taskforge.job import JobRecord
 from tests import pool_tasks
 
@@ -40,6 +43,19 @@ def burst(start: StartWorker, *options: str) -> tuple[int, list[dict[str, Any]],
 
 def record(app: Taskforge, job_id: str) -> JobRecord:
     return app.client.record("default", job_id)
+
+
+def wait_report(app: Taskforge, name: str, timeout_s: float = 60) -> str:
+    """The first value a task reported into ``name`` (polled: a BLPOP this long would outlast
+    the client's socket timeout)."""
+    client = app.client.broker.client
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        values = client.lrange(pool_tasks.log_key(name), 0, 0)
+        if values:
+            return str(values[0])
+        time.sleep(0.05)
+    raise AssertionError(f"nothing reported into {name!r} in {timeout_s}s")
 
 
 def test_sync_tasks_run_in_child_processes_and_async_ones_on_the_loop(
@@ -219,3 +235,181 @@ def test_pool_tasks_get_typed_arguments_and_a_deliberate_retry_keeps_its_countdo
     assert later.result(timeout=5) == "second"  # a Retry, not a rebuilt stand-in the filter kills
     (retrying,) = [line for line in lines if line["status"] == "retrying"]
     assert retrying["job_id"] == later.id and "not yet" in retrying["error"]
+
+
+def test_soft_timeout_raises_in_the_child_and_the_task_may_finish(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    handle = pool_tasks.soft.delay()
+
+    started = time.monotonic()
+    burst(worker_process, "-c", "1")
+
+    assert handle.result(timeout=5) == "wrapped up"
+    assert time.monotonic() - started < 25  # not the 30 s sleep
+    client = app.client.broker.client
+    assert client.lrange(pool_tasks.log_key("soft"), 0, -1) == ["soft time limit of 0.3s exceeded"]
+
+
+def test_a_task_that_swallows_the_soft_limit_is_still_killed_by_the_hard_timeout(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    handle = pool_tasks.soft_ignored.delay()
+    after = pool_tasks.pid.delay()
+
+    burst(worker_process, "-c", "1")
+
+    assert record(app, handle.id).error_type == "JobTimeoutError"
+    (pid,) = app.client.broker.client.lrange(pool_tasks.log_key("soft_ignored"), 0, -1)
+    assert not _alive(int(pid))  # SIGTERM ignored: SIGKILLed after the grace
+    assert record(app, after.id).status == JobStatus.SUCCEEDED
+
+
+def test_progress_from_a_child_reaches_the_record_while_it_runs(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    handle = pool_tasks.progress.delay()
+    proc = worker_process("tests.pool_tasks:app", "--pool", "process", "-c", "1")
+    client = app.client.broker.client
+    started = wait_report(app, "progress")
+
+    deadline = time.monotonic() + 10
+    while record(app, handle.id).progress != 0.5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    running = record(app, handle.id)
+    assert (running.status, running.progress) == (JobStatus.ACTIVE, 0.5)
+    assert running.progress_message == "halfway"
+    client.rpush(pool_tasks.log_key("go"), "1")
+
+    assert handle.result(timeout=30) == int(started) != proc.pid
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
+
+
+def test_a_flood_of_progress_reports_from_a_child_ends_with_the_last_one(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    handle = pool_tasks.progress_flood.delay(5000)
+    proc = worker_process("tests.pool_tasks:app", "--pool", "process", "-c", "1")
+
+    deadline = time.monotonic() + 60
+    while record(app, handle.id).progress_message != "step 5000" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    rec = record(app, handle.id)
+    assert (rec.status, rec.progress, rec.progress_message) == (JobStatus.ACTIVE, 1.0, "step 5000")
+    app.client.broker.client.rpush(pool_tasks.log_key("go"), "1")
+    assert handle.result(timeout=30) == 5000
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
+
+
+def test_a_cancel_reaches_the_child_raise_if_cancelled_raises_and_the_child_is_stopped(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    handle = pool_tasks.cancellable.delay()
+    proc = worker_process("tests.pool_tasks:app", "--pool", "process", "-c", "1")
+    started = int(wait_report(app, "cancellable"))
+
+    handle.cancel()
+
+    with pytest.raises(JobFailedError, match="cancelled"):
+        handle.result(timeout=30)
+    assert wait_report(app, "cancel_seen") == f"True: job {handle.id} was cancelled"
+    deadline = time.monotonic() + 10
+    while _alive(started) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(started)
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
+
+
+def test_the_process_span_covers_the_child_and_records_its_error(
+    redis_url: str, prefix: str, worker_process: StartWorker, tmp_path: Path
+) -> None:
+    from tests import otel_tasks
+
+    otel_tasks.app.configure(redis_url=redis_url, prefix=prefix)
+    otel_tasks.SPANS.clear()
+    try:
+        handle = otel_tasks.crunch.delay()
+        (create,) = [otel_tasks.span_dict(s) for s in otel_tasks.SPANS.get_finished_spans()]
+        dump = tmp_path / "telemetry.json"
+        proc = worker_process(
+            "tests.otel_tasks:app", "--pool", "process", "-c", "1", "--burst",
+            env={"TASKFORGE_TEST_TELEMETRY": str(dump)},
+        )  # fmt: skip
+        out, _ = proc.communicate(timeout=90)
+        assert proc.returncode == 0, out.decode()
+        inside = handle.result(timeout=5)
+    finally:
+        otel_tasks.app.client.close()
+
+    spans = json.loads(dump.read_text())["spans"]
+    failed, succeeded = [s for s in spans if s["name"] == "process default"]
+    assert inside["pid"] != proc.pid  # the task ran in a child...
+    assert inside["trace_id"] == create["trace_id"]  # ...in the producer's trace,
+    assert inside["parent_id"] == succeeded["span_id"]  # under the attempt's process span
+    assert failed["status"] == "ERROR" and failed["events"] == ["exception"]
+    assert failed["attributes"]["error.type"] == "ValueError"
+    assert succeeded["attributes"]["taskforge.job.outcome"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("options", "in_child", "in_worker"),
+    [
+        ([], {"choice.in_process"}, {"choice.in_thread", "choice.default"}),
+        (["--pool", "process"], {"choice.in_process", "choice.default"}, {"choice.in_thread"}),
+    ],
+)
+def test_a_task_can_choose_its_pool_whatever_the_workers(
+    redis_url: str,
+    prefix: str,
+    worker_process: StartWorker,
+    options: list[str],
+    in_child: set[str],
+    in_worker: set[str],
+) -> None:
+    from tests import pool_choice_tasks as choice
+
+    choice.app.configure(redis_url=redis_url, prefix=prefix)
+    try:
+        handles = {t.name: t.delay() for t in (choice.in_process, choice.in_thread, choice.default)}
+        proc = worker_process("tests.pool_choice_tasks:app", "--burst", "-c", "2", *options)
+        out, _ = proc.communicate(timeout=90)
+        assert proc.returncode == 0, out.decode()
+        pids = {name: h.result(timeout=5) for name, h in handles.items()}
+    finally:
+        choice.app.client.close()
+
+    assert {name for name, pid in pids.items() if pid == proc.pid} == in_worker
+    assert {name for name, pid in pids.items() if pid != proc.pid} == in_child
+
+
+def test_a_bad_pool_choice_is_refused_at_decoration() -> None:
+    app = Taskforge()
+    with pytest.raises(ConfigurationError, match="pool must be one of 'thread', 'process'"):
+        app.task(name="x.fork", pool="fork")(lambda: None)
+
+    async def coro() -> None: ...
+
+    with pytest.raises(ConfigurationError, match="is async"):
+        app.task(name="x.async", pool="process")(coro)
+    assert "x.fork" not in app.registry and "x.async" not in app.registry
+
+
+def test_an_in_process_worker_without_a_pool_runs_pool_process_tasks_in_threads(
+    app_factory: Callable[..., Taskforge], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = app_factory()
+
+    @app.task(name="x.where", pool="process")
+    def where() -> int:
+        return os.getpid()
+
+    handle = where.delay()
+    with caplog.at_level(logging.INFO, logger="taskforge.executor"):
+        worker = Worker(app.settings, app.registry, burst=True, block_s=0.5)
+    anyio.run(worker.run)
+
+    assert handle.result(timeout=10) == os.getpid()
+    assert "x.where ask for pool='process' but this worker has no process pool" in caplog.text

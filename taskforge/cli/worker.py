@@ -13,6 +13,7 @@ import anyio
 import typer
 
 from taskforge import demo as demo_module
+from taskforge.app import Taskforge
 from taskforge.cli.app import LogFormat, LogLevel, RedisUrl, cli, load_app, setup_logging
 from taskforge.cli.output import fail
 from taskforge.errors import BrokerConnectionError, ConfigurationError, TaskforgeError
@@ -85,7 +86,7 @@ def worker(
             metrics_port=metrics_port,
             middleware=app.middleware,
             outcome_log=JsonLines() if json_outcomes else None,
-            pool=_pool(pool, modules, settings, concurrency, max_tasks_per_child,
+            pool=_pool(pool, modules, app, settings, concurrency, max_tasks_per_child,
                        max_memory_per_child_mb),
         )  # fmt: skip
     except ValueError as exc:  # a bad queue name or Redis URL (ConfigurationError included)
@@ -103,17 +104,26 @@ def worker(
 def _pool(
     kind: str,
     modules: list[str],
+    app: Taskforge,
     settings: Settings,
     size: int,
     max_tasks: int | None,
     max_memory_mb: float | None,
 ) -> ProcessPool | None:
-    """The process pool ``--pool process`` asks for (its children load the app as we did)."""
+    """The process pool ``--pool process`` asks for (its children load the app as we did).
+
+    A thread-pool worker whose app has ``@task(pool="process")`` sync tasks gets one too, for
+    those tasks only: one child starts with the worker (so a task module that cannot load in a
+    child stops it at once, as with ``--pool process``), the others when jobs need them.
+    """
     if kind not in POOLS:
         raise typer.BadParameter(f"--pool must be one of {', '.join(POOLS)}, got {kind!r}")
-    if kind == "thread":
+    per_task = any(t.opts.pool == "process" and not t.is_async for t in app.registry)
+    if kind == "thread" and not per_task:
         if max_tasks is not None or max_memory_mb is not None:
-            raise typer.BadParameter("--max-tasks/memory-per-child need --pool process")
+            raise typer.BadParameter(
+                "--max-tasks/memory-per-child need --pool process (or a task with pool='process')"
+            )
         return None
     return ProcessPool(
         functools.partial(load_app, modules),
@@ -122,6 +132,8 @@ def _pool(
         max_tasks_per_child=max_tasks,
         max_memory_per_child_mb=max_memory_mb,
         preload=["taskforge.cli", *(spec.partition(":")[0] for spec in modules)],
+        default=kind == "process",
+        prestart=None if kind == "process" else 1,
     )
 
 

@@ -211,7 +211,11 @@ def encode_result(value: Any, serializer: str = JSON) -> str:
 
 
 class Executor:
-    """Runs jobs of one registry. Async tasks run on the loop; sync tasks in worker threads."""
+    """Runs jobs of one registry. Async tasks run on the loop; sync tasks in worker threads, or
+    in ``pool``'s child processes (all of them when ``pool.default``, else those of
+    ``@task(pool="process")``; a ``pool="thread"`` task stays in a thread either way). With no
+    ``pool`` (an in-process worker, a test's drain) every sync task runs in a thread.
+    """
 
     def __init__(
         self,
@@ -222,7 +226,13 @@ class Executor:
     ):
         self.registry = registry
         self.thread_limiter = thread_limiter
-        self.pool = pool  # when set, sync tasks run in its child processes, not in threads
+        self.pool = pool  # when set, sync tasks may run in its child processes, not in threads
+        if pool is None and (wanting := [t.name for t in registry if t.opts.pool == "process"]):
+            log.info(
+                "task(s) %s ask for pool='process' but this worker has no process pool: they run "
+                "in threads (give it pool=ProcessPool(...); `taskforge worker` makes one)",
+                ", ".join(sorted(wanting)),
+            )
 
     async def run(self, task: Task[Any, Any], ctx: JobContext, scope: anyio.CancelScope) -> Result:
         """Run one attempt inside ``scope`` (the worker cancels it to abort) and classify it."""
@@ -268,8 +278,8 @@ class Executor:
             args, kwargs = tuple(job.args), job.kwargs
         else:
             args, kwargs = typed_arguments(task.fn, job.args, job.kwargs)
-        if not task.is_async and self.pool is not None:
-            return await self._call_in_pool(self.pool, ctx)
+        if (pool := self._pool_for(task)) is not None:
+            return await self._call_in_pool(pool, ctx)
         if not task.is_async:
             return await self._call_sync(task.fn, ctx, args, kwargs)
         bind(ctx)
@@ -283,6 +293,13 @@ class Executor:
             # block above as itself, with its own message.
             raise _timed_out(job)
         return value
+
+    def _pool_for(self, task: Task[Any, Any]) -> ProcessPool | None:
+        """The process pool ``task`` runs in, or None (the loop, or a thread)."""
+        pool = self.pool
+        if pool is None or task.is_async or task.opts.pool == "thread":
+            return None
+        return pool if pool.default or task.opts.pool == "process" else None
 
     async def _call_in_pool(self, pool: ProcessPool, ctx: JobContext) -> Any:
         with _deadline(ctx.job.timeout_s) as deadline:

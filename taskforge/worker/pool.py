@@ -13,9 +13,10 @@ replaces killed and recycled children pays again and again. Where ``forkserver``
 
 A child that dies mid-job (SIGKILL, the OOM killer, a crash in C code) closes its pipe; the
 attempt fails with :class:`~taskforge.errors.WorkerLostError` and the job follows its retry
-policy. A timed-out or cancelled job's child gets SIGTERM (which raises ``JobInterrupted`` in
-the task, so ``finally`` blocks run), then SIGKILL after ``kill_grace_s``; the next job gets a
-fresh child.
+policy. A timed-out job's child gets SIGTERM, a cancelled job's SIGUSR1 (which also sets
+``cancel_requested``); either raises ``JobInterrupted`` in the task, so ``finally`` blocks run;
+SIGKILL follows after ``kill_grace_s``, and the next job gets a fresh child. The child's side
+(soft time limit, progress reports, trace context) is :mod:`taskforge.worker.pool_child`.
 """
 
 from __future__ import annotations
@@ -26,10 +27,7 @@ import logging
 import multiprocessing
 import os
 import pickle
-import resource
 import signal
-import sys
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -39,10 +37,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 
-from taskforge.context import JobContext, bind
-from taskforge.errors import ConfigurationError, JobInterrupted, WorkerLostError
-from taskforge.payload import typed_arguments
-from taskforge.serializer import PICKLE
+from taskforge.context import JobContext
+from taskforge.errors import ConfigurationError, WorkerLostError
+from taskforge.options import POOL_KINDS
+from taskforge.worker.pool_child import CANCEL_SIGNAL, child_main, trace_carrier
 
 if TYPE_CHECKING:  # annotations only: children import the app through the loader
     from taskforge.app import Taskforge
@@ -50,8 +48,8 @@ if TYPE_CHECKING:  # annotations only: children import the app through the loade
 
 log = logging.getLogger(__name__)
 
-#: What a pool can be asked to be.
-POOLS = ("thread", "process")
+#: What a pool can be asked to be (``--pool``, and ``@task(pool=...)``).
+POOLS = POOL_KINDS
 #: How long a new child may take to import the task modules before the pool gives up.
 START_TIMEOUT_S = 60.0
 
@@ -81,6 +79,10 @@ class ProcessPool:
     returns the app in the child; the child then uses ``settings``. A child is replaced after
     ``max_tasks_per_child`` jobs, or once its resident memory passes ``max_memory_per_child_mb``
     (checked after each job).
+
+    ``default`` (``--pool process``): sync tasks that name no pool run here; False (a thread-pool
+    worker whose app has ``@task(pool="process")`` tasks): only those do. ``prestart`` children
+    start with the worker (default: all ``size``); the rest start when a job needs them.
     """
 
     def __init__(
@@ -93,6 +95,8 @@ class ProcessPool:
         max_memory_per_child_mb: float | None = None,
         kill_grace_s: float = 2.0,
         preload: Sequence[str] = (),
+        default: bool = True,
+        prestart: int | None = None,
     ):
         if size < 1:
             raise ConfigurationError(f"pool size must be >= 1, got {size}")
@@ -106,9 +110,11 @@ class ProcessPool:
         self.max_tasks_per_child = max_tasks_per_child
         self.max_memory_per_child_mb = max_memory_per_child_mb
         self.kill_grace_s = kill_grace_s
+        self.default = default
+        self.prestart = size if prestart is None else max(0, min(prestart, size))
         self._loader = app_loader
         self._settings = settings
-        self._mp = _context(["taskforge.worker.pool", *preload])
+        self._mp = _context(["taskforge.worker.pool_child", *preload])
         self._idle: list[_Child] = []
         self._slots = anyio.Semaphore(size)
         self._closing = False
@@ -118,12 +124,13 @@ class ProcessPool:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Start every child now, so a task module that fails to import stops the worker early.
+        """Start ``prestart`` children now, so a task module that fails to import stops the
+        worker early.
 
         Raises:
             ConfigurationError: a child could not load the app (the message has its error).
         """
-        while len(self._idle) < self.size:  # a second start() finds them running
+        while len(self._idle) < self.prestart:  # a second start() finds them running
             self._idle.append(await self._spawn())
 
     async def aclose(self) -> None:
@@ -149,16 +156,16 @@ class ProcessPool:
         async with self._slots:
             child = await self._acquire(ctx)
             try:
-                reply = await self._wait_reply(child)
+                reply = await self._wait_reply(child, ctx)
             except BaseException:  # timeout or cancel: the child is mid-job, stop it
                 with anyio.CancelScope(shield=True):
-                    await self._kill(child)
+                    await self._kill(child, cancel=ctx.cancel_requested)
                 raise
             return self._answer(child, reply, ctx)
 
     async def _acquire(self, ctx: JobContext) -> _Child:
         """An idle live child with the job sent to it (a child found dead is replaced)."""
-        message = (ctx.job, ctx.attempt, ctx.token)
+        message = (ctx.job, ctx.attempt, ctx.token, trace_carrier())
         while True:
             if self._idle:
                 child = self._idle.pop()
@@ -173,13 +180,23 @@ class ProcessPool:
                 log.warning("pool process %s had died while idle; replacing it", child.process.pid)
                 await self._reap(child, 0)
 
-    async def _wait_reply(self, child: _Child) -> tuple[Any, ...] | None:
-        await _readable(child.conn.fileno())
-        try:
-            reply: tuple[Any, ...] = child.conn.recv()
-            return reply
-        except (EOFError, ConnectionResetError, OSError):
-            return None
+    async def _wait_reply(
+        self, child: _Child, ctx: JobContext | None = None
+    ) -> tuple[Any, ...] | None:
+        """The child's answer (None: it died), passing its progress reports on to ``ctx``."""
+        while True:
+            await _readable(child.conn.fileno())
+            while True:  # every message already there, without a wake-up each
+                try:
+                    reply: tuple[Any, ...] = child.conn.recv()
+                except (EOFError, ConnectionResetError, OSError):
+                    return None
+                if reply[0] != "progress" or ctx is None:
+                    return reply
+                # Written by the worker's ProgressWriter with this lease's token (fenced as ever).
+                ctx.set_progress(reply[1], reply[2])
+                if not child.conn.poll():
+                    break
 
     def _answer(self, child: _Child, reply: tuple[Any, ...] | None, ctx: JobContext) -> Any:
         if reply is None:
@@ -228,7 +245,7 @@ class ProcessPool:
     async def _spawn(self) -> _Child:
         parent_conn, child_conn = self._mp.Pipe(duplex=True)
         process = self._mp.Process(
-            target=_child_main,
+            target=child_main,
             args=(child_conn, self._loader, self._settings),
             name="taskforge-pool",
             # Daemonic: stopped with the worker even on an error path. (So, as in most prefork
@@ -249,11 +266,14 @@ class ProcessPool:
         await self._reap(child, 0)
         raise ConfigurationError(f"a pool process did not load the tasks in {START_TIMEOUT_S}s")
 
-    async def _kill(self, child: _Child) -> None:
-        """SIGTERM (the task sees JobInterrupted), then SIGKILL after the grace."""
+    async def _kill(self, child: _Child, *, cancel: bool = False) -> None:
+        """SIGTERM, or for a cancel SIGUSR1 (the task sees JobInterrupted either way, and
+        ``cancel_requested`` for a cancel), then SIGKILL after the grace."""
         self.lost_children += 1
-        if child.process.is_alive():
-            child.process.terminate()
+        pid = child.process.pid
+        if child.process.is_alive() and pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, CANCEL_SIGNAL if cancel else signal.SIGTERM)
         await self._reap(child, self.kill_grace_s)
 
     async def _reap(self, child: _Child, grace_s: float) -> None:
@@ -309,85 +329,6 @@ def _rebuild(payload: tuple[bytes | None, str, str]) -> BaseException:
             pass
     stand_in: type[Exception] = type(type_name, (Exception,), {"__module__": "taskforge.pool"})
     return stand_in(message)
-
-
-# ---------------------------------------------------------------------- the child's side
-
-
-def _child_main(conn: Connection, loader: Callable[[], Taskforge], settings: Settings) -> None:
-    # Ctrl-C reaches the whole process group: the parent decides what happens to running jobs.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        app = loader()
-        app.configure(settings)
-    except BaseException as exc:  # report why, then exit: the parent raises a clear error
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        return
-    conn.send(("ready", os.getpid()))
-    try:
-        _serve(conn, app)
-    except JobInterrupted:
-        return  # SIGTERM: the worker already recorded the outcome and waits for this exit
-
-
-def _serve(conn: Connection, app: Taskforge) -> None:
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return  # the worker is gone
-        if message is None:
-            return
-        conn.send(_run_one(app, *message))
-
-
-def _run_one(app: Taskforge, job: Any, attempt: int, token: str) -> tuple[Any, ...]:
-    ctx = JobContext(job, attempt, token)
-    bind(ctx)
-    try:
-        fn = app.registry.get(job.task).fn
-        # As on the thread path: JSON arguments get the types the signature names (the worker
-        # already validated them; pickled ones are the objects they were).
-        if job.serializer == PICKLE:
-            args, kwargs = tuple(job.args), job.kwargs
-        else:
-            args, kwargs = typed_arguments(fn, job.args, job.kwargs)
-        value = fn(*args, **kwargs)
-        pickle.dumps(value)  # fail here, as the task's error, rather than inside send()
-        return ("ok", value, "", _rss_kib())
-    except JobInterrupted:
-        raise
-    # The job boundary of the child: whatever the task raised goes back to the worker.
-    except (Exception, SystemExit) as exc:
-        return ("err", _portable(exc), _format(exc), _rss_kib())
-
-
-def _portable(exc: BaseException) -> tuple[bytes | None, str, str]:
-    try:
-        blob: bytes | None = pickle.dumps(exc)
-    except Exception:  # an exception holding a socket, a lock...: send its name and message
-        blob = None
-    return blob, type(exc).__name__, str(exc) or repr(exc)
-
-
-def _format(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc))[-8192:]
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise JobInterrupted("the worker stopped this job (timeout or cancel)")
-
-
-def _rss_kib() -> int:
-    """Resident memory now (KiB): /proc on Linux, else the peak from getrusage."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") // 1024
-    except (OSError, ValueError, IndexError):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak // 1024 if sys.platform == "darwin" else peak
 
 
 __all__ = ["POOLS", "ProcessPool", "RemoteTraceback"]
