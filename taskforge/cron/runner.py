@@ -25,7 +25,8 @@ from taskforge.protocol.brokers import AsyncBroker
 from taskforge.protocol.ops import Ops
 from taskforge.protocol.records import NewJob
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the package layout: logging configs name it.
+log = logging.getLogger("taskforge.scheduler")
 
 #: Longest sleep between two looks at the clock (re-syncs with Redis server time).
 MAX_SLEEP_S = 60.0

@@ -23,7 +23,8 @@ from taskforge.driver.requests import Op, Request, Scripts, T
 from taskforge.driver.subscribe import resubscribing
 from taskforge.settings import Settings
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the package layout: logging configs name it.
+log = logging.getLogger("taskforge.broker")
 
 
 class AsyncDriver:

@@ -18,7 +18,8 @@ from taskforge.driver.connection import AsyncRedis
 #: The longest wait between two resubscription attempts, s.
 MAX_BACKOFF_S = 2.0
 
-_log = logging.getLogger(__name__)
+# The logger keeps its name from before the package layout: logging configs name it.
+_log = logging.getLogger("taskforge.broker")
 
 
 async def resubscribing(

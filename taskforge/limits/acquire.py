@@ -20,7 +20,8 @@ from taskforge.limits import RateLimit
 from taskforge.protocol.brokers import AsyncBroker
 from taskforge.task import Task
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the package layout: logging configs name it.
+log = logging.getLogger("taskforge.limiter")
 
 #: A job waiting for a concurrency slot tries again after a random wait in this range (s).
 SLOT_RETRY_S = (0.2, 1.0)

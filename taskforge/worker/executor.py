@@ -30,7 +30,8 @@ from taskforge.worker.soft_timeout import SoftLimited, arm_thread
 if TYPE_CHECKING:  # the pool (and multiprocessing) load only when a worker asks for one
     from taskforge.worker.pool import ProcessPool
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the package layout: logging configs name it.
+log = logging.getLogger("taskforge.executor")
 
 TRACEBACK_LIMIT = 8 * 1024
 RESULT_LIMIT_BYTES = 1024 * 1024

@@ -46,7 +46,8 @@ if TYPE_CHECKING:  # annotations only: children import the app through the loade
     from taskforge.app import Taskforge
     from taskforge.settings import Settings
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the package layout: logging configs name it.
+log = logging.getLogger("taskforge.pool")
 
 #: What a pool can be asked to be (``--pool``, and ``@task(pool=...)``).
 POOLS = POOL_KINDS

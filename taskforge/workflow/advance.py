@@ -23,7 +23,8 @@ from taskforge.protocol.records import NewJob, Outcome
 from taskforge.workflow.graph import member_call, parse_member_id
 from taskforge.workflow.ops import MemberOutcome, ReadyNode, WorkflowOps
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the package layout: logging configs name it.
+log = logging.getLogger("taskforge.workflow_advance")
 
 #: Outbox entries one upkeep pass replays per queue.
 REPLAY_BATCH = 500
