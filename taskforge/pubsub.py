@@ -38,6 +38,16 @@ from taskforge.settings import Settings
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "JOB_UPDATES",
+    "SYSTEM_ALERTS",
+    "WORKFLOW_EVENTS",
+    "RedisClient",
+    "configure_redis_client",
+    "get_redis_client",
+    "tenant_channel",
+]
+
 #: All workflow events.
 WORKFLOW_EVENTS = "workflow:events"
 #: System-wide alerts.

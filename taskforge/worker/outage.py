@@ -12,7 +12,7 @@ import time
 import anyio
 
 from taskforge.errors import BrokerConnectionError, BrokerError, BrokerOutOfMemoryError
-from taskforge.oom import MemoryPause
+from taskforge.worker.oom import MemoryPause
 
 log = logging.getLogger("taskforge.worker")
 

@@ -15,6 +15,8 @@ import anyio
 
 log = logging.getLogger("taskforge.worker")
 
+__all__ = ["MemoryPause"]
+
 
 class MemoryPause:
     """Since when Redis refuses this worker's writes for memory, and a gate fetchers wait on."""
