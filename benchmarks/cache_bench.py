@@ -144,7 +144,7 @@ def bench_sync(url: str, ns: str, n: int) -> dict[str, float]:
 
 
 def _private_server() -> tuple[Any, str]:
-    from tests.redis_server import RedisServer
+    from tests.support.redis_server import RedisServer
 
     server = RedisServer().start()
     return server, server.url

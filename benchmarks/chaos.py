@@ -45,8 +45,8 @@ from taskforge.client import Client  # noqa: E402
 from taskforge.job import JobPriority  # noqa: E402
 from taskforge.protocol.keys import QueueKeys  # noqa: E402
 from taskforge.task import Call, TaskOptions  # noqa: E402
-from tests.faultproxy import FaultProxy  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from tests.support.faultproxy import FaultProxy  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 
 FINAL = {"succeeded", "dead", "cancelled"}
 QUEUE = "default"
@@ -782,7 +782,7 @@ def network_fault(
     fault: str | Sequence[str], jobs: int = 400, fault_s: float = 3.0, lease_s: float = 1.0,
     proxied: int = 2, direct: int = 1, concurrency: int = 4, ms: int = 30,
 ) -> Report:  # fmt: skip
-    """``proxied`` workers reach Redis through a :class:`~tests.faultproxy.FaultProxy`,
+    """``proxied`` workers reach Redis through a :class:`~tests.support.faultproxy.FaultProxy`,
     ``direct`` workers straight; half a second into the run the proxy injects ``fault`` (or each
     of several, one second apart) for ``fault_s`` seconds while a producer enqueues straight to
     Redis until the last fault begins:

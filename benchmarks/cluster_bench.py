@@ -35,8 +35,8 @@ sys.path[:0] = [str(ROOT)]
 from taskforge import Settings, Taskforge, default_app, task  # noqa: E402
 from taskforge.partition import Partitioned  # noqa: E402
 from taskforge.protocol.brokers import SyncBroker  # noqa: E402
-from tests.cluster import LocalCluster, LocalSentinel  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from tests.support.cluster import LocalCluster, LocalSentinel  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 
 QUEUE = "bench"
 

@@ -43,8 +43,8 @@ from taskforge.client import Client  # noqa: E402
 from taskforge.partition import Partitioned  # noqa: E402
 from taskforge.protocol.keys import QueueKeys  # noqa: E402
 from taskforge.task import Call, TaskOptions  # noqa: E402
-from tests.cluster import LocalCluster  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from tests.support.cluster import LocalCluster  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 
 QUEUE = "fo"
 PREFIX = "fo"

@@ -36,7 +36,7 @@ from taskforge.dashboard import DashboardConfig, create_app
 from taskforge.job import JobPriority
 from taskforge.protocol.brokers import SyncBroker
 from taskforge.protocol.keys import GlobalKeys, QueueKeys
-from tests.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 
 PREFIX = "tfdash"
 PAGES = ("/", "/api/overview", "/queues/q000?limit=50", "/dead", "/workers", "/jobs/{job}")

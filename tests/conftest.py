@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from taskforge import Settings, Taskforge
-from tests.redis_server import RedisServer, external_url
+from tests.support.redis_server import RedisServer, external_url
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,7 @@
 Each operation is a generator of requests (:data:`~taskforge.driver.requests.Op`): it yields a
 script call or commands and returns the parsed reply, and a driver sends them
 (:mod:`taskforge.driver`). The scripts it names are in ``taskforge/protocol/lua/``, each with its
-``KEYS``/``ARGV`` in its header (``tests/test_lua_headers.py`` checks the two agree).
+``KEYS``/``ARGV`` in its header (``tests/protocol/test_lua_headers.py`` checks the two agree).
 """
 
 from __future__ import annotations

@@ -1,0 +1,158 @@
+"""The benchmark scripts run end to end on the test Redis with tiny N (shape only, no timings)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import bench
+from benchmarks.runner import latency_result, percentile
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks" / "bench.py"
+TINY = ["--rounds", "1", "--n", "40", "--peer-n", "20", "--one-call-n", "10"]
+TINY += ["--samples", "5", "--peer-samples", "3", "--quiet"]
+
+
+def run_bench(redis_url: str, tmp_path: Path, *extra: str) -> tuple[str, dict[str, Any]]:
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(BENCH), "--redis-url", redis_url, "--json", str(out), *TINY, *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout, json.loads(out.read_text())
+
+
+def peer_pythons(*systems: str) -> dict[str, str]:
+    """Interpreters that import the peers (PEER_VENVS: a folder of venvs, as --peer-venvs)."""
+    extra = ["--peer-venvs", os.environ["PEER_VENVS"]] if os.environ.get("PEER_VENVS") else []
+    args = bench.parse_args(["--systems", ",".join(systems), *extra])
+    return bench.find_pythons(args, systems)
+
+
+def test_taskforge_run_prints_the_table_and_writes_every_figure(
+    redis_url: str, tmp_path: Path
+) -> None:
+    stdout, doc = run_bench(redis_url, tmp_path, "--systems", "taskforge")
+
+    head = stdout.splitlines()[0]
+    assert head.startswith("| figure | taskforge | best peer | tf / best |")
+    assert "| drain no-op, jobs/s | " in stdout
+    assert "| Redis bytes per waiting no-op job | " in stdout
+    assert set(doc) >= {"machine", "config", "summary", "runs", "derived", "systems"}
+    assert doc["machine"]["cores"] >= 1 and doc["machine"]["redis_server"]
+    assert doc["machine"]["lpush_us"]["sync_p50"] > 0
+    summary = doc["summary"]
+    for key in ("enqueue_sync", "enqueue_async", "enqueue_bulk", "latency", "startup"):
+        assert "taskforge" in summary[key], key
+    for body in bench.BODIES:
+        drain = summary[f"drain_{body}"]["taskforge"]
+        assert drain["jobs"] == 40, body
+        assert drain["jobs_per_s"] > 0 and drain["peak_rss_mib"] > 0
+    noop = summary["drain_noop"]["taskforge"]
+    assert noop["commands_per_job"] > noop["round_trips_per_job"] > 0
+    assert noop["redis_bytes_per_waiting_job"] != 0
+    assert (
+        summary["enqueue_sync"]["taskforge"]["p99_us"]
+        >= summary["enqueue_sync"]["taskforge"]["p50_us"]
+    )
+    assert summary["latency"]["taskforge"]["p99_ms"] >= summary["latency"]["taskforge"]["p50_ms"]
+    assert 0 < summary["startup"]["taskforge"]["startup_s"] < 60
+    assert 0 < summary["startup_cli"]["taskforge"]["startup_s"] < 60
+    assert not [r for r in doc["runs"] if "error" in r]
+
+
+def test_big_drain_reports_the_time_ratio_to_the_small_one(redis_url: str, tmp_path: Path) -> None:
+    measures = "drain_noop,drain_big"
+    _, doc = run_bench(
+        redis_url, tmp_path, "--systems", "taskforge", "--big-n", "80", "--measures", measures
+    )
+
+    assert doc["summary"]["drain_big"]["taskforge"]["jobs"] == 80
+    assert doc["derived"]["big_over_small_jobs_ratio"] == 2
+    assert doc["derived"]["big_over_small_time_ratio"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    len(peer_pythons(*bench.PEERS)) < len(bench.PEERS),
+    reason="peer venvs not installed (benchmarks/README.md, PEER_VENVS)",
+)
+def test_every_peer_runs_in_the_same_run_with_ratios_to_the_best(
+    redis_url: str, tmp_path: Path
+) -> None:
+    extra = ["--peer-venvs", os.environ["PEER_VENVS"]] if os.environ.get("PEER_VENVS") else []
+    stdout, doc = run_bench(redis_url, tmp_path, *extra)
+
+    assert stdout.splitlines()[0].startswith("| figure | taskforge | huey | dramatiq |")
+    summary = doc["summary"]
+    for peer in bench.PEERS:
+        assert summary["drain_noop"][peer]["jobs"] == 20, peer
+        assert summary["latency"][peer]["samples"] == 3, peer
+        assert summary["startup"][peer]["startup_s"] > 0, peer
+    assert summary["enqueue_sync"].get("arq") is None  # arq has no sync producer: not run
+    assert not [r for r in doc["runs"] if "error" in r]
+
+
+@pytest.mark.skipif(
+    len(peer_pythons("arq", "rq")) < 2, reason="arq/rq not installed (benchmarks/README.md)"
+)
+def test_arq_and_rq_run_beside_taskforge(redis_url: str, tmp_path: Path) -> None:
+    extra = ["--peer-venvs", os.environ["PEER_VENVS"]] if os.environ.get("PEER_VENVS") else []
+    measures = "enqueue_sync,enqueue_async,drain_noop,latency"
+    _, doc = run_bench(
+        redis_url, tmp_path, "--systems", "taskforge,arq,rq", "--measures", measures, *extra
+    )
+
+    summary = doc["summary"]
+    assert summary["drain_noop"]["rq"]["jobs"] == 20
+    assert summary["enqueue_sync"]["rq"]["jobs_per_s"] > 0
+    assert "unsupported" not in json.dumps(summary["enqueue_async"]["arq"])
+    assert summary["latency"]["arq"]["samples"] == 3
+
+
+def test_best_peer_is_the_highest_rate_or_the_lowest_cost() -> None:
+    cells = {"taskforge": {"x": 5.0}, "huey": {"x": 3.0}, "saq": {"x": 9.0}, "rq": {}}
+
+    assert bench.best_peer(cells, "x", bench.MAX) == ("saq", 9.0)
+    assert bench.best_peer(cells, "x", bench.MIN) == ("huey", 3.0)
+    assert bench.best_peer({"taskforge": {"x": 1.0}}, "x", bench.MAX) is None
+
+
+def test_latency_percentiles_use_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile([], 50) is None
+    assert latency_result([0.001, 0.002])["p99_ms"] == 2.0
+
+
+def test_summary_takes_medians_and_carries_unsupported_notes() -> None:
+    raw = [
+        {"measure": "m", "system": "taskforge", "round": i, "jobs_per_s": v, "jobs": 10}
+        for i, v in enumerate([30.0, 10.0, 20.0])
+    ]
+    raw.append({"measure": "m", "system": "arq", "round": 1, "unsupported": "no sync"})
+
+    summary = bench.summarise(raw)
+
+    assert summary["m"]["taskforge"]["jobs_per_s"] == 20.0
+    assert summary["m"]["taskforge"]["rounds"] == 3
+    assert summary["m"]["arq"]["note"] == "no sync"
+
+
+def test_unknown_system_is_refused(redis_url: str) -> None:
+    env = {**os.environ}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--redis-url", redis_url, "--systems", "celery"],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+
+    assert proc.returncode != 0
+    assert "unknown systems" in proc.stderr
