@@ -5,7 +5,7 @@
 
 For each mode (plain enqueue, then ``durable_enqueue``: ``WAIT 1`` after each enqueue) it builds
 a fresh cluster of 3 primaries with one replica each (``cluster-node-timeout`` 2 s), starts
-``--workers`` real ``taskforge worker`` processes running :mod:`benchmarks.chaos_tasks` on a
+``--workers`` real ``taskforge worker`` processes running :mod:`tests.support.chaos_tasks` on a
 queue in ``--partitions`` partitions (spread over the three primaries), and a producer thread
 that sends jobs with fixed ids in small batches, re-sending a batch with the same ids after any
 error until it is acknowledged. ``--kill-at`` seconds in, the primary serving partition 0 is
@@ -185,7 +185,8 @@ def _start_workers(
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }  # fmt: skip
     queues = [a for q in hot.queues for a in ("-Q", q)]
-    cmd = [sys.executable, "-m", "taskforge.cli", "worker", "benchmarks.chaos_tasks:app", *queues]
+    cmd = [sys.executable, "-m", "taskforge.cli", "worker", "tests.support.chaos_tasks:app"]
+    cmd += queues
     cmd += ["-c", str(args.concurrency)]
     procs = []
     for i in range(args.workers):

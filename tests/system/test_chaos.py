@@ -2,7 +2,7 @@
 
 The short form (the default run, about half a minute in all) uses small numbers; the long form
 (``pytest -m slow tests/system/test_chaos.py``) uses the README's Reliability figures. Each test
-calls one scenario of :mod:`benchmarks.chaos` and checks what its ledger-based checker found.
+calls one scenario of :mod:`tests.support.chaos` and checks what its ledger-based checker found.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from benchmarks import chaos
+from tests.support import chaos
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None and not os.environ.get("CI"),

@@ -3,7 +3,7 @@
 Real worker processes reach a private redis-server through the proxy (one more worker reaches
 it directly, and so does the producer); the proxy injects latency spikes, connection resets, a
 black hole longer than a lease, and a half-open connection that never answers. Each test runs
-:func:`benchmarks.chaos.network_fault` and checks its ledger: nothing lost, and a job ran twice
+:func:`tests.support.chaos.network_fault` and checks its ledger: nothing lost, and a job ran twice
 only if a proxied worker held it during a fault. The default run puts the four faults in one
 sequence (about 25 s); the long forms (``pytest -m slow``) are the README's figures.
 """
@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 
-from benchmarks import chaos
+from tests.support import chaos
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None and not os.environ.get("CI"),

@@ -1,5 +1,5 @@
 """Chains and chords under worker SIGKILLs and a Redis kill -9: no workflow lost, no chord
-callback run twice (benchmarks/chaos_workflows.py; the long form is marked slow)."""
+callback run twice (tests/support/chaos_workflows.py; the long form is marked slow)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from benchmarks import chaos_workflows
+from tests.support import chaos_workflows
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None and not os.environ.get("CI"),

@@ -1,4 +1,5 @@
-"""Tasks the chaos runner's worker processes run (``taskforge worker benchmarks.chaos_tasks:app``).
+"""Tasks the chaos runner's worker processes run:
+``taskforge worker tests.support.chaos_tasks:app``.
 
 Every run of ``chaos.work`` appends one line to the ledger named by ``CHAOS_LEDGER``, a file
 outside Redis, and fsyncs it before returning:
@@ -71,7 +72,7 @@ def poison() -> None:
 
 @app.task(name="chaos.step", max_retries=0)
 def step(value: int, ms: float = 0.0) -> int:
-    """A workflow step (benchmarks/chaos_workflows.py): sleep ``ms``, record, return value + 1."""
+    """A workflow step (tests/support/chaos_workflows.py): sleep ``ms``, record, return value+1."""
     started = time.time()
     if ms > 0:
         time.sleep(ms / 1000)

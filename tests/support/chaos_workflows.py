@@ -1,6 +1,6 @@
 """Chaos for workflows: chains and chords under worker SIGKILLs and a Redis ``kill -9``.
 
-Uses the harness of :mod:`benchmarks.chaos` (private Redis with AOF ``appendfsync always``, real
+Uses the harness of :mod:`tests.support.chaos` (private Redis with AOF ``appendfsync always``, real
 ``taskforge worker`` processes, an fsync'd ledger outside Redis). Every workflow must end
 ``succeeded`` with its exact value (nothing lost, no step skipped or fed twice), and every
 chord's callback must appear in the ledger exactly once, whatever was killed when. A member may
@@ -17,17 +17,12 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.chaos import Chaos, Orphans, Report, table  # noqa: E402
-from taskforge import BrokerError, Taskforge, chain, chord, group  # noqa: E402
-from taskforge.canvas import walk_calls  # noqa: E402
-from taskforge.workflow import WorkflowClient, WorkflowStatus  # noqa: E402
+from taskforge import BrokerError, Taskforge, chain, chord, group
+from taskforge.canvas import walk_calls
+from taskforge.workflow import WorkflowClient, WorkflowStatus
+from tests.support.chaos import Chaos, Orphans, Report, table
 
 
 class Workflows:

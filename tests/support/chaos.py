@@ -1,7 +1,7 @@
 """Chaos runner: real workers, a real Redis, faults on a schedule, and a ledger that tells truth.
 
 Each scenario starts a private ``redis-server`` (AOF, ``appendfsync always``) and real
-``taskforge worker`` processes running :mod:`benchmarks.chaos_tasks`. Every job body appends
+``taskforge worker`` processes running :mod:`tests.support.chaos_tasks`. Every job body appends
 ``(job_id, attempt, delivery, pid, start, end)`` to an fsync'd ledger file outside Redis. After
 the faults, the checker compares the ledger with what was enqueued: an id that never ran is
 **lost**, an id that ran twice is **duplicated** (allowed only for jobs that were in flight when
@@ -36,18 +36,15 @@ from typing import Any
 
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `python benchmarks/chaos.py` as well as `-m benchmarks.chaos`
-    sys.path.insert(0, str(ROOT))
+from taskforge import BrokerError, Settings
+from taskforge.client import Client
+from taskforge.job import JobPriority
+from taskforge.protocol.keys import QueueKeys
+from taskforge.task import Call, TaskOptions
+from tests.support.faultproxy import FaultProxy
+from tests.support.redis_server import RedisServer
 
-from taskforge import BrokerError, Settings  # noqa: E402
-from taskforge.client import Client  # noqa: E402
-from taskforge.job import JobPriority  # noqa: E402
-from taskforge.protocol.keys import QueueKeys  # noqa: E402
-from taskforge.task import Call, TaskOptions  # noqa: E402
-from tests.support.faultproxy import FaultProxy  # noqa: E402
-from tests.support.redis_server import RedisServer  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[2]
 FINAL = {"succeeded", "dead", "cancelled"}
 QUEUE = "default"
 
@@ -172,7 +169,7 @@ class Chaos:
             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
             **self.worker_env,
         }  # fmt: skip
-        cmd = [sys.executable, "-m", "taskforge.cli", "worker", "benchmarks.chaos_tasks:app"]
+        cmd = [sys.executable, "-m", "taskforge.cli", "worker", "tests.support.chaos_tasks:app"]
         cmd += ["-c", str(concurrency), "--grace", "5"]
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
