@@ -43,7 +43,7 @@ from taskforge.client import Client  # noqa: E402
 from taskforge.partition import Partitioned  # noqa: E402
 from taskforge.protocol.keys import QueueKeys  # noqa: E402
 from taskforge.task import Call, TaskOptions  # noqa: E402
-from tests.support.cluster import LocalCluster  # noqa: E402
+from tests.support.cluster import LocalCluster, wait_writable  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 
 QUEUE = "fo"
@@ -212,24 +212,6 @@ def _in_flight_on(ctl: redis.cluster.RedisCluster, hot: Partitioned, port: int) 
         if ctl.get_node_from_key(key).port == port:  # type: ignore[no-untyped-call]
             total += int(ctl.zcard(key))  # type: ignore[arg-type]
     return total
-
-
-def wait_writable(cluster: LocalCluster, dead_port: int, key: str, killed_at: float) -> float:
-    """Seconds from the kill until the dead primary's slot takes writes again (its replica)."""
-    survivor = next(s for s in cluster.servers if s.port != dead_port)
-    while time.monotonic() - killed_at < 60:
-        try:
-            probe = redis.cluster.RedisCluster(
-                host="127.0.0.1", port=survivor.port, socket_timeout=1, socket_connect_timeout=1
-            )
-            try:
-                probe.set(key, "1")
-            finally:
-                probe.close()
-            return time.monotonic() - killed_at
-        except (redis.RedisError, IndexError):
-            time.sleep(0.1)
-    raise TimeoutError("no failover within 60 s")
 
 
 def _wait_drained(

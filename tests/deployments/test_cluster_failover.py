@@ -12,10 +12,9 @@ from typing import Any
 import anyio
 import pytest
 
-from benchmarks.cluster_failover import wait_writable
 from taskforge import BrokerError, JobStatus, Settings, Taskforge
 from taskforge.protocol.keys import QueueKeys
-from tests.support.cluster import LocalCluster
+from tests.support.cluster import LocalCluster, wait_writable
 
 
 @pytest.fixture

@@ -7,18 +7,14 @@ the faults, the checker compares the ledger with what was enqueued: an id that n
 **lost**, an id that ran twice is **duplicated** (allowed only for jobs that were in flight when
 their worker was killed: at-least-once).
 
-    python -m benchmarks.chaos            # the short form (about a minute), as CI runs it
-    python -m benchmarks.chaos --long     # the figures in the README's Reliability section
-    python -m benchmarks.chaos --long -s kill_workers -s rss
-
-The scenarios are plain functions returning a :class:`Report`, so tests call them directly.
+The scenarios are plain functions returning a :class:`Report`: the tests
+(``tests/system/test_chaos.py``, ``test_network_faults.py``) call them directly, and
+``python -m benchmarks.chaos`` runs them from the command line (the README's Reliability figures).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import os
 import random
 import shutil
@@ -30,7 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -926,27 +922,3 @@ LONG: dict[str, Callable[[], Report]] = {
         for f in NETWORK_FAULTS
     },
 }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run scenarios, print the table; exit 1 if any job was lost."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--long", action="store_true", help="the long form (README figures)")
-    parser.add_argument("-s", "--scenario", action="append", help="run only these (repeatable)")
-    parser.add_argument("--json", type=Path, help="also write the reports here")
-    opts = parser.parse_args(argv)
-    plan = LONG if opts.long else SHORT
-    names = opts.scenario or list(plan)
-    reports = []
-    for name in names:
-        print(f"chaos: {name} ...", file=sys.stderr, flush=True)
-        reports.append(plan[name]())
-        print(table(reports[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
-    print(table(reports))
-    if opts.json:
-        opts.json.write_text(json.dumps([asdict(r) for r in reports], indent=2, default=str))
-    return 1 if any(r.lost for r in reports) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

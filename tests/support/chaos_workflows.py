@@ -6,13 +6,12 @@ Uses the harness of :mod:`tests.support.chaos` (private Redis with AOF ``appendf
 chord's callback must appear in the ledger exactly once, whatever was killed when. A member may
 run twice only if it was in flight on a killed worker (at-least-once, as any job).
 
-    python -m benchmarks.chaos_workflows            # short form
-    python -m benchmarks.chaos_workflows --long     # the README's figures
+The tests (``tests/system/test_workflow_chaos.py``) call the scenarios directly;
+``python -m benchmarks.chaos_workflows`` runs them from the command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 import time
@@ -22,7 +21,7 @@ from typing import Any
 from taskforge import BrokerError, Taskforge, chain, chord, group
 from taskforge.canvas import walk_calls
 from taskforge.workflow import WorkflowClient, WorkflowStatus
-from tests.support.chaos import Chaos, Orphans, Report, table
+from tests.support.chaos import Chaos, Orphans, Report
 
 
 class Workflows:
@@ -192,24 +191,3 @@ LONG: dict[str, Callable[[], Report]] = {
     "workflows_kill_workers": lambda: workflows_kill_workers(chains=200, chords=20, members=50),
     "workflows_redis_restarts": lambda: workflows_redis_restarts(chains=200, chords=20, members=50),
 }
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the workflow scenarios, print the table; exit 1 if a workflow was lost."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--long", action="store_true", help="the long form (README figures)")
-    parser.add_argument("-s", "--scenario", action="append", help="run only these (repeatable)")
-    opts = parser.parse_args(argv)
-    plan = LONG if opts.long else SHORT
-    reports = []
-    for name in opts.scenario or list(plan):
-        print(f"chaos: {name} ...", file=sys.stderr, flush=True)
-        reports.append(plan[name]())
-        print(table(reports[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
-    print(table(reports))
-    bad = any(r.lost or r.notes.get("callbacks_twice") for r in reports)
-    return 1 if bad else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+import redis.cluster
 
 from tests.support.redis_server import RedisServer, free_port
 
@@ -116,6 +117,24 @@ class LocalCluster:
         for server in self.servers:
             server.cleanup()
         self.servers.clear()
+
+
+def wait_writable(cluster: LocalCluster, dead_port: int, key: str, killed_at: float) -> float:
+    """Seconds from the kill until the dead primary's slot takes writes again (its replica)."""
+    survivor = next(s for s in cluster.servers if s.port != dead_port)
+    while time.monotonic() - killed_at < 60:
+        try:
+            probe = redis.cluster.RedisCluster(
+                host="127.0.0.1", port=survivor.port, socket_timeout=1, socket_connect_timeout=1
+            )
+            try:
+                probe.set(key, "1")
+            finally:
+                probe.close()
+            return time.monotonic() - killed_at
+        except (redis.RedisError, IndexError):
+            time.sleep(0.1)
+    raise TimeoutError("no failover within 60 s")
 
 
 def _cluster_ok(server: RedisServer) -> bool:

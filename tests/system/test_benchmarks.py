@@ -1,4 +1,9 @@
-"""The benchmark scripts run end to end on the test Redis with tiny N (shape only, no timings)."""
+"""The benchmark scripts run end to end on the test Redis with tiny N (shape only, no timings).
+
+Tests never import ``benchmarks`` (the scripts build on ``tests.support``, not the reverse): the
+scripts run as subprocesses, and their helper functions are checked in a child interpreter
+started at the repository root (:func:`in_benchmarks`).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,11 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from benchmarks import bench
-from benchmarks.runner import latency_result, percentile
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks" / "bench.py"
@@ -28,11 +31,34 @@ def run_bench(redis_url: str, tmp_path: Path, *extra: str) -> tuple[str, dict[st
     return proc.stdout, json.loads(out.read_text())
 
 
-def peer_pythons(*systems: str) -> dict[str, str]:
-    """Interpreters that import the peers (PEER_VENVS: a folder of venvs, as --peer-venvs)."""
-    extra = ["--peer-venvs", os.environ["PEER_VENVS"]] if os.environ.get("PEER_VENVS") else []
-    args = bench.parse_args(["--systems", ",".join(systems), *extra])
-    return bench.find_pythons(args, systems)
+def in_benchmarks(code: str) -> str:
+    """Run ``code`` in a child interpreter at the repository root, where ``benchmarks`` imports;
+    its stdout (an assertion failing in it fails the test with the child's traceback)."""
+    cmd = [sys.executable, "-c", textwrap.dedent(code)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+#: bench.py's constants, and the peers an interpreter was found for (PEER_VENVS: a folder of
+#: venvs, as --peer-venvs); read once, at collection.
+FACTS = json.loads(
+    in_benchmarks("""
+        import json, os
+        from benchmarks import bench
+        extra = ["--peer-venvs", os.environ["PEER_VENVS"]] if os.environ.get("PEER_VENVS") else []
+        args = bench.parse_args(["--systems", ",".join(bench.PEERS), *extra])
+        found = bench.find_pythons(args, bench.PEERS)
+        print(json.dumps({"peers": bench.PEERS, "bodies": bench.BODIES, "found": sorted(found)}))
+    """)
+)
+PEERS: list[str] = FACTS["peers"]
+BODIES: list[str] = FACTS["bodies"]
+
+
+def peer_pythons(*systems: str) -> list[str]:
+    """The peers among ``systems`` whose interpreter imports them."""
+    return [s for s in systems if s in FACTS["found"]]
 
 
 def test_taskforge_run_prints_the_table_and_writes_every_figure(
@@ -50,7 +76,7 @@ def test_taskforge_run_prints_the_table_and_writes_every_figure(
     summary = doc["summary"]
     for key in ("enqueue_sync", "enqueue_async", "enqueue_bulk", "latency", "startup"):
         assert "taskforge" in summary[key], key
-    for body in bench.BODIES:
+    for body in BODIES:
         drain = summary[f"drain_{body}"]["taskforge"]
         assert drain["jobs"] == 40, body
         assert drain["jobs_per_s"] > 0 and drain["peak_rss_mib"] > 0
@@ -80,7 +106,7 @@ def test_big_drain_reports_the_time_ratio_to_the_small_one(redis_url: str, tmp_p
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    len(peer_pythons(*bench.PEERS)) < len(bench.PEERS),
+    len(peer_pythons(*PEERS)) < len(PEERS),
     reason="peer venvs not installed (benchmarks/README.md, PEER_VENVS)",
 )
 def test_every_peer_runs_in_the_same_run_with_ratios_to_the_best(
@@ -91,7 +117,7 @@ def test_every_peer_runs_in_the_same_run_with_ratios_to_the_best(
 
     assert stdout.splitlines()[0].startswith("| figure | taskforge | huey | dramatiq |")
     summary = doc["summary"]
-    for peer in bench.PEERS:
+    for peer in PEERS:
         assert summary["drain_noop"][peer]["jobs"] == 20, peer
         assert summary["latency"][peer]["samples"] == 3, peer
         assert summary["startup"][peer]["startup_s"] > 0, peer
@@ -117,34 +143,43 @@ def test_arq_and_rq_run_beside_taskforge(redis_url: str, tmp_path: Path) -> None
 
 
 def test_best_peer_is_the_highest_rate_or_the_lowest_cost() -> None:
-    cells = {"taskforge": {"x": 5.0}, "huey": {"x": 3.0}, "saq": {"x": 9.0}, "rq": {}}
+    in_benchmarks("""
+        from benchmarks import bench
+        cells = {"taskforge": {"x": 5.0}, "huey": {"x": 3.0}, "saq": {"x": 9.0}, "rq": {}}
 
-    assert bench.best_peer(cells, "x", bench.MAX) == ("saq", 9.0)
-    assert bench.best_peer(cells, "x", bench.MIN) == ("huey", 3.0)
-    assert bench.best_peer({"taskforge": {"x": 1.0}}, "x", bench.MAX) is None
+        assert bench.best_peer(cells, "x", bench.MAX) == ("saq", 9.0)
+        assert bench.best_peer(cells, "x", bench.MIN) == ("huey", 3.0)
+        assert bench.best_peer({"taskforge": {"x": 1.0}}, "x", bench.MAX) is None
+    """)
 
 
 def test_latency_percentiles_use_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
+    in_benchmarks("""
+        from benchmarks.runner import latency_result, percentile
+        values = [float(v) for v in range(1, 101)]
 
-    assert percentile(values, 50) == 50
-    assert percentile(values, 99) == 99
-    assert percentile([], 50) is None
-    assert latency_result([0.001, 0.002])["p99_ms"] == 2.0
+        assert percentile(values, 50) == 50
+        assert percentile(values, 99) == 99
+        assert percentile([], 50) is None
+        assert latency_result([0.001, 0.002])["p99_ms"] == 2.0
+    """)
 
 
 def test_summary_takes_medians_and_carries_unsupported_notes() -> None:
-    raw = [
-        {"measure": "m", "system": "taskforge", "round": i, "jobs_per_s": v, "jobs": 10}
-        for i, v in enumerate([30.0, 10.0, 20.0])
-    ]
-    raw.append({"measure": "m", "system": "arq", "round": 1, "unsupported": "no sync"})
+    in_benchmarks("""
+        from benchmarks import bench
+        raw = [
+            {"measure": "m", "system": "taskforge", "round": i, "jobs_per_s": v, "jobs": 10}
+            for i, v in enumerate([30.0, 10.0, 20.0])
+        ]
+        raw.append({"measure": "m", "system": "arq", "round": 1, "unsupported": "no sync"})
 
-    summary = bench.summarise(raw)
+        summary = bench.summarise(raw)
 
-    assert summary["m"]["taskforge"]["jobs_per_s"] == 20.0
-    assert summary["m"]["taskforge"]["rounds"] == 3
-    assert summary["m"]["arq"]["note"] == "no sync"
+        assert summary["m"]["taskforge"]["jobs_per_s"] == 20.0
+        assert summary["m"]["taskforge"]["rounds"] == 3
+        assert summary["m"]["arq"]["note"] == "no sync"
+    """)
 
 
 def test_unknown_system_is_refused(redis_url: str) -> None:
