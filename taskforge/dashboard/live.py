@@ -76,22 +76,31 @@ class Hub:
     pages: set[_Page] = field(default_factory=set)
     running: bool = False
     _dirty: anyio.Event | None = None  # made in run(): an event belongs to its loop
+    _subscribed: anyio.Event | None = None
+
+    @property
+    def listening(self) -> bool:
+        """True once the subscription is confirmed: events published from then on arrive."""
+        return self._subscribed is not None and self._subscribed.is_set()
 
     async def run(self) -> None:
         """Pump events and overview pushes until cancelled."""
         self.running = True
         self._dirty = anyio.Event()
+        self._subscribed = anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._pump)
                 tg.start_soon(self._push_overviews)
         finally:
             self.running = False
+            self._subscribed = None
 
     async def _pump(self) -> None:
         channel = self.admin.settings.events_channel
         channels = [c for c in (channel, WORKFLOW_EVENTS) if c]
-        async for name, data in self.admin.broker.subscribe(*channels):
+        subscribed = self._subscribed
+        async for name, data in self.admin.broker.subscribe(*channels, ready=subscribed):
             try:
                 event = json.loads(data)
             except ValueError:
