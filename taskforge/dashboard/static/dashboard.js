@@ -15,7 +15,11 @@
     source.onerror = () => dot && dot.classList.remove("on");
     source.addEventListener("job", (e) => onJob(JSON.parse(e.data)));
     source.addEventListener("overview", (e) => onOverview(JSON.parse(e.data)));
-    source.addEventListener("workflow", () => resyncWorkflow());
+    source.addEventListener("workflow", (e) => {
+      // A step done is already drawn from its job's event; the end (succeeded, failed,
+      // cancelled) changes members no job event names (pending ones a failure cancels).
+      if (JSON.parse(e.data).event !== "step_succeeded") resyncWorkflow();
+    });
   }
 
   function text(tag, value, cls) {
@@ -84,9 +88,8 @@
     }
   }
 
-  // The workflow page: each member's job event redraws that member's status in place; each
-  // event of the workflow itself (a step done, failed, cancelled, succeeded) re-reads the
-  // workflow once, as members no event names (pending ones a failure cancels) change with it.
+  // The workflow page: each member's job event redraws that member's status in place; the
+  // workflow's own end (or a stream (re)opening) re-reads the workflow once.
   function setStatus(el, status) {
     if (!el || el.textContent === status) return;
     el.textContent = status;
