@@ -636,9 +636,10 @@ def test_the_dashboard_benchmark_prints_every_page_at_a_tiny_scale() -> None:
     assert table[0].split()[:3] == ["page", "median", "ms"]
     assert [row.split()[0] for row in table[1:]] == [
         "/", "/api/overview", "/queues/q000?limit=50", "/dead", "/workers",
-        table[6].split()[0], "live:",
+        *(row.split()[0] for row in table[6:9]), "live:",
     ]  # fmt: skip
-    assert table[6].startswith("/jobs/")
+    assert table[6].startswith("/jobs/") and table[7].startswith("/workflows/")
+    assert table[8].startswith("/api/workflows/")
 
 
 def test_the_dashboard_mounts_under_a_path_prefix_of_another_app(app: Any) -> None:
