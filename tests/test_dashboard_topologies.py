@@ -169,6 +169,8 @@ def test_the_live_stream_carries_job_and_workflow_events(app: Taskforge) -> None
                 kind = ""
                 async for line in stream.aiter_lines():
                     if line == ": connected":
+                        # Another workflow first: its events must not reach this stream.
+                        chain(add.s(5), add.s(6)).delay(workflow_id=f"{workflow_id}-other")
                         chain(add.s(1, 2), add.s(3)).delay(workflow_id=workflow_id)
                     elif line.startswith("event: "):
                         kind = line[7:]
@@ -191,7 +193,7 @@ def test_the_live_stream_carries_job_and_workflow_events(app: Taskforge) -> None
     jobs = [(e["job_id"], e["status"]) for kind, e in seen if kind == "job"]
     flow = [e["event"] for kind, e in seen if kind == "workflow"]
     assert (f"wf:{workflow_id}:1", "succeeded") in jobs
-    assert {e["workflow_id"] for _, e in seen} == {workflow_id}
+    assert {e["workflow_id"] for _, e in seen} == {workflow_id}  # not the other one's
     assert flow[-2:] == ["step_succeeded", "succeeded"]
     assert {kind for kind, _ in seen} == {"job", "workflow"}
 
