@@ -1,103 +1,196 @@
-"""Where the server's time of a one-job enqueue goes: Redis-side µs per script call.
+"""Where the server's time of a one-job enqueue goes: Redis-side cost per script call.
 
     python benchmarks/script_cost.py                      # private redis-server, N = 5,000
     python benchmarks/script_cost.py --variant old=/tmp/enqueue_old.lua --n 20000 --rounds 5
+    python benchmarks/script_cost.py --callgrind --n 500  # instructions per call (valgrind)
 
 For each variant of the enqueue script (``current`` = the package's ``enqueue.lua`` with the
 prelude, as the broker loads it; ``--variant name=path`` adds a body from a file, the prelude
 prepended the same way) it sends N one-job ``EVALSHA`` calls with the arguments a ``.delay()``
-sends (a fresh id each, a real envelope from ``Client.encode``) on a raw redis-py connection,
-after ``CONFIG RESETSTAT``, and reads ``INFO commandstats``: ``usec_per_call`` of ``evalsha``
-(the whole script, its commands included) and of each command the script ran, per enqueue.
+sends (a fresh id each, a real envelope from ``Client.encode``) on a raw redis-py connection.
 
-Probes price the parts: ``return 1`` alone, the prelude followed by ``return 1`` (its per-call
-setup), ``TIME`` alone, and the current script with no events channel (no ``PUBLISH``). Then
-N ``task.delay()`` calls through the real client, and N ``LPUSH`` for the floor. Redis-side µs
-are far steadier than wall-clock figures on a loaded host, but still inflate under load: compare
-rows of one run, and take the minimum over ``--rounds``.
+Default mode: after ``CONFIG RESETSTAT``, ``INFO commandstats`` gives ``usec_per_call`` of
+``evalsha`` (the whole script, its commands included) and of each command the script ran. Those
+are wall-clock µs inside the server: on a loaded host they inflate with preemption.
+
+``--callgrind``: the redis-server runs under ``valgrind --tool=callgrind`` and the figure is the
+server's instructions per call (parsing the request included: ``readQueryFromClient``,
+inclusive), which no other load on the host changes: the way to compare variants on a busy
+machine. Needs valgrind; about a minute per variant at N = 500.
+
+Probes price the parts: ``return 1`` with the same KEYS/ARGV (Redis' fixed cost of a script
+call with 19 arguments), the prelude followed by ``return 1`` (its per-call setup), the
+current script with no events channel (no event), and ``LPUSH`` for the floor.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import redis
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import private_redis  # noqa: E402
+from bench import _free_port, private_redis
 
-from taskforge import Settings, Taskforge  # noqa: E402
-from taskforge.broker import SOURCES, Ops, _with_prelude  # noqa: E402
+from taskforge import Settings, Taskforge
+from taskforge.broker import SOURCES, Ops, ScriptCall, _with_prelude
 
-
-def _prelude() -> str:
-    from importlib import resources
-
-    return (resources.files("taskforge") / "lua" / "_prelude.lua").read_text()
+Send = Callable[[int], None]
 
 
-def _stats(r: redis.Redis) -> dict[str, dict[str, float]]:
-    return {name: dict(v) for name, v in r.info("commandstats").items()}
+def _variants(specs: list[str]) -> dict[str, str]:
+    prelude = (resources.files("taskforge") / "lua" / "_prelude.lua").read_text()
+    variants = {
+        "return 1 (same KEYS/ARGV)": "return 1",
+        "prelude + return 1": _with_prelude(prelude, "return 1"),
+        "current": SOURCES["enqueue"],
+    }
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        variants[name] = _with_prelude(prelude, Path(path).read_text())
+    return variants
 
 
-def _enqueue_args(app: Taskforge, channel: str) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV (without the per-call id/token) of one ``noop.delay(1, "two")``."""
-    task = app.registry.get("bench.noop")
-    _, job = app.client.encode(task.s(1, "two"))
-    ops = Ops(app.settings)
-    gen = ops.enqueue("default", [job])
+def _enqueue_call(app: Taskforge) -> ScriptCall:
+    """The script call of one ``noop.delay(1, "two")``."""
+    _, job = app.client.encode(app.registry.get("bench.noop").s(1, "two"))
+    gen = Ops(app.settings).enqueue("default", [job])
     call = next(gen)
     gen.close()
-    args = list(call.args)
-    args[0] = channel
-    return list(call.keys), args
+    assert isinstance(call, ScriptCall)
+    return call
 
 
-def run_variant(r: redis.Redis, source: str, keys: list[str], args: list[Any], n: int) -> dict[str, Any]:
-    sha = r.script_load(source)
-    r.flushdb()
-    r.config_resetstat()
-    base_id = args[3]
-    for i in range(n):
-        a = list(args)
-        a[2] = os.urandom(8).hex()
-        a[3] = f"{base_id}-{i}"
-        r.evalsha(sha, len(keys), *keys, *a)
-    stats = _stats(r)
-    ev = stats.get("cmdstat_evalsha", {"usec_per_call": 0.0, "calls": 0})
-    inner = {k[8:]: (v["calls"] / n, v["usec_per_call"]) for k, v in stats.items()
-             if k not in ("cmdstat_evalsha", "cmdstat_config", "cmdstat_flushdb",
-                          "cmdstat_script", "cmdstat_info")}  # fmt: skip
-    return {"evalsha_us": ev["usec_per_call"], "inner": inner}
+def _senders(r: redis.Redis, call: ScriptCall, variants: dict[str, str]) -> dict[str, Send]:
+    """One function per row: sends n calls of that variant (fresh ids, a fresh token each)."""
+    keys, base = list(call.keys), list(call.args)
+
+    def script(source: str, channel: str) -> Send:
+        def send(n: int) -> None:
+            sha = r.script_load(source)
+            for i in range(n):
+                args = [channel, base[1], os.urandom(8).hex(), f"{base[3]}-{time.time_ns()}-{i}"]
+                r.evalsha(sha, len(keys), *keys, *args, *base[4:])
+
+        return send
+
+    rows = {name: script(source, base[0]) for name, source in variants.items()}
+    rows["current, no events channel"] = script(variants["current"], "")
+
+    def lpush(n: int) -> None:
+        for _ in range(n):
+            r.lpush("sc:floor", "x")
+
+    rows["LPUSH (floor)"] = lpush
+    return rows
+
+
+def commandstats(r: redis.Redis, rows: dict[str, Send], n: int, rounds: int) -> None:
+    """Wall-clock µs inside the server, from INFO commandstats."""
+    per_row: dict[str, list[float]] = {}
+    inner: dict[str, str] = {}
+    for _ in range(rounds):
+        for name, send in rows.items():
+            r.flushdb()
+            r.config_resetstat()
+            send(n)
+            stats = r.info("commandstats")
+            top = stats.get("cmdstat_evalsha") or stats["cmdstat_lpush"]
+            per_row.setdefault(name, []).append(top["usec_per_call"])
+            ran = [(k[8:], v) for k, v in sorted(stats.items()) if k not in
+                   ("cmdstat_evalsha", "cmdstat_config|resetstat", "cmdstat_flushdb",
+                    "cmdstat_script|load", "cmdstat_info")]  # fmt: skip
+            inner[name] = ", ".join(f"{c} {v['calls'] / n:.0f} x {v['usec_per_call']:.2f}"
+                                    for c, v in ran)  # fmt: skip
+    print(f"load average {os.getloadavg()}, N = {n}, rounds = {rounds}")
+    print("| call | Redis µs per call, min | median | commands it ran (per call x µs) |")
+    print("|---|---|---|---|")
+    for name, values in per_row.items():
+        print(f"| {name} | {min(values):.2f} | {statistics.median(values):.2f} | {inner[name]} |")
+
+
+@contextmanager
+def callgrind_redis(folder: Path) -> Iterator[tuple[str, int]]:
+    """A redis-server under callgrind, instrumentation off until asked; yields (url, pid)."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--callgrind needs valgrind (apt-get install -y valgrind)")
+    port = _free_port()
+    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+           f"--callgrind-out-file={folder}/cg.%p", "redis-server", "--port", str(port),
+           "--bind", "127.0.0.1", "--dir", str(folder), "--save", "",
+           "--appendonly", "no"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                redis.Redis.from_url(url).ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit("redis-server under valgrind did not start") from None
+                time.sleep(0.2)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def _instructions(dump: Path, n: int) -> float:
+    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(dump)],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    match = re.search(r"^\s*([\d,]+) \([^)]*\)\s+\S*readQueryFromClient", out, re.M)
+    return int(match.group(1).replace(",", "")) / n if match else float("nan")
+
+
+def callgrind(r: redis.Redis, pid: int, folder: Path, rows: dict[str, Send], n: int) -> None:
+    """Server instructions per call, from callgrind dumps around each row."""
+
+    def control(*args: str) -> None:
+        subprocess.run(["callgrind_control", *args, str(pid)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+    print(f"N = {n}; redis-server instructions per call (request parsing included)")
+    print("| call | instructions per call |")
+    print("|---|---|")
+    for index, (name, send) in enumerate(rows.items(), start=1):
+        r.flushdb()
+        send(50)  # warm: the script loaded and compiled, allocator pools grown
+        control("-i", "on")
+        control("-z")
+        send(n)
+        control("-d", f"row{index}")
+        control("-i", "off")
+        dump = next(folder.glob(f"cg.{pid}.{index}"))
+        print(f"| {name} | {_instructions(dump, n):,.0f} |")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--variant", action="append", default=[], help="name=path.lua (a body)")
-    parser.add_argument("--no-delay", action="store_true", help="skip the task.delay() row")
+    parser.add_argument("--callgrind", action="store_true", help="instructions, under valgrind")
     args = parser.parse_args(argv)
-
-    prelude = _prelude()
-    variants: dict[str, str] = {
-        "return 1": "return 1",
-        "prelude + return 1": _with_prelude(prelude, "return 1"),
-        "TIME only": "local t = redis.call('TIME') return 1",
-        "current": SOURCES["enqueue"],
-    }
-    for spec in args.variant:
-        name, _, path = spec.partition("=")
-        variants[name] = _with_prelude(prelude, Path(path).read_text())
-
-    with private_redis() as url:
+    variants = _variants(args.variant)
+    folder = Path(tempfile.mkdtemp(prefix="tf-script-cost-"))
+    server = callgrind_redis(folder) if args.callgrind else private_redis()
+    with server as started:
+        url, pid = started if isinstance(started, tuple) else (started, 0)
         app = Taskforge(Settings(redis_url=url, prefix="sc"))
 
         @app.task(name="bench.noop", max_retries=0)
@@ -105,41 +198,12 @@ def main(argv: list[str] | None = None) -> None:
             """Does nothing."""
 
         r = redis.Redis.from_url(url, decode_responses=True)
-        keys, eargs = _enqueue_args(app, app.settings.events_channel)
-        rows: dict[str, list[float]] = {}
-        inner: dict[str, dict[str, tuple[float, float]]] = {}
-        for _ in range(args.rounds):
-            for name, source in variants.items():
-                for channel in ([app.settings.events_channel, ""] if name == "current" else
-                                [app.settings.events_channel]):  # fmt: skip
-                    label = name if channel else f"{name}, no channel (no PUBLISH)"
-                    eargs[0] = channel
-                    out = run_variant(r, source, keys, eargs, args.n)
-                    rows.setdefault(label, []).append(out["evalsha_us"])
-                    inner[label] = out["inner"]
-            r.flushdb()
-            r.config_resetstat()
-            for i in range(args.n):
-                r.lpush("sc:floor", "x")
-            rows.setdefault("LPUSH (floor)", []).append(_stats(r)["cmdstat_lpush"]["usec_per_call"])
-            if not args.no_delay:
-                r.flushdb()
-                r.config_resetstat()
-                for _ in range(args.n):
-                    noop.delay(1, "two")
-                st = _stats(r)
-                rows.setdefault("task.delay() (evalsha)", []).append(
-                    st["cmdstat_evalsha"]["usec_per_call"]
-                )
-        print(f"load average: {os.getloadavg()}   N = {args.n}, rounds = {args.rounds}")
-        print("| variant | Redis µs per call, min | median |")
-        print("|---|---|---|")
-        for label, values in rows.items():
-            print(f"| {label} | {min(values):.2f} | {statistics.median(values):.2f} |")
-        print("\ncommands each script ran per call (calls/enqueue, µs per call):")
-        for label, cmds in inner.items():
-            shown = ", ".join(f"{c} {k:.0f}×{us:.2f}" for c, (k, us) in sorted(cmds.items()))
-            print(f"  {label}: {shown or '-'}")
+        rows = _senders(r, _enqueue_call(app), variants)
+        if args.callgrind:
+            callgrind(r, pid, folder, rows, args.n)
+        else:
+            commandstats(r, rows, args.n, args.rounds)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
