@@ -36,10 +36,10 @@ import redis.asyncio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import private_redis  # noqa: E402
+from bench import private_redis
 
-from taskforge import Settings, Taskforge  # noqa: E402
-from taskforge.broker import SOURCES, Ops  # noqa: E402
+from taskforge import Settings, Taskforge
+from taskforge.broker import SOURCES, Ops
 
 
 def _loop_us(fn: Callable[[], Any], n: int) -> tuple[float, float]:
@@ -56,101 +56,104 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="cProfile N delay() calls")
     args = parser.parse_args(argv)
-    n = args.n
-
     with private_redis() as url:
-        app = Taskforge(Settings(redis_url=url, prefix="ds"))
+        _run(url, args)
 
-        @app.task(name="bench.add", max_retries=0)
-        def add(a: int, b: int) -> int:
-            """Adds."""
-            return a + b
 
-        client = app.client
-        ops = Ops(app.settings)
-        r = redis.Redis.from_url(url)
-        conn = r.connection_pool.get_connection()
-        sha = r.script_load(SOURCES["enqueue"])
-        add.delay(1, 2)  # announce the queue, warm everything
+def _run(url: str, args: argparse.Namespace) -> None:  # noqa: C901 (one closure per row)
+    n = args.n
+    app = Taskforge(Settings(redis_url=url, prefix="ds"))
 
-        def call() -> Any:
-            return add._call((1, 2), {})
+    @app.task(name="bench.add", max_retries=0)
+    def add(a: int, b: int) -> int:
+        """Adds."""
+        return a + b
 
-        sig = call()
+    client = app.client
+    ops = Ops(app.settings)
+    r = redis.Redis.from_url(url)
+    conn = r.connection_pool.get_connection()
+    sha = r.script_load(SOURCES["enqueue"])
+    add.delay(1, 2)  # announce the queue, warm everything
 
-        def encode() -> Any:
-            return client.encode(sig)
+    def call() -> Any:
+        return add._call((1, 2), {})
 
-        _, job = encode()
+    sig = call()
 
-        def pack() -> Any:
-            gen = ops.enqueue("default", [job])
-            req = next(gen)
-            gen.close()
-            return conn.pack_command("EVALSHA", sha, len(req.keys), *req.keys, *req.args)
+    def encode() -> Any:
+        return client.encode(sig)
 
-        def evalsha() -> Any:
-            gen = ops.enqueue("default", [job])
-            req = next(gen)
-            gen.close()
-            a = list(req.args)
-            a[3] = os.urandom(8).hex()  # a fresh id: a new record each time, as delay() writes
-            conn.send_packed_command(
-                conn.pack_command("EVALSHA", sha, len(req.keys), *req.keys, *a)
-            )
-            return conn.read_response()
+    _, job = encode()
 
-        def lpush() -> Any:
-            conn.send_packed_command(conn.pack_command("LPUSH", "ds:floor", "x"))
-            return conn.read_response()
+    def pack() -> Any:
+        gen = ops.enqueue("default", [job])
+        req = next(gen)
+        gen.close()
+        return conn.pack_command("EVALSHA", sha, len(req.keys), *req.keys, *req.args)
 
-        def delay() -> Any:
-            return add.delay(1, 2)
+    def evalsha() -> Any:
+        gen = ops.enqueue("default", [job])
+        req = next(gen)
+        gen.close()
+        a = list(req.args)
+        a[3] = os.urandom(8).hex()  # a fresh id: a new record each time, as delay() writes
+        conn.send_packed_command(conn.pack_command("EVALSHA", sha, len(req.keys), *req.keys, *a))
+        return conn.read_response()
 
-        async def adelay_loop() -> tuple[tuple[float, float], tuple[float, float]]:
-            ar = redis.asyncio.Redis.from_url(url)
-            await ar.ping()
+    def lpush() -> Any:
+        conn.send_packed_command(conn.pack_command("LPUSH", "ds:floor", "x"))
+        return conn.read_response()
+
+    def delay() -> Any:
+        return add.delay(1, 2)
+
+    async def adelay_loop() -> tuple[tuple[float, float], tuple[float, float]]:
+        ar = redis.asyncio.Redis.from_url(url)
+        await ar.ping()
+        await add.adelay(1, 2)
+        started, cpu = time.perf_counter(), time.process_time()
+        for _ in range(n):
             await add.adelay(1, 2)
-            started, cpu = time.perf_counter(), time.process_time()
-            for _ in range(n):
-                await add.adelay(1, 2)
-            a = (time.perf_counter() - started) / n * 1e6, (time.process_time() - cpu) / n * 1e6
-            started, cpu = time.perf_counter(), time.process_time()
-            for _ in range(n):
-                await ar.lpush("ds:afloor", "x")
-            b = (time.perf_counter() - started) / n * 1e6, (time.process_time() - cpu) / n * 1e6
-            await ar.aclose()
-            return a, b
+        a = (time.perf_counter() - started) / n * 1e6, (time.process_time() - cpu) / n * 1e6
+        started, cpu = time.perf_counter(), time.process_time()
+        for _ in range(n):
+            await ar.lpush("ds:afloor", "x")
+        b = (time.perf_counter() - started) / n * 1e6, (time.process_time() - cpu) / n * 1e6
+        await ar.aclose()
+        return a, b
 
-        rows: dict[str, list[tuple[float, float]]] = {}
-        for _ in range(args.rounds):
-            r.flushdb()
-            for name, fn in (("task._call (check args)", call), ("Client.encode", encode),
-                             ("Ops.enqueue + pack_command", pack),
-                             ("raw EVALSHA round trip (incl. the two above's pack)", evalsha),
-                             ("raw LPUSH round trip", lpush), ("task.delay()", delay)):  # fmt: skip
-                rows.setdefault(name, []).append(_loop_us(fn, n))
-            a, b = asyncio.run(adelay_loop())
-            rows.setdefault("await task.adelay()", []).append(a)
-            rows.setdefault("redis.asyncio LPUSH", []).append(b)
-            r.flushdb()
-        print(f"load average: {os.getloadavg()}   N = {n}, rounds = {args.rounds}")
-        print("| layer | wall µs per call, median | min | client CPU µs, median | min |")
-        print("|---|---|---|---|---|")
-        for name, values in rows.items():
-            wall, cpu = [v[0] for v in values], [v[1] for v in values]
-            print(f"| {name} | {statistics.median(wall):.1f} | {min(wall):.1f} |"
-                  f" {statistics.median(cpu):.1f} | {min(cpu):.1f} |")
-        if args.profile:
-            r.flushdb()
-            prof = cProfile.Profile()
-            prof.enable()
-            for _ in range(n):
-                add.delay(1, 2)
-            prof.disable()
-            stats = pstats.Stats(prof)
-            stats.sort_stats("tottime").print_stats(25)
-        r.connection_pool.release(conn)
+    rows: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(args.rounds):
+        r.flushdb()
+        for name, fn in (("task._call (check args)", call), ("Client.encode", encode),
+                         ("Ops.enqueue + pack_command", pack),
+                         ("raw EVALSHA round trip (incl. the two above's pack)", evalsha),
+                         ("raw LPUSH round trip", lpush), ("task.delay()", delay)):  # fmt: skip
+            rows.setdefault(name, []).append(_loop_us(fn, n))
+        a, b = asyncio.run(adelay_loop())
+        rows.setdefault("await task.adelay()", []).append(a)
+        rows.setdefault("redis.asyncio LPUSH", []).append(b)
+        r.flushdb()
+    print(f"load average: {os.getloadavg()}   N = {n}, rounds = {args.rounds}")
+    print("| layer | wall µs per call, median | min | client CPU µs, median | min |")
+    print("|---|---|---|---|---|")
+    for name, values in rows.items():
+        wall, cpu = [v[0] for v in values], [v[1] for v in values]
+        print(
+            f"| {name} | {statistics.median(wall):.1f} | {min(wall):.1f} |"
+            f" {statistics.median(cpu):.1f} | {min(cpu):.1f} |"
+        )
+    if args.profile:
+        r.flushdb()
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(n):
+            add.delay(1, 2)
+        prof.disable()
+        stats = pstats.Stats(prof)
+        stats.sort_stats("tottime").print_stats(25)
+    r.connection_pool.release(conn)
 
 
 if __name__ == "__main__":
