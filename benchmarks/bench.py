@@ -163,7 +163,7 @@ class Runner:
         self.pythons = pythons
         self.rq_worker = rq_worker
         self.private = private
-        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self.redis = redis.Redis.from_url(url, decode_responses=True, socket_timeout=None)
         self._seq = 0
         # The runners' stderr (peers print shutdown noise) goes to a log next to the results.
         RESULTS.mkdir(parents=True, exist_ok=True)
