@@ -16,7 +16,8 @@ are wall-clock µs inside the server: on a loaded host they inflate with preempt
 ``--callgrind``: the redis-server runs under ``valgrind --tool=callgrind`` and the figure is the
 server's instructions per call (parsing the request included: ``readQueryFromClient``,
 inclusive), which no other load on the host changes: the way to compare variants on a busy
-machine. Needs valgrind; about a minute per variant at N = 500.
+machine. Needs valgrind; about a minute per variant at N = 500. It then prices a one-job
+``fetch`` and its one-job ``finish`` (the package's scripts) the same way.
 
 Probes price the parts: ``return 1`` with the same KEYS/ARGV (Redis' fixed cost of a script
 call with 19 arguments), the prelude followed by ``return 1`` (its per-call setup), the
@@ -46,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import _free_port, private_redis
 
 from taskforge import Settings, Taskforge
-from taskforge.broker import SOURCES, Ops, ScriptCall, _with_prelude
+from taskforge.broker import SOURCES, JobStatus, Ops, Outcome, ScriptCall, _with_prelude
 
 Send = Callable[[int], None]
 
@@ -179,6 +180,52 @@ def callgrind(r: redis.Redis, pid: int, folder: Path, rows: dict[str, Send], n: 
         print(f"| {name} | {_instructions(dump, n):,.0f} |")
 
 
+def fetch_finish(app: Taskforge, r: redis.Redis, pid: int, folder: Path, n: int) -> None:
+    """Server instructions of a one-job fetch, then of its one-job finish (the package's
+    scripts), jobs queued beforehand."""
+    ops = Ops(app.settings)
+    fetch_sha, finish_sha = r.script_load(SOURCES["fetch"]), r.script_load(SOURCES["finish"])
+
+    def fetch() -> tuple[str, str]:
+        gen = ops.fetch("default", 1, "w1")
+        call = next(gen)
+        gen.close()
+        assert isinstance(call, ScriptCall)
+        out = r.evalsha(fetch_sha, len(call.keys), *call.keys, *call.args)
+        return out[2], str(out[4])
+
+    def finish(job_id: str, token: str) -> None:
+        done = Outcome(job_id, token, JobStatus.SUCCEEDED, result_json="3", duration_ms=1)
+        gen = ops.finish("default", [done])
+        call = next(gen)
+        gen.close()
+        assert isinstance(call, ScriptCall)
+        assert r.evalsha(finish_sha, len(call.keys), *call.keys, *call.args) == [1]
+
+    def control(*args: str) -> None:
+        subprocess.run(["callgrind_control", *args, str(pid)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+    r.flushdb()
+    noop = app.registry.get("bench.noop")
+    app.enqueue_many([noop.s(1, "two") for _ in range(n + 20)])
+    for _ in range(20):
+        finish(*fetch())
+    dumps = len(list(folder.glob(f"cg.{pid}.*")))
+    control("-i", "on")
+    control("-z")
+    leases = [fetch() for _ in range(n)]
+    control("-d", "fetch")
+    control("-z")
+    for lease in leases:
+        finish(*lease)
+    control("-d", "finish")
+    control("-i", "off")
+    for index, name in ((dumps + 1, "fetch (one job)"), (dumps + 2, "finish (one job)")):
+        dump = next(folder.glob(f"cg.{pid}.{index}"))
+        print(f"| {name} | {_instructions(dump, n):,.0f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--n", type=int, default=5000)
@@ -201,6 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = _senders(r, _enqueue_call(app), variants)
         if args.callgrind:
             callgrind(r, pid, folder, rows, args.n)
+            fetch_finish(app, r, pid, folder, args.n)
         else:
             commandstats(r, rows, args.n, args.rounds)
     shutil.rmtree(folder, ignore_errors=True)
