@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import private_redis
 
 from taskforge import Settings, Taskforge
-from taskforge.broker import SOURCES, Ops
+from taskforge.protocol.ops import Ops
+from taskforge.protocol.scripts import SOURCES
 
 
 def _loop_us(fn: Callable[[], Any], n: int) -> tuple[float, float]:

@@ -47,7 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import _free_port, private_redis
 
 from taskforge import Settings, Taskforge
-from taskforge.broker import SOURCES, JobStatus, Ops, Outcome, ScriptCall, _with_prelude
+from taskforge.driver.requests import ScriptCall
+from taskforge.job import JobStatus
+from taskforge.protocol.ops import Ops
+from taskforge.protocol.records import Outcome
+from taskforge.protocol.scripts import SOURCES, _with_prelude
 
 Send = Callable[[int], None]
 
