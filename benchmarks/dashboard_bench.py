@@ -31,7 +31,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from taskforge import Settings, Taskforge
+from taskforge import Settings, Taskforge, chain
 from taskforge.dashboard import DashboardConfig, create_app
 from taskforge.job import JobPriority
 from taskforge.protocol.brokers import SyncBroker
@@ -39,7 +39,8 @@ from taskforge.protocol.keys import GlobalKeys, QueueKeys
 from tests.support.redis_server import RedisServer
 
 PREFIX = "tfdash"
-PAGES = ("/", "/api/overview", "/queues/q000?limit=50", "/dead", "/workers", "/jobs/{job}")
+PAGES = ("/", "/api/overview", "/queues/q000?limit=50", "/dead", "/workers", "/jobs/{job}",
+         "/workflows/{workflow}", "/api/workflows/{workflow}")  # fmt: skip
 
 
 def seed(client: redis.Redis, queues: int, jobs: int, chunk: int = 10_000) -> None:
@@ -73,8 +74,9 @@ def seed(client: redis.Redis, queues: int, jobs: int, chunk: int = 10_000) -> No
         client.expire(bucket, 3600)
 
 
-def seed_records(settings: Settings, n: int) -> str:
-    """``n`` real jobs at the head of queue q000 (its listing reads their records)."""
+def seed_records(settings: Settings, n: int) -> tuple[str, str]:
+    """``n`` real jobs at the head of queue q000 (its listing reads their records), and a
+    workflow of three steps (its page reads its state and its members' records): their ids."""
     app = Taskforge(settings)
     add = app.task(name="bench.add")(lambda a, b: a + b)
     broker = SyncBroker(settings)
@@ -83,9 +85,11 @@ def seed_records(settings: Settings, n: int) -> str:
         handles = app.enqueue_many([add.options(queue="q000", priority="high").s(j, j)
                                     for j in range(i, min(n, i + 1000))])  # fmt: skip
         first = first or handles[0].id
+    step = add.options(queue="q001")
+    workflow = chain(step.s(1, 2), step.s(3), step.s(4)).delay().id
     broker.close()
     app.client.close()
-    return first
+    return first or workflow, workflow
 
 
 def command_stats(client: redis.Redis) -> tuple[int, int]:
@@ -119,7 +123,9 @@ async def measure(
     }
 
 
-async def run(args: argparse.Namespace, url: str, job_id: str) -> list[dict[str, Any]]:
+async def run(
+    args: argparse.Namespace, url: str, job_id: str, workflow_id: str
+) -> list[dict[str, Any]]:
     settings = Settings(redis_url=url, prefix=PREFIX)
     app = create_app(settings, config=DashboardConfig())
     client = redis.Redis.from_url(url, decode_responses=True)
@@ -127,7 +133,7 @@ async def run(args: argparse.Namespace, url: str, job_id: str) -> list[dict[str,
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://dash") as http:
         for page in PAGES:
-            path = page.format(job=job_id)
+            path = page.format(job=job_id, workflow=workflow_id)
             rows.append(await measure(http, path, args.loads, lambda: command_stats(client)))
         dash = app.state.dashboard
         before = command_stats(client)
@@ -158,18 +164,20 @@ def main(argv: list[str] | None = None) -> None:
         client = redis.Redis.from_url(server.url)
         started = time.perf_counter()
         seed(client, args.queues, args.jobs)
-        job_id = seed_records(Settings(redis_url=server.url, prefix=PREFIX), args.records)
+        job_id, workflow_id = seed_records(
+            Settings(redis_url=server.url, prefix=PREFIX), args.records
+        )
         memory = client.info("memory")["used_memory_human"]
         took_s = time.perf_counter() - started
         print(f"seeded {args.jobs:,} waiting jobs in {args.queues} queues, {args.records:,} with"
               f" records, in {took_s:.1f}s; Redis uses {memory}")  # fmt: skip
-        rows = asyncio.run(run(args, server.url, job_id))
+        rows = asyncio.run(run(args, server.url, job_id, workflow_id))
         client.close()
     finally:
         server.cleanup()
-    print(f"\n{'page':<38} {'median ms':>10} {'p95 ms':>8} {'Redis cmds':>11} {'Redis us':>9}")
+    print(f"\n{'page':<48} {'median ms':>10} {'p95 ms':>8} {'Redis cmds':>11} {'Redis us':>9}")
     for r in rows:
-        print(f"{r['page']:<38} {r['median_ms']:>10.1f} {r['p95_ms']:>8.1f}"
+        print(f"{r['page']:<48} {r['median_ms']:>10.1f} {r['p95_ms']:>8.1f}"
               f" {r['commands']:>11.0f} {r['redis_us']:>9.0f}")  # fmt: skip
 
 

@@ -32,8 +32,6 @@ import redis.asyncio.cluster
 from taskforge.driver.connection import AsyncRedis, async_client
 from taskforge.driver.subscribe import resubscribing
 from taskforge.errors import BrokerError, SerializationError
-from taskforge.health import health_check
-from taskforge.protocol.brokers import AsyncBroker
 from taskforge.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -149,6 +147,11 @@ class RedisClient:
         (:func:`taskforge.health.health_check`, every key of
         :data:`~taskforge.health.HEALTH_KEYS`), on this client's connection.
         """
+        # Imported on call: the report reads queue depths and workers (the queue protocol),
+        # which the pub/sub client itself never needs; importing it stays cheap and layered.
+        from taskforge.health import health_check
+        from taskforge.protocol.brokers import AsyncBroker
+
         return await health_check(AsyncBroker(self.settings, self.client))
 
     async def aclose(self) -> None:

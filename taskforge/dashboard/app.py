@@ -59,6 +59,7 @@ def _routes() -> list[Route | Mount]:
         Route("/api/overview", pages.overview_json),
         Route("/api/health", pages.health_json),
         Route("/api/jobs/{job_id:path}", pages.job_json),
+        Route("/api/workflows/{wid}", workflows.workflow_json),
         Route("/events", events),
         Route("/live", pages.live),
         Route("/jobs", pages.job_search),
@@ -102,14 +103,16 @@ async def _sample_depths(dash: Dashboard) -> None:
 
 
 async def events(request: Request) -> Response:
-    """``text/event-stream`` of job events (filters: ``queue``, ``task``, ``status``, ``job``
-    — each repeatable or comma-separated) and overview pushes."""
+    """``text/event-stream`` of job events (filters: ``queue``, ``task``, ``status``, ``job``,
+    ``workflow`` — each repeatable or comma-separated), the named workflows' events, and
+    overview pushes."""
 
     def wanted(name: str) -> frozenset[str]:
         values = [v for raw in request.query_params.getlist(name) for v in raw.split(",")]
         return frozenset(v.strip() for v in values if v.strip())
 
-    flt = EventFilter(wanted("queue"), wanted("task"), wanted("status"), wanted("job"))
+    flt = EventFilter(wanted("queue"), wanted("task"), wanted("status"), wanted("job"),
+                      wanted("workflow"))  # fmt: skip
     return EventStream(pages.dash(request).hub, flt)
 
 

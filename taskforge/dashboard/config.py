@@ -87,3 +87,13 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+__all__ = [
+    "BASIC_AUTH_ENV",
+    "ENVELOPE_CAP_BYTES",
+    "READ_ONLY_ENV",
+    "TOKEN_ENV",
+    "DashboardConfig",
+    "is_loopback",
+]

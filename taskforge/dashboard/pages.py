@@ -175,5 +175,6 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     return min(high, max(low, value))
 
 
-__all__ = ["CANCELLABLE", "cron", "dead", "job", "job_search", "live", "overview", "queue",
-           "timeline", "workers"]  # fmt: skip
+__all__ = ["CANCELLABLE", "DEAD_PAGE", "cron", "dash", "dead", "health_json", "job", "job_json",
+           "job_search", "live", "overview", "overview_json", "queue", "timeline",
+           "workers"]  # fmt: skip

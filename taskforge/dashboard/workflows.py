@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from taskforge.dashboard.pages import dash
 from taskforge.dashboard.state import back
@@ -36,6 +36,28 @@ async def workflow(request: Request) -> Response:
         "page": "workflows", "w": info, "tree": tree_view(info),
         "can_cancel": info.status is WorkflowStatus.RUNNING,
     })  # fmt: skip
+
+
+async def workflow_json(request: Request) -> Response:
+    """A workflow's status, failure and each member's status, or 404: what its page re-reads
+    when its stream opens and on each of the workflow's own events."""
+    try:
+        info = await dash(request).admin.workflow(check_workflow_id(request.path_params["wid"]))
+    except (WorkflowError, WorkflowNotFoundError):
+        return JSONResponse({"status": None}, 404)
+    return JSONResponse(workflow_state(info))
+
+
+def workflow_state(info: WorkflowInfo) -> dict[str, Any]:
+    """What the live workflow page redraws: status, failed member, error, members' statuses."""
+    return {
+        "id": info.id,
+        "status": info.status.value,
+        "failed_member": info.failed_member,
+        "error": info.error,
+        "members": [{"job_id": m.job_id, "status": m.status, "error": m.error}
+                    for m in info.members],
+    }  # fmt: skip
 
 
 def _search(request: Request, missing: str, status_code: int) -> Response:
@@ -77,4 +99,5 @@ async def cancel_workflow(request: Request, form: FormData) -> Response:
     return back(request, f"/workflows/{workflow_id}", notice=f"workflow is {status.value}")
 
 
-__all__ = ["cancel_workflow", "tree_view", "workflow", "workflow_search"]
+__all__ = ["cancel_workflow", "tree_view", "workflow", "workflow_json", "workflow_search",
+           "workflow_state"]  # fmt: skip

@@ -6,10 +6,37 @@ neither needs the other, so they live here, beside the connection they read thro
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+from taskforge.driver.requests import Command, EveryPrimary, Op
 from taskforge.errors import BrokerError
-from taskforge.protocol.brokers import AsyncBroker
+
+T = TypeVar("T")
+
+
+class Runner(Protocol):
+    """Anything that drives an operation to its result (the async driver, a broker)."""
+
+    async def run(self, op: Op[T]) -> T:
+        """Drive ``op``."""
+        ...
+
+
+def node_infos() -> Op[dict[str, dict[str, Any]]]:
+    """``INFO`` of every primary: ``{node: info}`` (one entry, ``""``, off a cluster)."""
+    raw = yield EveryPrimary(Command(("INFO",)))
+    return {node: dict(info) for node, info in raw.items()}
+
+
+def node_configs(name: str) -> Op[dict[str, str | None]]:
+    """One ``CONFIG GET`` value of every primary (None where unknown)."""
+    raw = yield EveryPrimary(Command(("CONFIG", "GET", name)))
+    return {node: config_value(reply, name) for node, reply in raw.items()}
+
+
+def config_value(reply: Any, name: str) -> str | None:
+    """One value of a ``CONFIG GET`` reply (None where unknown)."""
+    return reply.get(name) if isinstance(reply, dict) else None
 
 
 def server_warnings(info: dict[str, Any], save_config: str | None = None) -> list[str]:
@@ -34,12 +61,12 @@ def server_warnings(info: dict[str, Any], save_config: str | None = None) -> lis
 
 
 async def read_nodes(
-    broker: AsyncBroker,
+    broker: Runner,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
     """``INFO`` and ``CONFIG GET save`` of every primary (a cluster's, or the one server)."""
-    infos = await broker.run(broker.ops.node_infos())
+    infos = await broker.run(node_infos())
     try:
-        saves = await broker.run(broker.ops.node_configs("save"))
+        saves = await broker.run(node_configs("save"))
     except BrokerError:  # CONFIG may be renamed away, as the seed's checklist advises
         saves = {}
     return infos, saves
@@ -54,4 +81,12 @@ def node_warnings(infos: dict[str, dict[str, Any]], saves: dict[str, str | None]
     ]
 
 
-__all__ = ["node_warnings", "read_nodes", "server_warnings"]
+__all__ = [
+    "Runner",
+    "config_value",
+    "node_configs",
+    "node_infos",
+    "node_warnings",
+    "read_nodes",
+    "server_warnings",
+]

@@ -87,11 +87,6 @@ class QueueCounts:
         return sum(self.ready.values())
 
 
-def config_value(reply: Any, name: str) -> str | None:
-    """One value of a ``CONFIG GET`` reply (None where unknown)."""
-    return reply.get(name) if isinstance(reply, dict) else None
-
-
 def fetched(raw: list[Any]) -> Fetched:
     """Fetch's reply parsed."""
     jobs = [
@@ -146,7 +141,6 @@ __all__ = [
     "NewJob",
     "Outcome",
     "QueueCounts",
-    "config_value",
     "fetched",
     "ms_or_none",
     "parse_record",

@@ -7,10 +7,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from taskforge.driver.requests import Batch, Command, EveryPrimary, Op
+from taskforge.driver import nodes
+from taskforge.driver.requests import Batch, Command, Op
 from taskforge.job import PRIORITY_ORDER, JobRecord
 from taskforge.protocol.lifecycle import OpsBase
-from taskforge.protocol.records import QueueCounts, config_value, parse_record, scored
+from taskforge.protocol.records import QueueCounts, parse_record, scored
 
 
 class StateOps(OpsBase):
@@ -65,14 +66,12 @@ class StateOps(OpsBase):
         return [json.loads(entries[w]) for w, ok in zip(ids, alive, strict=True) if ok]
 
     def node_infos(self) -> Op[dict[str, dict[str, Any]]]:
-        """``INFO`` of every primary: ``{node: info}`` (one entry, ``""``, off a cluster)."""
-        raw = yield EveryPrimary(Command(("INFO",)))
-        return {node: dict(info) for node, info in raw.items()}
+        """``INFO`` of every primary (see :func:`taskforge.driver.nodes.node_infos`)."""
+        return nodes.node_infos()
 
     def node_configs(self, name: str) -> Op[dict[str, str | None]]:
-        """One ``CONFIG GET`` value of every primary (None where unknown)."""
-        raw = yield EveryPrimary(Command(("CONFIG", "GET", name)))
-        return {node: config_value(reply, name) for node, reply in raw.items()}
+        """One ``CONFIG GET`` value of every primary (see :mod:`taskforge.driver.nodes`)."""
+        return nodes.node_configs(name)
 
     def announce_queue(self, queue: str) -> Op[None]:
         """Remember a queue name so the CLI can list queues without scanning."""
@@ -87,16 +86,6 @@ class StateOps(OpsBase):
         k = self.keys(queue)
         raw = yield Command(("ZRANGE", k.dead, start, stop, "WITHSCORES"))
         return [(member, int(score)) for member, score in scored(raw)]
-
-    def purge_dead(self, queue: str, job_ids: Sequence[str]) -> Op[int]:
-        """Delete dead jobs for good (records and dead-set entries)."""
-        k = self.keys(queue)
-        if not job_ids:
-            return 0
-        raw = yield Batch(
-            [Command(("ZREM", k.dead, *job_ids)), Command(("UNLINK", *map(k.job, job_ids)))]
-        )
-        return int(raw[0])
 
     def server_time_ms(self) -> Op[int]:
         """Redis server time in ms (the clock dead-letter ages and stat buckets are read with)."""

@@ -8,6 +8,7 @@ the README's), else to a temporary directory.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -38,6 +39,7 @@ from tests.support.redis_server import free_port
 
 pytest.importorskip("playwright")
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("TASKFORGE_CHROMIUM", "/usr/bin/chromium"))
@@ -126,8 +128,10 @@ def server(app: Any) -> Iterator[Server]:
     of this process (what ``taskforge dashboard`` runs, without paying a process start)."""
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(*, read_only: bool = False, token: str | None = TOKEN) -> str:
-        config = DashboardConfig(token=token, read_only=read_only)
+    def start(
+        *, read_only: bool = False, token: str | None = TOKEN, basic_auth: str | None = None
+    ) -> str:
+        config = DashboardConfig(token=token, basic_auth=basic_auth, read_only=read_only)
         asgi = create_app(app.settings, config=config, registry=app.registry)
         port = free_port()
         srv = uvicorn.Server(uvicorn.Config(asgi, port=port, log_level="warning"))
@@ -135,7 +139,10 @@ def server(app: Any) -> Iterator[Server]:
         thread.start()
         servers.append((srv, thread))
         url = f"http://127.0.0.1:{port}"
-        headers = {"Authorization": f"Bearer {TOKEN}"}
+        if basic_auth:
+            headers = {"Authorization": "Basic " + base64.b64encode(basic_auth.encode()).decode()}
+        else:
+            headers = {"Authorization": f"Bearer {TOKEN}"}
         _until(lambda: _answers(f"{url}/api/health", headers), 20, "the dashboard to answer")
         return url
 
@@ -422,6 +429,47 @@ def test_a_chain_and_a_chord_show_their_trees_with_each_members_status(
     ]  # fmt: skip
 
 
+def test_the_workflow_page_follows_its_members_live_without_reload(
+    page: Page, url: str, app: Any, launch: Callable[..., subprocess.Popen[bytes]], shots: Path
+) -> None:
+    # Queue "wf-live" has no worker until the pages are open: then one starts, and the pages
+    # must follow each member from the event stream alone.
+    tasks = (dashboard_tasks.add, dashboard_tasks.charge, dashboard_tasks.total)
+    add, charge, total = (t.options(queue="wf-live") for t in tasks)
+    steps = chain(add.s(1, 2), add.s(3)).delay()
+    fan = chord(group([add.s(1, 1), charge.s("99")]), total.s()).delay()
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url) if "/api/" in r.url else None)
+    page.goto(f"{url}/workflows/{steps.id}?token={TOKEN}")
+    other = page.context.new_page()
+    other.goto(f"{url}/workflows/{fan.id}")
+    for pg in (page, other):
+        expect(pg.locator("#live-dot.on")).to_be_visible()
+        pg.evaluate("window.__sameDocument = true")
+    before = (_member_statuses(page), _member_statuses(other))
+
+    launch("worker", "tests.support.dashboard_tasks:app", "-Q", "wf-live", "--log-level", "WARNING")
+
+    statuses = page.locator("#tree .wf-member .status")
+    expect(statuses).to_have_text(["succeeded", "succeeded"], timeout=2 * LIVE_MS)
+    expect(page.locator("#workflow-status")).to_have_text("succeeded")
+    expect(page.get_by_role("button", name="Cancel workflow")).to_have_count(0)
+    expect(other.locator("#workflow-status")).to_have_text("failed")
+    expect(other.locator("#tree .wf-member .status")).to_have_text(
+        ["succeeded", "dead", "cancelled"]
+    )
+    expect(other.locator("#workflow-error")).to_contain_text("ValueError: card 99 declined")
+    expect(other.locator("#workflow-failed")).to_have_text(f"wf:{fan.id}:1")
+    other.screenshot(path=str(shots / "workflow-live.png"))
+
+    assert before == (["queued", "pending"], ["queued", "queued", "pending"])
+    assert page.evaluate("window.__sameDocument") is True  # no reload happened
+    assert other.evaluate("window.__sameDocument") is True
+    # Re-read on open and at the workflow's end (once more if events overtook a read): never
+    # polled.
+    assert 1 <= sum("/api/workflows/" in u for u in fetched) <= 4
+
+
 def test_a_failed_workflow_shows_the_failed_member_its_error_and_the_steps_never_run(
     page: Page, url: str, app: Any, worker: None
 ) -> None:
@@ -476,6 +524,43 @@ def test_a_wrong_token_gets_401_and_the_right_one_a_cookie(page: Page, url: str)
     assert none.status_code == bad_bearer.status_code == 401
     assert right is not None and right.status == 200 and "token=" not in page.url
     assert later is not None and later.status == 200
+
+
+def test_basic_auth_in_the_browser_asks_for_credentials_and_takes_only_the_right_ones(
+    browser: Browser, server: Server, app: Any, admin: Admin
+) -> None:
+    basic = server(token=None, basic_auth=f"ops:{TOKEN}")
+    later = dashboard_tasks.add.options(queue="basic").schedule(3600, 1)
+    contexts = {
+        "none": browser.new_context(),
+        "right": browser.new_context(http_credentials={"username": "ops", "password": TOKEN}),
+        "wrong": browser.new_context(http_credentials={"username": "ops", "password": "nope"}),
+    }
+    try:
+        pages = {name: ctx.new_page() for name, ctx in contexts.items()}
+        anonymous: list[Any] = []
+        pages["none"].on("response", lambda r: anonymous.append(r))
+        # Headless, with no credentials to offer to the challenge, chromium drops the navigation
+        # (a person would see the login prompt); the answer it got was the 401.
+        with pytest.raises(PlaywrightError, match="ERR_INVALID_AUTH_CREDENTIALS"):
+            pages["none"].goto(f"{basic}/")
+        wrong = pages["wrong"].goto(f"{basic}/")
+        page = pages["right"]
+        right = page.goto(f"{basic}/")
+        expect(page.locator("#live-dot.on")).to_be_visible()  # the event stream is let in too
+        expect(_cell(page, "basic", "scheduled")).to_have_text("1")
+        page.goto(f"{basic}/jobs/{later.id}")
+        page.get_by_role("button", name="Cancel job").click()  # a POST, CSRF and all
+        expect(page.locator(".flash.ok")).to_contain_text("cancelled")
+    finally:
+        for ctx in contexts.values():
+            ctx.close()
+
+    assert [r.status for r in anonymous] == [401]
+    assert anonymous[0].headers["www-authenticate"] == 'Basic realm="taskforge"'
+    assert wrong is not None and wrong.status == 401
+    assert right is not None and right.status == 200
+    assert admin.job(later.id)[1].status is JobStatus.CANCELLED
 
 
 def test_read_only_shows_no_action_and_refuses_posts(
@@ -551,9 +636,10 @@ def test_the_dashboard_benchmark_prints_every_page_at_a_tiny_scale() -> None:
     assert table[0].split()[:3] == ["page", "median", "ms"]
     assert [row.split()[0] for row in table[1:]] == [
         "/", "/api/overview", "/queues/q000?limit=50", "/dead", "/workers",
-        table[6].split()[0], "live:",
+        *(row.split()[0] for row in table[6:9]), "live:",
     ]  # fmt: skip
-    assert table[6].startswith("/jobs/")
+    assert table[6].startswith("/jobs/") and table[7].startswith("/workflows/")
+    assert table[8].startswith("/api/workflows/")
 
 
 def test_the_dashboard_mounts_under_a_path_prefix_of_another_app(app: Any) -> None:

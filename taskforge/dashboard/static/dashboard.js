@@ -15,6 +15,11 @@
     source.onerror = () => dot && dot.classList.remove("on");
     source.addEventListener("job", (e) => onJob(JSON.parse(e.data)));
     source.addEventListener("overview", (e) => onOverview(JSON.parse(e.data)));
+    source.addEventListener("workflow", (e) => {
+      // A step done is already drawn from its job's event; the end (succeeded, failed,
+      // cancelled) changes members no job event names (pending ones a failure cancels).
+      if (JSON.parse(e.data).event !== "step_succeeded") resyncWorkflow();
+    });
   }
 
   function text(tag, value, cls) {
@@ -37,6 +42,7 @@
   let seen = 0;
   function onJob(ev) {
     const feed = document.getElementById("feed");
+    if (document.getElementById("workflow")) return onMemberEvent(ev);
     if (!feed) return reloadJob(ev);
     const empty = feed.querySelector(".empty");
     if (empty) empty.remove();
@@ -71,6 +77,7 @@
   // Events sent while the stream was not connected (before the first open, or during a
   // reconnect) are missed, as pub/sub does not replay: read the state once on every (re)open.
   function resync() {
+    if (document.getElementById("workflow")) return resyncWorkflow();
     const card = document.getElementById("job");
     if (card) {
       fetch(base + "/api/jobs/" + encodeURIComponent(card.dataset.job))
@@ -78,6 +85,61 @@
         .then((j) => { if (!leaving && j.status !== card.dataset.status) window.location.reload(); });
     } else if (document.getElementById("queues")) {
       fetch(base + "/api/overview").then((r) => r.json()).then(onOverview);
+    }
+  }
+
+  // The workflow page: each member's job event redraws that member's status in place; the
+  // workflow's own end (or a stream (re)opening) re-reads the workflow once.
+  function setStatus(el, status) {
+    if (!el || el.textContent === status) return;
+    el.textContent = status;
+    el.className = "status s-" + status;
+  }
+
+  function memberSpan(jobId) {
+    return document.querySelector('.wf-member[data-job="' + CSS.escape(jobId) + '"]');
+  }
+
+  let wfBusy = false, wfAgain = false;
+  function onMemberEvent(ev) {
+    const span = memberSpan(ev.job_id);
+    if (span) setStatus(span.querySelector(".status"), ev.status);
+    if (wfBusy) wfAgain = true; // a read under way may predate this event: read once more
+  }
+
+  function resyncWorkflow() {
+    const card = document.getElementById("workflow");
+    if (!card || leaving) return;
+    if (wfBusy) { wfAgain = true; return; }
+    wfBusy = true;
+    fetch(base + "/api/workflows/" + encodeURIComponent(card.dataset.workflow))
+      .then((r) => r.json())
+      .then((w) => { if (w.status && !leaving) drawWorkflow(card, w); })
+      .finally(() => {
+        wfBusy = false;
+        if (wfAgain) { wfAgain = false; resyncWorkflow(); }
+      });
+  }
+
+  function drawWorkflow(card, w) {
+    card.dataset.status = w.status;
+    setStatus(document.getElementById("workflow-status"), w.status);
+    if (w.status !== "running") {
+      const actions = document.getElementById("workflow-actions");
+      if (actions) actions.remove();
+    }
+    for (const m of w.members) {
+      const span = memberSpan(m.job_id);
+      if (!span) continue;
+      setStatus(span.querySelector(".status"), m.status);
+      const err = span.querySelector(".member-error");
+      if (err) err.textContent = m.error || "";
+    }
+    if (w.failed_member) {
+      const failed = document.getElementById("workflow-failed");
+      if (!failed.querySelector("a")) failed.appendChild(link(base + "/jobs/" + w.failed_member, w.failed_member, "mono"));
+      document.getElementById("workflow-error").textContent = w.error || "-";
+      for (const el of card.querySelectorAll(".facts [hidden]")) el.hidden = false;
     }
   }
 
@@ -133,6 +195,8 @@
   }
   const card = document.getElementById("job");
   if (card) connect("job=" + encodeURIComponent(card.dataset.job));
+  const wf = document.getElementById("workflow");
+  if (wf) connect("workflow=" + encodeURIComponent(wf.dataset.workflow));
 
   const all = document.getElementById("pick-all");
   if (all) all.addEventListener("change", () => {

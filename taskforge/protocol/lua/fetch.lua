@@ -31,6 +31,15 @@ local queue, batch, max_lost = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local request, answered = ARGV[8], ARGV[9]
 local prefix = KEYS[8]
 local now = now_ms()
+-- Numbers go to redis.call as text: Redis formats a Lua number argument with '%.17g', which
+-- costs thousands of instructions for a 13-digit time. Whole numbers below 2^53 are written
+-- with '%d' (the same text); anything else is passed as it was.
+local function int_text(n)
+  if n == math.floor(n) and n > -2 ^ 53 and n < 2 ^ 53 then return string.format('%d', n) end
+  return n
+end
+local now_text = int_text(now)
+local batch_text = int_text(batch)
 if answered ~= '' then redis.call('DEL', KEYS[9] .. answered) end
 local replay = nil
 if request ~= '' then replay = redis.call('GET', KEYS[9] .. request) end
@@ -45,7 +54,7 @@ local function bury(key, id, why)
 end
 
 -- Promote due scheduled and retrying jobs.
-local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, batch)
+local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now_text, 'LIMIT', '0', batch_text)
 for _, id in ipairs(due) do
   local key = prefix .. id
   local rec, why = read_job(key, 'task')
@@ -60,7 +69,7 @@ end
 if #due > 0 then redis.call('ZREM', KEYS[4], unpack(due)) end
 
 -- Reclaim jobs whose lease expired: their worker died or lost Redis for too long.
-local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, batch)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now_text, 'LIMIT', '0', batch_text)
 for _, id in ipairs(expired) do
   local key = prefix .. id
   local rec, why = read_job(key, 'task', 'cancel', 'lost')
@@ -123,8 +132,10 @@ if replay then
   if #renewed > 0 then redis.call('PEXPIRE', KEYS[9] .. request, lease_ms) end
 end
 local granted = {}
+local deadline_text = int_text(now + lease_ms)
 while remaining > 0 do
-  local popped = redis.call('LMPOP', 3, KEYS[1], KEYS[2], KEYS[3], 'LEFT', 'COUNT', remaining)
+  local popped = redis.call('LMPOP', '3', KEYS[1], KEYS[2], KEYS[3], 'LEFT', 'COUNT',
+    int_text(remaining))
   if not popped then break end
   local leases = {}
   for _, id in ipairs(popped[2]) do
@@ -137,9 +148,9 @@ while remaining > 0 do
     else
       local envelope, task, attempts = job[3], job[4], tonumber(job[2])
       local token = (as_count(job[5]) or 0) + 1
-      redis.call('HSET', key, 'status', 'active', 'started_ms', now, 'worker', worker,
-        'deliveries', token)
-      table.insert(leases, now + lease_ms)
+      redis.call('HSET', key, 'status', 'active', 'started_ms', now_text, 'worker', worker,
+        'deliveries', int_text(token))
+      table.insert(leases, deadline_text)
       table.insert(leases, id)
       if job[6] then release_unique(key, id, 'queued') end
       emit(channel, id, task, queue, 'active', attempts + 1, now)
@@ -159,11 +170,11 @@ end
 
 -- More work left: re-arm the marker so another idle worker wakes.
 if redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('LLEN', KEYS[3]) > 0 then
-  redis.call('ZADD', KEYS[6], 0, 'w')
+  redis.call('ZADD', KEYS[6], '0', 'w')
 end
 
-local s = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+local s = redis.call('ZRANGE', KEYS[4], '0', '0', 'WITHSCORES')
 if s[2] then out[1] = math.max(0, tonumber(s[2]) - now) end
-local f = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+local f = redis.call('ZRANGE', KEYS[5], '0', '0', 'WITHSCORES')
 if f[2] then out[2] = math.max(0, tonumber(f[2]) - now) end
 return out
