@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "taskforge"
+PACKAGE = Path(__file__).resolve().parents[2] / "taskforge"
 
 BOTTOM = ("taskforge.errors", "taskforge.settings", "taskforge.job")
 

@@ -2,9 +2,9 @@
 stream as on one Redis, served by uvicorn over each real deployment.
 
 Each deployment (a primary, a replica and three Sentinels; three cluster primaries) is started
-once for the module. A worker runs in this process; the browser tests (tests/test_dashboard.py)
-cover the pages' behaviour, these cover that every read and the event stream work through
-Sentinel discovery and across cluster slots.
+once for the module. A worker runs in this process; the browser tests
+(tests/operations/test_dashboard.py) cover the pages' behaviour, these cover that every read and
+the event stream work through Sentinel discovery and across cluster slots.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from starlette.applications import Starlette
 from taskforge import JobStatus, Settings, Taskforge, Worker, WorkflowStatus, chain
 from taskforge.admin import AsyncAdmin
 from taskforge.dashboard import DashboardConfig, create_app
-from tests.cluster import LocalCluster, LocalSentinel
-from tests.redis_server import free_port
+from tests.support.cluster import LocalCluster, LocalSentinel
+from tests.support.redis_server import free_port
 
 pytest.importorskip("uvicorn")
 
