@@ -338,7 +338,7 @@ def _commandstats(client: redis.Redis) -> dict[str, int]:
     return {k: v["calls"] for k, v in client.info("commandstats").items()}
 
 
-@pytest.mark.parametrize("n_keys", [20_000, 100_000])
+@pytest.mark.parametrize("n_keys", [20_000, pytest.param(100_000, marks=pytest.mark.slow)])
 async def test_pattern_invalidation_scans_in_batches_without_keys(n_keys: int) -> None:
     server = RedisServer(args=["--slowlog-log-slower-than", "50000"]).start()
     client = server.client()

@@ -60,6 +60,7 @@ def test_each_test_gets_its_own_server(taskforge_app, taskforge_worker):
 """
 
 
+@pytest.mark.slow  # the same fixtures in a project: test_the_testing_example_passes
 def test_fixtures_run_a_projects_tasks_on_a_private_server(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(tasks=TASKS, test_user=USER_TESTS)
     pytester.makeini("[pytest]\ntaskforge_app = tasks.py:app\n")

@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from typing import Any, ClassVar
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -447,6 +448,7 @@ def assert_matches(actual: list[str], segments: list[tuple[str, list[str]]]) -> 
     assert at == len(actual), (actual, segments)
 
 
+@pytest.mark.slow  # the same invariants, with faults: test_fuzz.py
 def test_broker_operations_keep_every_job_in_exactly_one_place(redis_url: str) -> None:
     BrokerMachine.redis_url = redis_url
 

@@ -61,6 +61,7 @@ def peer_pythons(*systems: str) -> list[str]:
     return [s for s in systems if s in FACTS["found"]]
 
 
+@pytest.mark.slow  # the whole table; bench.py end to end: test_big_drain_reports_the_time_ratio...
 def test_taskforge_run_prints_the_table_and_writes_every_figure(
     redis_url: str, tmp_path: Path
 ) -> None:

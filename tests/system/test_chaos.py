@@ -23,6 +23,7 @@ pytestmark = pytest.mark.skipif(
 REAP_INTERVAL_S = 5.0
 
 
+@pytest.mark.slow  # a SIGKILLed worker's job runs again: test_worker_process.py
 def test_workers_killed_at_random_lose_nothing_and_redo_only_jobs_in_flight() -> None:
     report = chaos.kill_workers(jobs=600, workers=3, concurrency=4, kill_every_s=1.5, lease_s=2)
 
@@ -46,6 +47,7 @@ def test_redis_killed_and_restarted_twice_under_load_loses_nothing() -> None:
     assert "not_final" not in report.notes
 
 
+@pytest.mark.slow  # killed connections, lost replies: test_fuzz.py, test_ambiguous_enqueue.py
 def test_client_kill_every_second_loses_nothing_and_enqueues_nothing_twice() -> None:
     report = chaos.client_kills(jobs=600, workers=2, every_s=1.0)
 
@@ -57,6 +59,7 @@ def test_client_kill_every_second_loses_nothing_and_enqueues_nothing_twice() -> 
     assert report.notes["succeeded"] == report.jobs
 
 
+@pytest.mark.slow  # a paused worker's late outcome refused: test_zombie_worker.py
 def test_worker_paused_past_its_leases_has_its_late_outcomes_refused() -> None:
     report = chaos.paused_worker(jobs=150, concurrency=4, lease_s=1.0, pause_s=2.5)
 
@@ -91,6 +94,7 @@ def test_cpu_bound_jobs_longer_than_the_lease_are_never_reclaimed() -> None:
     assert report.duplicated == 0
 
 
+@pytest.mark.slow  # poison after max_deliveries: test_broker.py, test_corrupt_records.py
 def test_job_that_kills_its_worker_is_buried_as_poison_after_max_deliveries() -> None:
     report = chaos.poison(jobs=20, max_deliveries=3, lease_s=1.0)
 

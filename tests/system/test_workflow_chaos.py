@@ -16,6 +16,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow  # deaths at every step: test_workflow_state_machine.py
 def test_workers_killed_under_chains_and_chords_lose_no_workflow_and_no_callback_runs_twice() -> (
     None
 ):
