@@ -86,6 +86,7 @@ def child_main(conn: Connection, loader: Callable[[], Taskforge], settings: Sett
 
 
 def _serve(conn: Connection, app: Taskforge) -> None:
+    server = os.getpid()
     while True:
         try:
             message = conn.recv()
@@ -94,6 +95,11 @@ def _serve(conn: Connection, app: Taskforge) -> None:
         if message is None:
             return
         reply = _run_one(app, *message)
+        if os.getpid() != server:
+            # A task forked and its copy returned from the task too: that copy must never
+            # answer on this pipe (its reply would be taken as the next job's result) nor
+            # read the next job from it.
+            os._exit(0)
         _send(reply)
 
 

@@ -1,0 +1,43 @@
+"""Hostile tasks in real ``taskforge worker --pool process`` subprocesses on a real Redis:
+user code that forks, replaces the child's signal handlers, or raises exceptions that fight
+being described. Each must cost at most its own job, never a neighbour's result."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from taskforge import JobStatus, Taskforge
+from tests import hostile_pool_tasks as tasks
+
+StartWorker = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def app(redis_url: str, prefix: str) -> Iterator[Taskforge]:
+    tasks.app.configure(redis_url=redis_url, prefix=prefix)
+    yield tasks.app
+    tasks.app.client.close()
+
+
+def drain(start: StartWorker, *options: str) -> str:
+    proc = start("tests.hostile_pool_tasks:app", "--pool", "process", "--burst", *options)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+def test_a_task_that_forks_never_answers_for_the_next_job(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    forked = tasks.forks.delay()
+    after = [tasks.echo_len.delay("abc"), tasks.pid.delay(), tasks.echo_len.delay("abcde")]
+
+    drain(worker_process, "-c", "1")
+
+    child = forked.result(timeout=5)
+    assert after[0].result(timeout=5) == 3
+    assert after[1].result(timeout=5) == child  # the same child served it, not the fork's copy
+    assert after[2].result(timeout=5) == 5
