@@ -41,3 +41,15 @@ def test_a_task_that_forks_never_answers_for_the_next_job(
     assert after[0].result(timeout=5) == 3
     assert after[1].result(timeout=5) == child  # the same child served it, not the fork's copy
     assert after[2].result(timeout=5) == 5
+
+
+def test_signal_handlers_a_task_replaced_are_restored_for_the_next_job(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    rude = tasks.own_handlers.delay()
+    limited = tasks.sleep_soft.delay()
+
+    drain(worker_process, "-c", "1")
+
+    assert rude.result(timeout=5)
+    assert limited.result(timeout=5) == "soft"  # its soft limit still raised in that child

@@ -15,7 +15,8 @@ ends the exchange. Signals carry what the worker decides:
 Signal handlers run in the child's main thread, the one running the task, and interrupt a
 blocking call (``time.sleep``, a socket read) rather than waiting for it to return. A task that
 installs its own ``SIGALRM`` or ``SIGUSR1`` handler loses the soft limit or the gentle cancel (a
-cancel then ends with the SIGKILL after the grace).
+cancel then ends with the SIGKILL after the grace) for its own job: the child installs its
+handlers again before the next one.
 
 The worker passes the OpenTelemetry context of the attempt's ``process`` span (when the worker
 has OpenTelemetry loaded); the child makes it current around the call, so spans the task opens
@@ -64,13 +65,7 @@ class _State:
 
 def child_main(conn: Connection, loader: Callable[[], Taskforge], settings: Settings) -> None:
     """A pool process's entry point: load the app, say ready, serve jobs until told to stop."""
-    # Ctrl-C reaches the whole process group: the parent decides what happens to running jobs.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _interrupt)
-    if CANCEL_SIGNAL != signal.SIGTERM:
-        signal.signal(CANCEL_SIGNAL, _cancel)
-    if hasattr(signal, "setitimer"):
-        signal.signal(signal.SIGALRM, _soft_limit)
+    _install_handlers()
     try:
         app = loader()
         app.configure(settings)
@@ -85,6 +80,19 @@ def child_main(conn: Connection, loader: Callable[[], Taskforge], settings: Sett
         return  # SIGTERM: the worker already recorded the outcome and waits for this exit
 
 
+def _install_handlers() -> None:
+    """The child's signal handlers; installed again before each job, so a task that replaced
+    one (its own SIGALRM, an ignored SIGTERM) costs only its own job the soft limit or the
+    gentle stop, never the jobs after it in this child."""
+    # Ctrl-C reaches the whole process group: the parent decides what happens to running jobs.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _interrupt)
+    if CANCEL_SIGNAL != signal.SIGTERM:
+        signal.signal(CANCEL_SIGNAL, _cancel)
+    if hasattr(signal, "setitimer"):
+        signal.signal(signal.SIGALRM, _soft_limit)
+
+
 def _serve(conn: Connection, app: Taskforge) -> None:
     server = os.getpid()
     while True:
@@ -94,6 +102,7 @@ def _serve(conn: Connection, app: Taskforge) -> None:
             return  # the worker is gone
         if message is None:
             return
+        _install_handlers()
         reply = _run_one(app, *message)
         if os.getpid() != server:
             # A task forked and its copy returned from the task too: that copy must never
