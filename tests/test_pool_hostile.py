@@ -53,3 +53,22 @@ def test_signal_handlers_a_task_replaced_are_restored_for_the_next_job(
 
     assert rude.result(timeout=5)
     assert limited.result(timeout=5) == "soft"  # its soft limit still raised in that child
+
+
+def test_exceptions_that_fight_being_described_are_the_attempts_error_not_a_lost_child(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    broken_str = tasks.str_raises.delay()
+    interrupt = tasks.keyboard.delay()
+    before, after = tasks.pid.delay(), tasks.pid.delay()
+
+    out = drain(worker_process, "-c", "1")
+
+    rec = app.client.record("default", broken_str.id)
+    assert rec.status == JobStatus.DEAD
+    assert rec.error_type is not None and rec.error_type.endswith("StrRaises"), out
+    assert "__str__ failed" in (rec.error or "")
+    rec = app.client.record("default", interrupt.id)
+    assert (rec.status, rec.error_type) == (JobStatus.DEAD, "KeyboardInterrupt"), out
+    assert "WorkerLostError" not in out
+    assert before.result(timeout=5) == after.result(timeout=5)  # no child was lost

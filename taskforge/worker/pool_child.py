@@ -132,8 +132,9 @@ def _run_one(
         return ("ok", value, "", _rss_kib())
     except JobInterrupted:
         raise
-    # The job boundary of the child: whatever the task raised goes back to the worker.
-    except (Exception, SystemExit) as exc:
+    # The job boundary of the child: whatever the task raised goes back to the worker, as on
+    # the thread path (KeyboardInterrupt, GeneratorExit, a BaseException of its own too).
+    except BaseException as exc:
         return ("err", _portable(exc), _format(exc), _rss_kib())
     finally:
         _State.ctx = None
@@ -250,7 +251,19 @@ def _portable(exc: BaseException) -> tuple[bytes | None, str, str]:
         blob: bytes | None = pickle.dumps(exc)
     except Exception:  # an exception holding a socket, a lock...: send its name and message
         blob = None
-    return blob, type(exc).__name__, str(exc) or repr(exc)
+    return blob, type(exc).__name__, _describe(exc)
+
+
+def _describe(exc: BaseException) -> str:
+    # User code: its __str__/__repr__ may raise (the worker's Failure.of says the same).
+    for render in (str, repr):
+        try:
+            text = render(exc)
+        except Exception as err:
+            text = f"<{type(exc).__name__}.__{render.__name__}__ failed: {type(err).__name__}>"
+        if text:
+            return text
+    return type(exc).__name__
 
 
 def _format(exc: BaseException) -> str:
