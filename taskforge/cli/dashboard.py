@@ -46,6 +46,7 @@ def dashboard_command(
         import uvicorn
 
         from taskforge.dashboard import DashboardConfig, create_app
+        from taskforge.dashboard.security import LoopbackHostsOnly
     except ImportError as exc:
         extra = "pip install 'taskforge[dashboard]'"
         raise fail(f"the dashboard needs its extra: {extra} ({exc})", 2) from None
@@ -62,7 +63,10 @@ def dashboard_command(
     mode = " (read-only)" if config.read_only else ""
     typer.echo(f"taskforge dashboard on http://{host}:{port}/ for {settings.masked_url()}{mode}",
                err=True)  # fmt: skip
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)
+    # No authentication (so a loopback address): answer only to a loopback name in Host, which
+    # a DNS-rebinding page cannot send.
+    served = app if config.has_auth else LoopbackHostsOnly(app)
+    uvicorn.run(served, host=host, port=port, log_level=log_level.lower(), access_log=False)
 
 
 __all__ = ["dashboard_command"]
