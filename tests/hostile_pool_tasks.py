@@ -152,3 +152,17 @@ def alloc(mib: int) -> int:
 def slow(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()
+
+
+@app.task(name="h.one_shot", max_retries=0)
+def one_shot(seconds: float) -> int:
+    """Say it started (into the ``started`` list), then work ``seconds``; no retries."""
+    from taskforge.driver.connection import sync_client
+
+    client = sync_client(app.settings)
+    try:
+        client.rpush(f"{app.settings.prefix}:hostile:started", current_job().job.id)
+    finally:
+        client.close()
+    time.sleep(seconds)
+    return os.getpid()

@@ -4,8 +4,13 @@ being described. Each must cost at most its own job, never a neighbour's result.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +77,34 @@ def test_exceptions_that_fight_being_described_are_the_attempts_error_not_a_lost
     assert (rec.status, rec.error_type) == (JobStatus.DEAD, "KeyboardInterrupt"), out
     assert "WorkerLostError" not in out
     assert before.result(timeout=5) == after.result(timeout=5)  # no child was lost
+
+
+def test_a_sigterm_to_the_whole_process_group_drains_running_pool_jobs(
+    app: Taskforge, redis_url: str, prefix: str
+) -> None:
+    # As systemd's default KillMode=control-group, dumb-init or `kill -TERM -<pgid>` do: the
+    # signal reaches the children too. The worker's grace must decide, not the signal.
+    jobs = [tasks.one_shot.delay(2.0) for _ in range(2)]
+    env = {**os.environ, "REDIS_URL": redis_url, "TASKFORGE_PREFIX": prefix,
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}  # fmt: skip
+    cmd = [sys.executable, "-m", "taskforge.cli", "worker", "tests.hostile_pool_tasks:app",
+           "--pool", "process", "-c", "2", "--grace", "30"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    try:
+        client = app.client.broker.client
+        deadline = time.monotonic() + 60
+        while client.llen(f"{prefix}:hostile:started") < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, "jobs never started"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    assert proc.returncode == 0, out.decode()
+    for handle in jobs:
+        rec = app.client.record("default", handle.id)
+        assert (rec.status, rec.attempts) == (JobStatus.SUCCEEDED, 1), out.decode()

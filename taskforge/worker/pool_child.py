@@ -9,8 +9,14 @@ ends the exchange. Signals carry what the worker decides:
   ``SoftTimeoutExceeded`` in the task, an ``Exception`` it may catch to clean up;
 * ``SIGUSR1`` means the job was cancelled: ``current_job().cancel_requested`` becomes true and
   ``JobInterrupted`` is raised, as in a worker thread (so ``raise_if_cancelled()`` raises too);
-* ``SIGTERM`` (hard timeout, worker stop) raises ``JobInterrupted``; after the worker's grace,
+* ``SIGUSR2`` (hard timeout, worker stop) raises ``JobInterrupted``; after the worker's grace,
   SIGKILL.
+
+``SIGTERM`` and ``SIGINT`` are ignored: a stop sent to the whole process group or cgroup
+(Ctrl-C, systemd's default ``KillMode=control-group``, ``dumb-init``) reaches the children as
+well as the worker, and the worker decides what happens to running jobs (it lets them finish
+within its grace, or hands them back); a child that took the signal itself would die mid-job and
+cost the job an attempt. SIGKILL still ends a child at once.
 
 Signal handlers run in the child's main thread, the one running the task, and interrupt a
 blocking call (``time.sleep``, a socket read) rather than waiting for it to return. A task that
@@ -49,6 +55,9 @@ if TYPE_CHECKING:
 
 #: The signal the worker sends a child whose running job was cancelled.
 CANCEL_SIGNAL = signal.SIGUSR1 if hasattr(signal, "SIGUSR1") else signal.SIGTERM
+#: The signal the worker sends a child to stop its job (hard timeout, worker stop). Not SIGTERM,
+#: which the child ignores: a group-wide SIGTERM is the worker's to act on.
+INTERRUPT_SIGNAL = signal.SIGUSR2 if hasattr(signal, "SIGUSR2") else signal.SIGTERM
 
 
 class _State:
@@ -77,16 +86,19 @@ def child_main(conn: Connection, loader: Callable[[], Taskforge], settings: Sett
     try:
         _serve(conn, app)
     except JobInterrupted:
-        return  # SIGTERM: the worker already recorded the outcome and waits for this exit
+        return  # interrupted: the worker already recorded the outcome and waits for this exit
 
 
 def _install_handlers() -> None:
     """The child's signal handlers; installed again before each job, so a task that replaced
-    one (its own SIGALRM, an ignored SIGTERM) costs only its own job the soft limit or the
+    one (its own SIGALRM, an ignored SIGUSR2) costs only its own job the soft limit or the
     gentle stop, never the jobs after it in this child."""
-    # Ctrl-C reaches the whole process group: the parent decides what happens to running jobs.
+    # Ctrl-C and a group-wide SIGTERM reach the children too: the worker decides what happens
+    # to running jobs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _interrupt)
+    if INTERRUPT_SIGNAL != signal.SIGTERM:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(INTERRUPT_SIGNAL, _interrupt)
     if CANCEL_SIGNAL != signal.SIGTERM:
         signal.signal(CANCEL_SIGNAL, _cancel)
     if hasattr(signal, "setitimer"):
@@ -281,4 +293,4 @@ def _rss_kib() -> int:
         return peak // 1024 if sys.platform == "darwin" else peak
 
 
-__all__ = ["CANCEL_SIGNAL", "child_main", "trace_carrier"]
+__all__ = ["CANCEL_SIGNAL", "INTERRUPT_SIGNAL", "child_main", "trace_carrier"]
