@@ -106,6 +106,9 @@ class JobRecord(BaseModel):
     run_at_ms: int | None = None
     worker: str | None = None
     cancel_requested: bool = False
+    #: Fields the stored record holds but that could not be read (a stray ``HSET``, a bad
+    #: restore): each reads as unknown, a count as 0.
+    unreadable_fields: tuple[str, ...] = ()
 
     @property
     def task(self) -> str | None:

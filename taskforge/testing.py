@@ -147,7 +147,7 @@ class EagerClient(Client):
         tasks = Registry()
         for task in self.registry:
             tasks.add(task)
-        return Worker(
+        return _DrainWorker(
             self.settings,
             tasks,
             queues=queues,
@@ -157,6 +157,25 @@ class EagerClient(Client):
             block_s=0.5,
             worker_id=f"testing:{uuid.uuid4().hex[:8]}",
         )
+
+
+# The servers a drain has checked in this process (their URLs). Each .delay() runs a worker, and
+# the startup check's warnings (persistence off, eviction, Redis < 7) are about the server, not
+# the test: said once, they are seen; said at every call, they bury the test's own log.
+_checked_servers: set[str] = set()
+
+
+class _DrainWorker(Worker):
+    """A drain's burst worker: checks its server once per process (a real worker, every start)."""
+
+    async def check_server(self) -> None:
+        """See :meth:`Worker.check_server`; a server already checked here is not checked again."""
+        url = self.settings.redis_url
+        if url in _checked_servers:
+            return
+        await super().check_server()
+        if not self.settings.is_memory:  # each testbed has its own memory:// name; no warnings
+            _checked_servers.add(url)
 
 
 def _add(total: WorkerStats, more: WorkerStats) -> None:

@@ -9,6 +9,7 @@ else to a temporary directory.
 from __future__ import annotations
 
 import base64
+import importlib
 import os
 import re
 import subprocess
@@ -49,6 +50,22 @@ LIVE_MS = 15_000
 expect.set_options(timeout=LIVE_MS)
 
 Server = Callable[..., str]
+
+
+def _import_anyio_now() -> None:
+    """Import every part of anyio in this thread, before uvicorn's thread first uses one.
+
+    anyio imports its parts on first use, and pytest rewrites anyio's modules (a plugin's) as
+    it imports them: a first use in the server's thread parsed them while this thread parsed
+    too, which CPython 3.11's parser does not survive ("AST constructor recursion depth
+    mismatch"; the dashboard's script then failed to load).
+    """
+    importlib.import_module("anyio._backends._asyncio")
+    for name in dir(anyio):
+        getattr(anyio, name)
+
+
+_import_anyio_now()
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ Sentinel discovery and across cluster slots.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import threading
@@ -30,6 +31,22 @@ from tests.cluster import LocalCluster, LocalSentinel
 from tests.redis_server import free_port
 
 pytest.importorskip("uvicorn")
+
+
+def _import_anyio_now() -> None:
+    """Import every part of anyio in this thread, before uvicorn's thread first uses one.
+
+    anyio imports its parts on first use, and pytest rewrites anyio's modules (a plugin's) as
+    it imports them: a first use in the server's thread parsed them while this thread parsed
+    too, which CPython 3.11's parser does not survive ("AST constructor recursion depth
+    mismatch"; the dashboard's script then failed to load).
+    """
+    importlib.import_module("anyio._backends._asyncio")
+    for name in dir(anyio):
+        getattr(anyio, name)
+
+
+_import_anyio_now()
 
 
 @pytest.fixture(scope="module", params=["sentinel", "cluster"])

@@ -116,6 +116,8 @@ def _record_rows(queue: str, r: JobRecord) -> list[tuple[str, str]]:
     ]
     if r.status in (JobStatus.SCHEDULED, JobStatus.RETRYING):
         rows.append(("runs at", when(r.run_at_ms)))
+    if r.unreadable_fields:
+        rows.append(("unreadable", f"{', '.join(r.unreadable_fields)} (shown as 0 or unknown)"))
     if r.error:
         rows.append(("error", f"{r.error_type or 'Error'}: {r.error}"))
     if r.status is JobStatus.SUCCEEDED:

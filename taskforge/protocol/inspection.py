@@ -24,7 +24,7 @@ from taskforge.driver.requests import Arg, Batch, Command, Op, ScriptCall
 from taskforge.job import PRIORITY_ORDER, JobPriority, JobRecord
 from taskforge.protocol.keys import check_queue_name
 from taskforge.protocol.ops import Ops
-from taskforge.protocol.records import scored
+from taskforge.protocol.records import read_count, scored
 from taskforge.protocol.scripts import SOURCES
 
 #: Job records deleted per purge-drain call: each call stays short, so Redis is never blocked.
@@ -200,7 +200,7 @@ class InspectOps:
         sections: dict[str, list[ListedJob]] = {p.value: [] for p in PRIORITY_ORDER}
         sections["scheduled"] = []
         for (section, job_id, at_ms), f in zip(placed, fields, strict=True):
-            attempts = int(f[2]) if f[2] else 0
+            attempts = read_count(f[2] or "0") or 0  # damaged: 0, as the job's own page says
             sections[section].append(ListedJob(job_id, section, f[0], f[1], attempts, at_ms))
         return QueueListing(depth, offset, limit, sections)
 

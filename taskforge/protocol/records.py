@@ -113,25 +113,57 @@ _INT_FIELDS += ("finished_ms", "run_at_ms")
 
 
 def parse_record(job_id: str, raw: dict[str, str]) -> JobRecord:
-    """Build a :class:`JobRecord` from a job hash; tolerant of a damaged envelope."""
+    """Build a :class:`JobRecord` from a job hash; tolerant of a damaged envelope or counter.
+
+    A counter or time that is not a whole number reads as unknown (0 for ``attempts`` and
+    ``deliveries``) and is named in ``unreadable_fields``: reading a job must not fail where
+    the worker copes (its fetch buries a job whose ``attempts`` it cannot read, as poison).
+    """
     data: dict[str, Any] = {"id": job_id, "status": raw.get("status", JobStatus.DEAD)}
+    unreadable: list[str] = []
     for name in _INT_FIELDS:
         if name in raw:
-            data[name] = int(raw[name])
+            value = read_count(raw[name])
+            if value is None:
+                unreadable.append(name)
+            else:
+                data[name] = value
     for name in ("error", "error_type", "traceback", "worker"):
         data[name] = raw.get(name)
     data["cancel_requested"] = raw.get("cancel") == "1"
     if "result" in raw:
         data["result"] = json.loads(raw["result"])
     if "progress" in raw:
-        data["progress"] = float(raw["progress"])
+        progress = _fraction(raw["progress"])
+        if progress is None:
+            unreadable.append("progress")
+        data["progress"] = progress
         data["progress_message"] = raw.get("progress_message")
+    data["unreadable_fields"] = tuple(unreadable)
     try:
         data["job"] = json.loads(raw["envelope"]) if "envelope" in raw else None
         return JobRecord.model_validate(data)
     except ValueError:
         data["job"] = None
         return JobRecord.model_validate(data)
+
+
+def read_count(text: str) -> int | None:
+    """A record's count or time as the scripts' ``as_count`` reads it: a whole number from 0
+    below 2**53 (``"5"``, ``"5.0"``); None for anything else (``"x"``, ``"inf"``, ``"-1"``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() and 0 <= value < 2**53 else None
+
+
+def _fraction(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0 <= value <= 1 else None
 
 
 __all__ = [
@@ -144,5 +176,6 @@ __all__ = [
     "fetched",
     "ms_or_none",
     "parse_record",
+    "read_count",
     "scored",
 ]

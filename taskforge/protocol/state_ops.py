@@ -87,16 +87,6 @@ class StateOps(OpsBase):
         raw = yield Command(("ZRANGE", k.dead, start, stop, "WITHSCORES"))
         return [(member, int(score)) for member, score in scored(raw)]
 
-    def purge_dead(self, queue: str, job_ids: Sequence[str]) -> Op[int]:
-        """Delete dead jobs for good (records and dead-set entries)."""
-        k = self.keys(queue)
-        if not job_ids:
-            return 0
-        raw = yield Batch(
-            [Command(("ZREM", k.dead, *job_ids)), Command(("UNLINK", *map(k.job, job_ids)))]
-        )
-        return int(raw[0])
-
     def server_time_ms(self) -> Op[int]:
         """Redis server time in ms (the clock dead-letter ages and stat buckets are read with)."""
         raw = yield Command(("TIME",))

@@ -138,18 +138,22 @@ class OutcomeWriter:
             return
         self._writing += 1
         self._in_write.update((p.lease.id, p) for p in batch)
+        answered: list[Pending] = []
         try:
             with anyio.CancelScope(shield=True):
-                await self._write(batch)
+                await self._write(batch, answered)
             self.outage.recovered()
             # A slot is free once its job's outcome is in Redis, not when the task returns: at
             # -c 1 the next job must not be leased (and shown active) before this one ended.
             self.slots.release(len(batch))
             await self._write_minute_counts()
         except BrokerError as exc:
-            # Keep the outcomes: they are written once Redis answers (or the lease lapses and
-            # the job runs again, which the fenced token makes safe).
-            self._pending[:0] = batch
+            # Keep the outcomes not answered yet: they are written once Redis answers (or the
+            # lease lapses and the job runs again, which the fenced token makes safe). Those
+            # answered are in Redis and counted: sent again, they would be counted twice.
+            written = {id(p) for p in answered}
+            self._pending[:0] = [p for p in batch if id(p) not in written]
+            self.slots.release(len(answered))
             await self.outage.back_off(exc, unwritten=self.unwritten)
             self._flush_wanted.set()
         finally:
@@ -157,7 +161,9 @@ class OutcomeWriter:
             for p in batch:
                 self._in_write.pop(p.lease.id, None)
 
-    async def _write(self, batch: list[Pending]) -> None:
+    async def _write(self, batch: list[Pending], answered: list[Pending]) -> None:
+        """Write ``batch``, one call per queue and kind; each call's outcomes go to ``answered``
+        (logged and counted) once its reply is in."""
         ops = self.broker.ops
         for queue in dict.fromkeys(p.queue for p in batch):
             mine = [p for p in batch if p.queue == queue]
@@ -165,21 +171,19 @@ class OutcomeWriter:
             if finals:
                 outcomes = [_outcome(p) for p in finals]
                 accepted = await self.broker.run(ops.finish(queue, outcomes))
-                for p, ok in zip(finals, accepted, strict=True):
-                    self._log(p, ok)
+                self._answered(finals, accepted, answered)
                 self.workflows.note(queue, finished_members(outcomes, accepted))
             backs = [p for p in mine if isinstance(p.result, Abandoned)]
             if backs:
                 leases = [(p.lease.id, p.lease.token) for p in backs]
                 accepted = await self.broker.run(ops.requeue(queue, leases))
-                for p, ok in zip(backs, accepted, strict=True):
-                    self._log(p, ok)
+                self._answered(backs, accepted, answered)
             for p in mine:
                 if isinstance(p.result, Deferred):  # over a limit: wait, unrun, not an attempt
                     delay_ms = max(1, int(p.result.delay_s * 1000))
                     leases = [(p.lease.id, p.lease.token)]
-                    (ok,) = await self.broker.run(ops.requeue(queue, leases, delay_ms))
-                    self._log(p, ok)
+                    accepted = await self.broker.run(ops.requeue(queue, leases, delay_ms))
+                    self._answered([p], accepted, answered)
             for p in mine:
                 if isinstance(p.result, RetryLater):
                     f = p.result.failure
@@ -187,7 +191,12 @@ class OutcomeWriter:
                     ok = await self.broker.run(
                         ops.retry(queue, p.lease.id, p.lease.token, delay_ms, _triple(f), _ms(p))
                     )
-                    self._log(p, ok)
+                    self._answered([p], [ok], answered)
+
+    def _answered(self, ps: list[Pending], accepted: list[bool], answered: list[Pending]) -> None:
+        for p, ok in zip(ps, accepted, strict=True):
+            self._log(p, ok)
+        answered += ps
 
     async def _write_minute_counts(self) -> None:
         # Per-minute counters for `taskforge queues`: one round trip per flushed batch. A failure
