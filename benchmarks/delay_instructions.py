@@ -6,7 +6,9 @@ A load-independent figure for the client side of a one-call enqueue: the same sc
 under ``valgrind --tool=callgrind`` (``PYTHONHASHSEED=0``), once making N calls and once making
 none, each after the same warm-up (the app built, one call made); the difference of the two
 processes' instruction totals over N is the cost of one call (the Python interpreter's own work
-included: that is what a call costs). Needs valgrind.
+included: that is what a call costs). Needs valgrind. The ``.delay()`` figure repeats; the
+``.adelay()`` one grows with the time the reply takes (the event loop turns while it waits),
+so compare it over several runs.
 """
 
 from __future__ import annotations
