@@ -14,6 +14,7 @@ an error in any later hook is logged and the outcome stands.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Sequence
@@ -189,7 +190,10 @@ async def _guarded(hook: Any, *args: Any) -> None:
     # A middleware boundary: a failing after-hook must not change an outcome already decided.
     try:
         await _call(hook(*args))
-    except Exception:
+    except asyncio.CancelledError:
+        raise  # the worker's own stop
+    # sys.exit() or a BaseException of its own too: logged, never the worker's crash.
+    except BaseException:
         log.exception("middleware hook %s failed; the job's outcome stands", _name(hook))
 
 

@@ -94,6 +94,7 @@ def hang() -> None:
 def stubborn() -> None:
     """Ignore SIGTERM (as C code stuck in a call would): only SIGKILL stops it."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # the pool's interrupt
     report("stubborn", str(os.getpid()))
     time.sleep(60)
 
@@ -150,6 +151,7 @@ def soft_ignored() -> None:
         time.sleep(30)
     except SoftTimeoutExceeded:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # the pool's interrupt
         report("soft_ignored", str(os.getpid()))
     time.sleep(60)
 

@@ -11,6 +11,9 @@ from taskforge.cli.output import fail
 from taskforge.cli.session import settings_for
 from taskforge.errors import ConfigurationError
 
+#: Seconds open requests (live pages' event streams) get when the dashboard is told to stop.
+STOP_GRACE_S = 3
+
 
 @cli.command("dashboard")
 def dashboard_command(
@@ -46,6 +49,7 @@ def dashboard_command(
         import uvicorn
 
         from taskforge.dashboard import DashboardConfig, create_app
+        from taskforge.dashboard.security import LoopbackHostsOnly
     except ImportError as exc:
         extra = "pip install 'taskforge[dashboard]'"
         raise fail(f"the dashboard needs its extra: {extra} ({exc})", 2) from None
@@ -62,7 +66,14 @@ def dashboard_command(
     mode = " (read-only)" if config.read_only else ""
     typer.echo(f"taskforge dashboard on http://{host}:{port}/ for {settings.masked_url()}{mode}",
                err=True)  # fmt: skip
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)
+    # No authentication (so a loopback address): answer only to a loopback name in Host, which
+    # a DNS-rebinding page cannot send.
+    served = app if config.has_auth else LoopbackHostsOnly(app)
+    # A live page's event stream never ends by itself: without a bound, SIGTERM or Ctrl-C would
+    # wait for every open tab to close. After it, open streams are cut (the pages reconnect to
+    # the next server).
+    uvicorn.run(served, host=host, port=port, log_level=log_level.lower(), access_log=False,
+                timeout_graceful_shutdown=STOP_GRACE_S)  # fmt: skip
 
 
 __all__ = ["dashboard_command"]

@@ -10,7 +10,7 @@ import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
@@ -21,7 +21,7 @@ from taskforge.dashboard.config import DashboardConfig
 from taskforge.dashboard.live import EventFilter, Hub
 from taskforge.dashboard.security import AuthMiddleware
 from taskforge.dashboard.state import HERE, Dashboard
-from taskforge.errors import TaskforgeError
+from taskforge.errors import BrokerError, TaskforgeError
 from taskforge.registry import Registry
 from taskforge.settings import Settings
 
@@ -44,6 +44,7 @@ def create_app(
     app = Starlette(
         routes=_routes(),
         middleware=[Middleware(AuthMiddleware, config=config)],
+        exception_handlers={BrokerError: _broker_down},
         # Bound to this dashboard, not to the app that runs it: a host app that passes
         # ``dashboard.router.lifespan_context`` as its own lifespan hands in itself.
         lifespan=lambda _host: _lifespan(dash),
@@ -78,6 +79,16 @@ def _routes() -> list[Route | Mount]:
         Route("/workflows/{wid}", workflows.workflow),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
+
+
+async def _broker_down(request: Request, exc: Exception) -> Response:
+    """Redis unreachable (or refusing): a page that says so with 503, never a bare 500."""
+    message = f"Redis is not answering, so this cannot be shown now: {exc}"
+    base = request.scope.get("root_path", "").rstrip("/")
+    if request.url.path.removeprefix(base).startswith("/api/"):
+        return JSONResponse({"error": message}, 503)
+    d: Dashboard = request.app.state.dashboard
+    return d.render(request, "error.html", {"page": "", "message": message}, 503)
 
 
 @asynccontextmanager

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from taskforge.dashboard.charts import overview_charts
 from taskforge.dashboard.state import Dashboard, back
 from taskforge.deadletters import DeadFilter
-from taskforge.errors import ConfigurationError, TaskforgeError
+from taskforge.errors import BrokerError, ConfigurationError, TaskforgeError
 from taskforge.job import PRIORITY_ORDER, JobRecord, JobStatus
 from taskforge.workflow.graph import parse_member_id
 
@@ -132,6 +132,8 @@ async def dead(request: Request) -> Response:
         )
         queues = [form["queue"]] if form["queue"] else None
         found = await d.admin.dead_list(queues=queues, flt=flt, limit=DEAD_PAGE)
+    except BrokerError:
+        raise  # Redis is down: the app's handler says so (503), not a bad filter's 400
     except TaskforgeError as exc:
         return d.render(request, "error.html", {"page": "dead", "message": str(exc)}, 400)
     return d.render(request, "dead.html", {

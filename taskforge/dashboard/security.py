@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from taskforge.dashboard.config import DashboardConfig
+from taskforge.dashboard.config import DashboardConfig, is_loopback
 
 TOKEN_COOKIE = "taskforge_token"
 CSRF_COOKIE = "taskforge_csrf"
@@ -82,6 +82,43 @@ class AuthMiddleware:
         return False
 
 
+class LoopbackHostsOnly:
+    """Pure ASGI middleware for a dashboard without authentication (so on a loopback address):
+    refuse, with ``403``, any request whose ``Host`` header is not a loopback name.
+
+    Binding to 127.0.0.1 keeps other machines out but not other sites: a page the operator
+    opens elsewhere can point its own host name at 127.0.0.1 (DNS rebinding) and then read the
+    dashboard, CSRF field included, as a page of its own origin, and post its actions. Such a
+    request carries the attacker's host name in ``Host``; a browser's request to the dashboard
+    itself carries ``localhost``, ``127.x.x.x`` or ``[::1]``.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not _loopback_host(scope):
+            await PlainTextResponse(
+                "403 forbidden: this dashboard has no authentication, so it answers only to "
+                "localhost, 127.0.0.1 or [::1] in the address (set a token to use another name)",
+                403,
+            )(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _loopback_host(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            host = value.decode("latin-1").strip().lower()
+            if host.startswith("["):  # [::1]:8700
+                host = host[1 : host.find("]")] if "]" in host else host
+            else:
+                host = host.rpartition(":")[0] if host.count(":") == 1 else host
+            return is_loopback(host)
+    return True  # HTTP/1.0 without Host: not a browser following a rebound name
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(b"taskforge-dashboard:" + token.encode()).hexdigest()
 
@@ -114,4 +151,4 @@ class Csrf:
         return bool(nonce and given and hmac.compare_digest(given, self.token(nonce)))
 
 
-__all__ = ["CSRF_COOKIE", "CSRF_FIELD", "AuthMiddleware", "Csrf"]
+__all__ = ["CSRF_COOKIE", "CSRF_FIELD", "AuthMiddleware", "Csrf", "LoopbackHostsOnly"]

@@ -13,7 +13,7 @@ replaces killed and recycled children pays again and again. Where ``forkserver``
 
 A child that dies mid-job (SIGKILL, the OOM killer, a crash in C code) closes its pipe; the
 attempt fails with :class:`~taskforge.errors.WorkerLostError` and the job follows its retry
-policy. A timed-out job's child gets SIGTERM, a cancelled job's SIGUSR1 (which also sets
+policy. A timed-out job's child gets SIGUSR2, a cancelled job's SIGUSR1 (which also sets
 ``cancel_requested``); either raises ``JobInterrupted`` in the task, so ``finally`` blocks run;
 SIGKILL follows after ``kill_grace_s``, and the next job gets a fresh child. The child's side
 (soft time limit, progress reports, trace context) is :mod:`taskforge.worker.pool_child`.
@@ -40,7 +40,12 @@ import anyio
 from taskforge.context import JobContext
 from taskforge.errors import ConfigurationError, WorkerLostError
 from taskforge.options import POOL_KINDS
-from taskforge.worker.pool_child import CANCEL_SIGNAL, child_main, trace_carrier
+from taskforge.worker.pool_child import (
+    CANCEL_SIGNAL,
+    INTERRUPT_SIGNAL,
+    child_main,
+    trace_carrier,
+)
 
 if TYPE_CHECKING:  # annotations only: children import the app through the loader
     from taskforge.app import Taskforge
@@ -268,13 +273,14 @@ class ProcessPool:
         raise ConfigurationError(f"a pool process did not load the tasks in {START_TIMEOUT_S}s")
 
     async def _kill(self, child: _Child, *, cancel: bool = False) -> None:
-        """SIGTERM, or for a cancel SIGUSR1 (the task sees JobInterrupted either way, and
-        ``cancel_requested`` for a cancel), then SIGKILL after the grace."""
+        """SIGUSR2 (children ignore SIGTERM), or for a cancel SIGUSR1 (the task sees
+        JobInterrupted either way, and ``cancel_requested`` for a cancel), then SIGKILL after
+        the grace."""
         self.lost_children += 1
         pid = child.process.pid
         if child.process.is_alive() and pid is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, CANCEL_SIGNAL if cancel else signal.SIGTERM)
+                os.kill(pid, CANCEL_SIGNAL if cancel else INTERRUPT_SIGNAL)
         await self._reap(child, self.kill_grace_s)
 
     async def _reap(self, child: _Child, grace_s: float) -> None:

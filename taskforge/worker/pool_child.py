@@ -9,13 +9,20 @@ ends the exchange. Signals carry what the worker decides:
   ``SoftTimeoutExceeded`` in the task, an ``Exception`` it may catch to clean up;
 * ``SIGUSR1`` means the job was cancelled: ``current_job().cancel_requested`` becomes true and
   ``JobInterrupted`` is raised, as in a worker thread (so ``raise_if_cancelled()`` raises too);
-* ``SIGTERM`` (hard timeout, worker stop) raises ``JobInterrupted``; after the worker's grace,
+* ``SIGUSR2`` (hard timeout, worker stop) raises ``JobInterrupted``; after the worker's grace,
   SIGKILL.
+
+``SIGTERM`` and ``SIGINT`` are ignored: a stop sent to the whole process group or cgroup
+(Ctrl-C, systemd's default ``KillMode=control-group``, ``dumb-init``) reaches the children as
+well as the worker, and the worker decides what happens to running jobs (it lets them finish
+within its grace, or hands them back); a child that took the signal itself would die mid-job and
+cost the job an attempt. SIGKILL still ends a child at once.
 
 Signal handlers run in the child's main thread, the one running the task, and interrupt a
 blocking call (``time.sleep``, a socket read) rather than waiting for it to return. A task that
 installs its own ``SIGALRM`` or ``SIGUSR1`` handler loses the soft limit or the gentle cancel (a
-cancel then ends with the SIGKILL after the grace).
+cancel then ends with the SIGKILL after the grace) for its own job: the child installs its
+handlers again before the next one.
 
 The worker passes the OpenTelemetry context of the attempt's ``process`` span (when the worker
 has OpenTelemetry loaded); the child makes it current around the call, so spans the task opens
@@ -48,6 +55,9 @@ if TYPE_CHECKING:
 
 #: The signal the worker sends a child whose running job was cancelled.
 CANCEL_SIGNAL = signal.SIGUSR1 if hasattr(signal, "SIGUSR1") else signal.SIGTERM
+#: The signal the worker sends a child to stop its job (hard timeout, worker stop). Not SIGTERM,
+#: which the child ignores: a group-wide SIGTERM is the worker's to act on.
+INTERRUPT_SIGNAL = signal.SIGUSR2 if hasattr(signal, "SIGUSR2") else signal.SIGTERM
 
 
 class _State:
@@ -64,13 +74,7 @@ class _State:
 
 def child_main(conn: Connection, loader: Callable[[], Taskforge], settings: Settings) -> None:
     """A pool process's entry point: load the app, say ready, serve jobs until told to stop."""
-    # Ctrl-C reaches the whole process group: the parent decides what happens to running jobs.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _interrupt)
-    if CANCEL_SIGNAL != signal.SIGTERM:
-        signal.signal(CANCEL_SIGNAL, _cancel)
-    if hasattr(signal, "setitimer"):
-        signal.signal(signal.SIGALRM, _soft_limit)
+    _install_handlers()
     try:
         app = loader()
         app.configure(settings)
@@ -82,10 +86,27 @@ def child_main(conn: Connection, loader: Callable[[], Taskforge], settings: Sett
     try:
         _serve(conn, app)
     except JobInterrupted:
-        return  # SIGTERM: the worker already recorded the outcome and waits for this exit
+        return  # interrupted: the worker already recorded the outcome and waits for this exit
+
+
+def _install_handlers() -> None:
+    """The child's signal handlers; installed again before each job, so a task that replaced
+    one (its own SIGALRM, an ignored SIGUSR2) costs only its own job the soft limit or the
+    gentle stop, never the jobs after it in this child."""
+    # Ctrl-C and a group-wide SIGTERM reach the children too: the worker decides what happens
+    # to running jobs.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if INTERRUPT_SIGNAL != signal.SIGTERM:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(INTERRUPT_SIGNAL, _interrupt)
+    if CANCEL_SIGNAL != signal.SIGTERM:
+        signal.signal(CANCEL_SIGNAL, _cancel)
+    if hasattr(signal, "setitimer"):
+        signal.signal(signal.SIGALRM, _soft_limit)
 
 
 def _serve(conn: Connection, app: Taskforge) -> None:
+    server = os.getpid()
     while True:
         try:
             message = conn.recv()
@@ -93,7 +114,13 @@ def _serve(conn: Connection, app: Taskforge) -> None:
             return  # the worker is gone
         if message is None:
             return
+        _install_handlers()
         reply = _run_one(app, *message)
+        if os.getpid() != server:
+            # A task forked and its copy returned from the task too: that copy must never
+            # answer on this pipe (its reply would be taken as the next job's result) nor
+            # read the next job from it.
+            os._exit(0)
         _send(reply)
 
 
@@ -117,8 +144,9 @@ def _run_one(
         return ("ok", value, "", _rss_kib())
     except JobInterrupted:
         raise
-    # The job boundary of the child: whatever the task raised goes back to the worker.
-    except (Exception, SystemExit) as exc:
+    # The job boundary of the child: whatever the task raised goes back to the worker, as on
+    # the thread path (KeyboardInterrupt, GeneratorExit, a BaseException of its own too).
+    except BaseException as exc:
         return ("err", _portable(exc), _format(exc), _rss_kib())
     finally:
         _State.ctx = None
@@ -235,7 +263,19 @@ def _portable(exc: BaseException) -> tuple[bytes | None, str, str]:
         blob: bytes | None = pickle.dumps(exc)
     except Exception:  # an exception holding a socket, a lock...: send its name and message
         blob = None
-    return blob, type(exc).__name__, str(exc) or repr(exc)
+    return blob, type(exc).__name__, _describe(exc)
+
+
+def _describe(exc: BaseException) -> str:
+    # User code: its __str__/__repr__ may raise (the worker's Failure.of says the same).
+    for render in (str, repr):
+        try:
+            text = render(exc)
+        except Exception as err:
+            text = f"<{type(exc).__name__}.__{render.__name__}__ failed: {type(err).__name__}>"
+        if text:
+            return text
+    return type(exc).__name__
 
 
 def _format(exc: BaseException) -> str:
@@ -253,4 +293,4 @@ def _rss_kib() -> int:
         return peak // 1024 if sys.platform == "darwin" else peak
 
 
-__all__ = ["CANCEL_SIGNAL", "child_main", "trace_carrier"]
+__all__ = ["CANCEL_SIGNAL", "INTERRUPT_SIGNAL", "child_main", "trace_carrier"]

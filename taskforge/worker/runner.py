@@ -179,8 +179,11 @@ class JobRunner:
             running.ran = True
             try:
                 await self.hooks.before_run(ctx)
-            # A middleware boundary: its error fails this attempt, as the task's own would.
-            except Exception as exc:
+            except asyncio.CancelledError:
+                raise  # the worker's own stop or abort
+            # A middleware boundary: its error fails this attempt, as the task's own would
+            # (sys.exit() or a BaseException of its own too: never the worker's crash).
+            except BaseException as exc:
                 return Executor.failed(ctx, exc, task)
         return await self.executor.run(task, ctx, running.scope)
 
