@@ -57,7 +57,7 @@ Send = Callable[[int], None]
 
 
 def _variants(specs: list[str]) -> dict[str, str]:
-    prelude = (resources.files("taskforge") / "lua" / "_prelude.lua").read_text()
+    prelude = (resources.files("taskforge.protocol") / "lua" / "_prelude.lua").read_text()
     variants = {
         "return 1 (same KEYS/ARGV)": "return 1",
         "prelude + return 1": _with_prelude(prelude, "return 1"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from taskforge.call import Call, Periodic
 from taskforge.celery_compat import cron_hint
@@ -20,8 +20,10 @@ from taskforge.policy import ExceptionTypes
 from taskforge.registry import Registry
 from taskforge.settings import Settings
 from taskforge.task import Task
-from taskforge.testing import Testbed, testing_settings
-from taskforge.workflow import WorkflowClient
+
+if TYPE_CHECKING:  # imported where used: a worker or a producer never loads the test bed
+    from taskforge.testing import Testbed
+    from taskforge.workflow import WorkflowClient
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -96,6 +98,8 @@ class Taskforge(AppDispatcher):
         prefix of the block's own. The app's settings and client come back afterwards.
         See :mod:`taskforge.testing`.
         """
+        from taskforge.testing import Testbed, testing_settings
+
         bed = Testbed(
             testing_settings(self.settings, redis_url),
             self.registry,

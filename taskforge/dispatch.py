@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskforge.call import Call
 from taskforge.canvas import Canvas
 from taskforge.client import Client
 from taskforge.errors import JobNotFoundError
 from taskforge.handle import JobHandle
-from taskforge.protocol.inspection import InspectOps
-from taskforge.workflow import WorkflowClient, WorkflowHandle
+
+if TYPE_CHECKING:  # imported on use: a worker sends no workflow and looks up no job by id
+    from taskforge.workflow import WorkflowClient, WorkflowHandle
 
 
 class AppDispatcher:
@@ -51,6 +52,8 @@ class AppDispatcher:
     def workflows(self) -> WorkflowClient:
         """The workflow client (created on first use)."""
         if self._workflows is None:
+            from taskforge.workflow import WorkflowClient
+
             self._workflows = WorkflowClient(self.client)
         return self._workflows
 
@@ -88,6 +91,8 @@ class AppDispatcher:
             JobNotFoundError: ``queue`` not given and no queue holds the job.
         """
         if queue is None:
+            from taskforge.protocol.inspection import InspectOps
+
             broker = self.client.broker
             queue = _located(job_id, broker.run(InspectOps(broker.ops).locate(job_id)))
         return JobHandle(self.client, job_id, queue)
@@ -95,6 +100,8 @@ class AppDispatcher:
     async def ahandle(self, job_id: str, *, queue: str | None = None) -> JobHandle[Any]:
         """Async :meth:`handle` (the lookup does not block the event loop)."""
         if queue is None:
+            from taskforge.protocol.inspection import InspectOps
+
             broker = self.client.abroker
             queue = _located(job_id, await broker.run(InspectOps(broker.ops).locate(job_id)))
         return JobHandle(self.client, job_id, queue)

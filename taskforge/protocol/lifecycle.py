@@ -40,6 +40,7 @@ class OpsBase:
         self.settings = settings
         self.globals = GlobalKeys(settings.prefix)
         self._keys: dict[str, QueueKeys] = {}
+        self._enqueue_keys: dict[str, tuple[str, ...]] = {}
 
     def keys(self, queue: str) -> QueueKeys:
         """The keys of ``queue`` (cached)."""
@@ -54,16 +55,20 @@ class LifecycleOps(OpsBase):
 
     def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> Op[list[Enqueued]]:
         """Create jobs in ``queue``; duplicates (same id or held unique key) write nothing."""
-        k = self.keys(queue)
         # A fresh token per call: redis-py's retry and the overlapped stream re-send this same
         # call after a lost reply, and the script knows the jobs it wrote the first time.
         args: list[Arg] = [self.settings.events_channel, queue, os.urandom(8).hex()]
         for j in jobs:
             args += [j.id, j.task, j.priority.value, j.envelope, j.delay_ms, j.at_ms]
             args += [j.unique_key, j.unique_until, j.unique_ttl_s]
-        keys = [*k.ready_lists, k.scheduled, k.wake, k.job_prefix, k.base + ":unique:"]
+        keys = self._enqueue_keys.get(queue)
+        if keys is None:  # built once per queue: a .delay() is this call and little else
+            k = self.keys(queue)
+            keys = (*k.ready_lists, k.scheduled, k.wake, k.job_prefix, k.base + ":unique:")
+            self._enqueue_keys[queue] = keys
         call = ScriptCall("enqueue", keys, args)
         if self.settings.durable_enqueue:
+            k = self.keys(queue)
             timeout_ms = int(self.settings.durable_timeout_s * 1000)
             raw = yield Replicated(call, k.durable, 1, timeout_ms)
         else:

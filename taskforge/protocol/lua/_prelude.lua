@@ -1,5 +1,6 @@
--- Shared helpers. The broker prepends this file to every script before loading it, so each
--- script below can call them; nothing here touches a key.
+-- Shared helpers; nothing here touches a key. Each script is loaded with the helpers it calls
+-- (directly or through another helper) prepended, in this file's order: a helper may use only
+-- the ones above it (taskforge/protocol/scripts.py splits this file at each top-level 'local').
 
 -- Server time in ms: leases, schedules and timestamps never depend on a worker's clock.
 local function now_ms()
