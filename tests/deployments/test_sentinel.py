@@ -220,11 +220,17 @@ async def test_worker_and_producer_keep_going_through_a_failover(
     if durable:
         # WAIT returned only once the replica had the job: the promoted replica has it all.
         assert report.lost == []
-    # Whatever survived on the new primary ran, and its final state is recorded there.
-    survivors = [job_id for job_id in report.executed]
+    # Whatever survived on the new primary ran, and its final state is recorded there. Without
+    # WAIT a job can run on the old primary and still be missing from the promoted replica
+    # (its enqueue never replicated): that is the documented cost of async replication.
     app = Taskforge(settings)
-    statuses = {app.handle(job_id).status() for job_id in survivors[-50:]}
-    assert statuses == {JobStatus.SUCCEEDED}
+    statuses = []
+    for job_id in list(report.executed)[-50:]:
+        try:
+            statuses.append(app.handle(job_id).status())
+        except JobNotFoundError:
+            assert not durable, f"{job_id} ran but the promoted replica has no record of it"
+    assert statuses and set(statuses) == {JobStatus.SUCCEEDED}
     app.client.close()
 
 
