@@ -95,6 +95,7 @@ class OutcomeWriter:
         self._in_write: dict[str, Pending] = {}  # outcomes being written (their leases renewed)
         self._writing = 0  # batches being written right now (burst mode waits for them)
         self._flush_wanted = anyio.Event()
+        self._batch_ended = anyio.Event()  # set (and replaced) as each batch's write ends
 
     def add(self, pending: Pending) -> None:
         """Queue one outcome for the next batch."""
@@ -128,9 +129,16 @@ class OutcomeWriter:
             await self._flush_once()
 
     async def flush_all(self) -> None:
-        """Write until no outcome is queued."""
-        while self._pending:
-            await self._flush_once()
+        """Write until no outcome is queued or being written.
+
+        A batch the flush loop is writing is waited for: if Redis refuses it, its outcomes are
+        queued again and written here (the worker's shutdown cancels the flush loop next).
+        """
+        while self._pending or self._writing:
+            if self._pending:
+                await self._flush_once()
+            else:
+                await self._batch_ended.wait()
 
     async def _flush_once(self) -> None:
         batch, self._pending = self._pending, []
@@ -160,6 +168,8 @@ class OutcomeWriter:
             self._writing -= 1
             for p in batch:
                 self._in_write.pop(p.lease.id, None)
+            ended, self._batch_ended = self._batch_ended, anyio.Event()
+            ended.set()
 
     async def _write(self, batch: list[Pending], answered: list[Pending]) -> None:
         """Write ``batch``, one call per queue and kind; each call's outcomes go to ``answered``

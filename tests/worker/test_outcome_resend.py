@@ -14,10 +14,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import anyio
 import pytest
 
 from taskforge import Settings, Taskforge
 from taskforge.driver.requests import Op
+from taskforge.errors import BrokerConnectionError
+from taskforge.job import JobStatus
 from taskforge.metrics import WorkerMetrics
 from taskforge.protocol.brokers import AsyncBroker
 from taskforge.worker.executor import Succeeded
@@ -106,4 +109,49 @@ async def test_a_batch_sent_again_after_a_lost_reply_counts_each_outcome_once(
     counted = {q: app.client.broker.run(ops.recent_outcomes(q, [minute - 1, minute])) for q in "ab"}
     assert counted == {"a": {"done": 2}, "b": {"done": 2}}
     assert writer.slots.free == len(batch)
+    await broker.aclose()
+
+
+class FirstCallFailsLate(AsyncBroker):
+    """Its first call takes a while and then fails as a dropped connection would (nothing
+    written); every later call goes through."""
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        self.calls = 0
+
+    async def run(self, op: Op[Any]) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            op.close()
+            await anyio.sleep(0.2)
+            raise BrokerConnectionError("connection reset (test)")
+        return await super().run(op)
+
+
+async def test_flush_all_waits_for_the_batch_the_flush_loop_is_writing(
+    app_factory: Callable[..., Taskforge],
+) -> None:
+    # The worker's shutdown: the flush loop has taken the last outcomes and is writing them
+    # when run() calls flush_all(), then cancels the flush loop. A write that fails puts them
+    # back to be sent again: flush_all() must send them, not return because none was queued.
+    app = app_factory()
+    (pending,) = await leased(app, "c", 1)
+    broker = FirstCallFailsLate(app.settings)
+    writer = OutcomeWriter(
+        broker, Slots(0), Outage(WORKER), WorkflowAdvancer(broker),
+        worker_id=WORKER, stats=WorkerStats(), metrics=WorkerMetrics(),
+    )  # fmt: skip
+    async with anyio.create_task_group() as services:
+        services.start_soon(writer.flush_loop)
+        writer.add(pending)
+        with anyio.fail_after(5):
+            while not writer.writing:
+                await anyio.sleep(0)
+            await writer.flush_all()
+        services.cancel_scope.cancel()
+
+    record = app.client.record("c", pending.lease.id)
+    assert record.status == JobStatus.SUCCEEDED
+    assert writer.unwritten == 0 and writer.slots.free == 1
     await broker.aclose()
