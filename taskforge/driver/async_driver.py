@@ -19,6 +19,7 @@ import redis.asyncio.cluster
 from taskforge.driver.connection import AsyncRedis, async_client, async_same_node
 from taskforge.driver.core import Core, Exec, Hot, Invoke, NodeOf, OnPrimaries, Step, wrap_error
 from taskforge.driver.hot_lane import AsyncHotLane
+from taskforge.driver.packing import packing_in_c
 from taskforge.driver.requests import Op, Request, Scripts, T
 from taskforge.driver.subscribe import resubscribing
 from taskforge.settings import Settings
@@ -35,6 +36,8 @@ class AsyncDriver:
         self.scripts = scripts
         self.client = client if client is not None else async_client(settings)
         plain = type(self.client) is redis.asyncio.Redis and not settings.is_memory
+        if isinstance(self.client, redis.asyncio.Redis) and not settings.is_memory:
+            packing_in_c(self.client)  # a worker packs ~8 script arguments per job
         self._hot = (
             AsyncHotLane(self.client, retry_timeouts=settings.retry_on_timeout)  # type: ignore[arg-type]
             if plain

@@ -17,37 +17,13 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import redis
 import redis.asyncio
-from redis.utils import HIREDIS_AVAILABLE
 
+from taskforge.driver.packing import pack as _pack
 from taskforge.driver.requests import Arg
-
-_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None = None
-if HIREDIS_AVAILABLE:  # as redis-py decides whether its sync connections pack with hiredis
-    from hiredis import pack_command as _hiredis_pack
-
-
-def _pack(conn: Any, command: tuple[Arg | bytes, ...]) -> list[bytes]:
-    """``command`` packed for ``conn``: with hiredis' packer in one C call when it is there (a
-    third of the lane's client work went to redis-py's wrapper around it, or to the asyncio
-    connection's pure-Python packer), else by the connection itself.
-
-    The same bytes either way: the driver's ``wire`` has already turned every string that is
-    not strict UTF-8 (undecodable bytes read from Redis, decoded with ``surrogateescape``) back
-    into those bytes, and hiredis writes numbers as ``repr`` does. Whatever hiredis refuses
-    (a lone surrogate, ``None``) goes to the connection's packer, which raises as it always did.
-    """
-    if _hiredis_pack is not None:
-        try:
-            return [_hiredis_pack(command)]
-        except (TypeError, UnicodeEncodeError):
-            pass
-    packed: list[bytes] = conn.pack_command(*command)
-    return packed
 
 
 def _falls_back(exc: BaseException, retry_timeouts: bool) -> bool:
