@@ -99,9 +99,23 @@ class Client:
         with nothing written. The chunks then stream over one connection, each sent while Redis
         runs the one before (see :meth:`SyncBroker.run_overlapped`).
         """
+        if len(calls) == 1:  # a .delay(): no groups, no chunks, no stream
+            return [self._submit_one(calls[0])]
         groups = self._grouped(calls)
         with _ambiguous(groups):
             return self._submit(groups, len(calls))
+
+    def _submit_one(self, call: Call) -> JobHandle[Any]:
+        queue, job = self.encode(call)
+        broker = self.broker
+        if queue not in self._announced:
+            broker.run(broker.ops.announce_queue(queue))
+            self._announced.add(queue)
+        try:
+            (done,) = broker.run(broker.ops.enqueue(queue, (job,)))
+        except BrokerConnectionError as exc:
+            raise _maybe_enqueued(exc, (job.id,)) from exc
+        return JobHandle(self, done.id, queue, created=done.created)
 
     def _submit(self, groups: dict[str, list[tuple[int, NewJob]]], n: int) -> list[JobHandle[Any]]:
         sent: list[tuple[str, list[tuple[int, NewJob]]]] = []
@@ -128,9 +142,23 @@ class Client:
     async def asubmit(self, calls: Sequence[Call]) -> list[JobHandle[Any]]:
         """Async :meth:`submit`: every call encoded first, then one script call per queue and
         chunk of :data:`BULK_CHUNK` (one at a time, so Redis never runs one huge script)."""
+        if len(calls) == 1:
+            return [await self._asubmit_one(calls[0])]
         groups = self._grouped(calls)
         with _ambiguous(groups):
             return await self._asubmit(groups, len(calls))
+
+    async def _asubmit_one(self, call: Call) -> JobHandle[Any]:
+        queue, job = self.encode(call)
+        broker = self.abroker
+        if queue not in self._announced:
+            await broker.run(broker.ops.announce_queue(queue))
+            self._announced.add(queue)
+        try:
+            (done,) = await broker.run(broker.ops.enqueue(queue, (job,)))
+        except BrokerConnectionError as exc:
+            raise _maybe_enqueued(exc, (job.id,)) from exc
+        return JobHandle(self, done.id, queue, created=done.created)
 
     async def _asubmit(
         self, groups: dict[str, list[tuple[int, NewJob]]], n: int
@@ -248,13 +276,18 @@ def _ambiguous(groups: dict[str, list[tuple[int, NewJob]]]) -> Iterator[None]:
         yield
     except BrokerConnectionError as exc:
         ids = tuple(job.id for items in groups.values() for _, job in items)
-        if len(ids) == 1:
-            what = f"job {ids[0]} may have been enqueued: re-send it with the same id"
-            what += f" (.options(job_id={ids[0]!r})); enqueue is idempotent by id"
-        else:
-            what = f"{len(ids)} jobs ({ids[0]}, ...) may have been enqueued: re-send them with"
-            what += " the same ids (error.job_ids); enqueue is idempotent by id"
-        raise BrokerConnectionError(f"{exc}; {what}", job_ids=ids) from exc
+        raise _maybe_enqueued(exc, ids) from exc
+
+
+def _maybe_enqueued(exc: BrokerConnectionError, ids: tuple[str, ...]) -> BrokerConnectionError:
+    """``exc`` with the ids of the jobs it may or may not have enqueued, and what to do."""
+    if len(ids) == 1:
+        what = f"job {ids[0]} may have been enqueued: re-send it with the same id"
+        what += f" (.options(job_id={ids[0]!r})); enqueue is idempotent by id"
+    else:
+        what = f"{len(ids)} jobs ({ids[0]}, ...) may have been enqueued: re-send them with"
+        what += " the same ids (error.job_ids); enqueue is idempotent by id"
+    return BrokerConnectionError(f"{exc}; {what}", job_ids=ids)
 
 
 def _found(record: JobRecord | None, job_id: str) -> JobRecord:

@@ -20,7 +20,7 @@ from taskforge.driver.connection import AsyncRedis, async_client, async_same_nod
 from taskforge.driver.core import Core, Exec, Hot, Invoke, NodeOf, OnPrimaries, Step, wrap_error
 from taskforge.driver.hot_lane import AsyncHotLane
 from taskforge.driver.packing import packing_in_c
-from taskforge.driver.requests import Op, Request, Scripts, T
+from taskforge.driver.requests import Op, Request, ScriptCall, Scripts, T
 from taskforge.driver.subscribe import resubscribing
 from taskforge.settings import Settings
 
@@ -57,7 +57,18 @@ class AsyncDriver:
             raise wrap_error(exc, self.settings) from exc
 
     async def _send(self, request: Request) -> Any:
-        plan = self._core.plan(request)
+        command = self._core.hot(request)
+        if command is None:
+            plan = self._core.plan(request)
+        else:  # the hot lane first, without a plan: most of a .delay() is this call
+            assert self._hot is not None and isinstance(request, ScriptCall)
+            try:
+                sent, reply = await self._hot.call(command)
+            except redis.exceptions.NoScriptError:
+                sent, reply = False, None  # the registered script loads it
+            if sent:
+                return reply
+            plan = self._core.registered(request)
         try:
             step = next(plan)
             while True:

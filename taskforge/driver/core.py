@@ -100,7 +100,7 @@ class Core:
         self.settings = settings
         self.client = client
         self.scripts = scripts
-        self.hot = hot
+        self.hot_lane = hot
         self.one_connection = one_connection(client, settings)
         self._registered: dict[str, Any] = {}
 
@@ -124,14 +124,28 @@ class Core:
         sha, count = self.scripts.sha(call.name), len(call.keys)
         return ("EVALSHA", sha, count, *wire(call.keys), *wire(call.args))
 
+    def hot(self, request: Request) -> tuple[Arg | bytes, ...] | None:
+        """The packed ``EVALSHA`` of a request the hot lane carries; None for any other.
+
+        The drivers send it on the lane before building a plan (a ``.delay()`` is this one
+        call); when the lane cannot take it, :meth:`registered` is the way on.
+        """
+        if self.hot_lane and type(request) is ScriptCall and request.name in self.scripts.hot:
+            return self.evalsha(request)
+        return None
+
     def _script(self, call: ScriptCall) -> Plan:
-        if self.hot and call.name in self.scripts.hot:
+        if self.hot_lane and call.name in self.scripts.hot:
             try:
                 sent, reply = yield Hot(self.evalsha(call))
             except redis.exceptions.NoScriptError:
                 sent = False  # the registered script below loads it
             if sent:
                 return reply
+        return (yield from self.registered(call))
+
+    def registered(self, call: ScriptCall) -> Plan:
+        """``call`` through redis-py's script object (pooled, retried; loads it on NOSCRIPT)."""
         script = self._registered.get(call.name)
         if script is None:
             source = self.scripts.source(call.name, memory=self.settings.is_memory)

@@ -16,7 +16,7 @@ from taskforge.driver.connection import SyncRedis, same_node, sync_client
 from taskforge.driver.core import Core, Exec, Hot, Invoke, NodeOf, OnPrimaries, Step, wrap_error
 from taskforge.driver.hot_lane import HotLane
 from taskforge.driver.overlapped import Overlapped
-from taskforge.driver.requests import Op, Request, Scripts, T
+from taskforge.driver.requests import Op, Request, ScriptCall, Scripts, T
 from taskforge.settings import Settings
 
 
@@ -88,7 +88,18 @@ class SyncDriver:
         return self._send(request)
 
     def _send(self, request: Request) -> Any:
-        plan = self._core.plan(request)
+        command = self._core.hot(request)
+        if command is None:
+            plan = self._core.plan(request)
+        else:  # the hot lane first, without a plan: most of a .delay() is this call
+            assert self._hot is not None and isinstance(request, ScriptCall)
+            try:
+                sent, reply = self._hot.call(command)
+            except redis.exceptions.NoScriptError:
+                sent, reply = False, None  # the registered script loads it
+            if sent:
+                return reply
+            plan = self._core.registered(request)
         try:
             step = next(plan)
             while True:
