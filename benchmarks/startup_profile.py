@@ -3,12 +3,18 @@ script loading, first job. Prints one table of medians over ``--rounds`` fresh p
 
     python benchmarks/startup_profile.py --rounds 7            # a private redis-server
     python benchmarks/startup_profile.py --redis-url redis://127.0.0.1:6379/15
+    python benchmarks/startup_profile.py --imports              # load-independent: see below
 
 Each round spawns ``python startup_profile.py child``, which stamps ``time.monotonic()``
 (system-wide on Linux) at each stage and reports them; the parent subtracts its spawn time.
 The stages run one after the other as ``Worker.run`` would, on the worker's own broker, so the
 sum is what ``run()`` costs up to the first job (the timed ``run()`` then starts warm and is
 the rest: task groups, the fetch loop's first script call, the job's start).
+
+``--imports`` measures what does not depend on the host's load, for the in-process worker
+(``taskforge_tasks.py serve``) and for ``taskforge worker``: modules loaded, peak RSS after the
+imports (min of ``--rounds`` fresh interpreters), and with ``--callgrind`` the instructions the
+imports take (one run each under valgrind; ~30 s each). ``PYTHONPATH=<old tree>`` compares trees.
 """
 
 from __future__ import annotations
@@ -72,6 +78,47 @@ def child() -> None:
     print("RESULT " + json.dumps({"stamps": stamps, "peak_rss_mib": rss, "modules": modules}))
 
 
+#: What each process imports before it runs its worker (run from this folder).
+IMPORTS = {
+    "worker (taskforge_tasks.py serve)": (
+        "import taskforge_tasks\nfrom taskforge.worker import Worker"
+    ),
+    "`taskforge worker` (its group + the tasks)": (
+        "import taskforge.cli as c\n"
+        "getattr(c, 'registered', lambda _: c.cli)('worker')\n"  # older trees: every group
+        "import taskforge_tasks"
+    ),
+}
+_PROBE = (
+    "import resource, sys\nsys.path.insert(0, '.')\n{code}\n"
+    "print('RESULT', len(sys.modules), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+)
+
+
+def imports(args: argparse.Namespace) -> None:
+    """Modules, peak RSS and (``--callgrind``) instructions of each process's imports."""
+    print("| process | modules | peak RSS MiB (min) | instructions (callgrind) |")
+    print("|---|---|---|---|")
+    for name, code in IMPORTS.items():
+        probe = _PROBE.format(code=code)
+        runs = []
+        for _ in range(args.rounds):
+            out = subprocess.run([sys.executable, "-c", probe], cwd=HERE, text=True,
+                                 capture_output=True, check=True)  # fmt: skip
+            runs.append(out.stdout.split("RESULT")[1].split())
+        modules, rss = runs[0][0], min(float(r[1]) for r in runs)
+        shown = f"{_instructions(probe) / 1e6:,.0f} M" if args.callgrind else "-"
+        print(f"| {name} | {modules} | {rss:.1f} | {shown} |")
+
+
+def _instructions(probe: str) -> int:
+    out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                          sys.executable, "-c", probe], cwd=HERE, text=True,
+                         capture_output=True, check=True)  # fmt: skip
+    line = next(x for x in out.stderr.splitlines() if "Collected" in x)
+    return int(line.split(":")[1].strip())
+
+
 def parent(args: argparse.Namespace) -> None:
     """Spawn ``--rounds`` children; print the median time of each stage."""
     sys.path.insert(0, str(HERE))
@@ -114,7 +161,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--redis-url", help="benchmark this Redis (default: a private redis-server)")
-    parent(p.parse_args())
+    p.add_argument("--imports", action="store_true", help="modules and RSS after the imports")
+    p.add_argument("--callgrind", action="store_true", help="with --imports: instructions too")
+    args = p.parse_args()
+    if args.imports:
+        imports(args)
+        return
+    parent(args)
 
 
 if __name__ == "__main__":

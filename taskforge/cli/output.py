@@ -7,10 +7,12 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
+
+if TYPE_CHECKING:  # imported where used: `taskforge worker` prints no table
+    from rich.console import Console
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -22,6 +24,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def console(*, stderr: bool = False) -> Console:
     """A rich console on stdout (or stderr); not a terminal (pipes, tests): a wide fixed width,
     so ids and errors are never folded."""
+    from rich.console import Console
+
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else int(os.environ.get("COLUMNS") or 200)
     return Console(file=stream, highlight=False, width=width, soft_wrap=False)

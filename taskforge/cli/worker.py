@@ -7,20 +7,22 @@ import functools
 import logging
 import math
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import typer
 
-from taskforge import demo as demo_module
 from taskforge.app import Taskforge
 from taskforge.cli.app import LogFormat, LogLevel, RedisUrl, cli, load_app, setup_logging
 from taskforge.cli.output import fail
 from taskforge.errors import BrokerConnectionError, ConfigurationError, TaskforgeError
+from taskforge.options import POOL_KINDS
 from taskforge.settings import Settings
 from taskforge.worker import Worker
 from taskforge.worker.outcome_log import JsonLines
-from taskforge.worker.pool import POOLS, ProcessPool
+
+if TYPE_CHECKING:  # imported by the workers that use it: it loads multiprocessing
+    from taskforge.worker.pool import ProcessPool
 
 
 def split_queues(values: list[str] | None) -> list[str]:
@@ -116,8 +118,8 @@ def _pool(
     those tasks only: one child starts with the worker (so a task module that cannot load in a
     child stops it at once, as with ``--pool process``), the others when jobs need them.
     """
-    if kind not in POOLS:
-        raise typer.BadParameter(f"--pool must be one of {', '.join(POOLS)}, got {kind!r}")
+    if kind not in POOL_KINDS:
+        raise typer.BadParameter(f"--pool must be one of {', '.join(POOL_KINDS)}, got {kind!r}")
     per_task = any(t.opts.pool == "process" and not t.is_async for t in app.registry)
     if kind == "thread" and not per_task:
         if max_tasks is not None or max_memory_mb is not None:
@@ -125,6 +127,8 @@ def _pool(
                 "--max-tasks/memory-per-child need --pool process (or a task with pool='process')"
             )
         return None
+    from taskforge.worker.pool import ProcessPool
+
     return ProcessPool(
         functools.partial(load_app, modules),
         settings,
@@ -170,8 +174,10 @@ def demo(
     jobs: Annotated[int, typer.Option(help="jobs per priority")] = 3,
 ) -> None:
     """Show jobs flowing through priorities, a retry, a dead letter and the events (no Redis)."""
+    from taskforge.demo import run_demo
+
     try:
-        anyio.run(demo_module.run_demo, jobs)
+        anyio.run(run_demo, jobs)
     except TaskforgeError as exc:
         raise fail(str(exc)) from None
 

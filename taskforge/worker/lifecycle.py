@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from taskforge.client import Client
-from taskforge.cron.runner import Scheduler
 from taskforge.driver.connection import async_client
 from taskforge.driver.nodes import node_warnings, read_nodes
 from taskforge.errors import BrokerError
@@ -181,6 +179,10 @@ class Worker:
         periodics = [p for p in self.registry.periodics() if p.call.options.queue in self.queues]
         if not periodics:
             return
+        # Imported here: a worker without periodic tasks never loads the scheduler.
+        from taskforge.client import Client
+        from taskforge.cron.runner import Scheduler
+
         scheduler = Scheduler(self.broker, periodics, encode=Client(self.settings).encode)
         if not self.burst:
             services.start_soon(scheduler.run)
