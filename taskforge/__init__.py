@@ -15,11 +15,10 @@ import typing as _typing
 
 # The imports below (with redis-py's and pydantic's) make ~60k objects that live as long as the
 # process: classes, functions, schemas, command tables. The cyclic collector, run while they
-# are made, finds no garbage among them and cost a worker ~30 ms of its start (~10%). So it
-# pauses for the imports, and what exists when they end moves to the permanent generation
-# (gc.freeze), which later collections skip: a worker's collections stay small for its whole
-# life. Frozen objects are still freed by reference counting; only a reference cycle that is
-# alive now and dropped later is never collected.
+# are made, finds no garbage among them and cost a worker ~30 ms of its start (~10%), so it
+# pauses for the imports. (Only `taskforge worker`, a process of ours, also moves what exists
+# then to the permanent generation with gc.freeze: a library must not do that to its importer,
+# whose cycles alive at import and dropped later would never be collected.)
 _collecting = _gc.isenabled()
 _gc.disable()
 try:
@@ -61,7 +60,6 @@ try:
     from taskforge.settings import Settings
     from taskforge.task import Call, Task
 finally:
-    _gc.freeze()
     if _collecting:
         _gc.enable()
 

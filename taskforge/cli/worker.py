@@ -4,6 +4,7 @@ jobs back) and ``taskforge demo`` (the whole flow on an in-process server)."""
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import math
 import signal
@@ -93,6 +94,9 @@ def worker(
         )  # fmt: skip
     except ValueError as exc:  # a bad queue name or Redis URL (ConfigurationError included)
         raise fail(f"cannot start worker on {settings.masked_url()}: {exc}", 2) from None
+    # This process is ours: what the imports and the app made lives as long as it, so later
+    # collections skip it (the permanent generation; reference counting still frees it).
+    gc.freeze()
     try:
         anyio.run(_run_worker, w)
     except (BrokerConnectionError, ConfigurationError) as exc:  # Redis down, tasks not loadable

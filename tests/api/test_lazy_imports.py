@@ -117,6 +117,7 @@ def test_the_cli_object_has_every_command_group() -> None:
 @pytest.mark.parametrize("enabled", [True, False])
 def test_importing_taskforge_keeps_the_collector_as_it_was(enabled: bool) -> None:
     code = f"import gc\nif not {enabled}: gc.disable()\nimport taskforge\n"
-    code += "print(gc.isenabled(), gc.get_freeze_count() > 0)"
+    code += "print(gc.isenabled(), gc.get_freeze_count())"
 
-    assert printed_by(code) == {str(enabled), "True"}
+    # Paused for the imports, restored after; and nothing of the importer's frozen.
+    assert printed_by(code) == {str(enabled), "0"}
