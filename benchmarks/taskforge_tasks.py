@@ -15,19 +15,20 @@ import anyio
 import redis
 import redis.asyncio
 from runner import (
-    BODY_S,
-    STAMP_SUFFIX,
-    burn_cpu,
+    arun_body,
+    astamp_now,
+    atimed_calls,
     count_round_trips,
-    counter_key,
     cpu_s,
     drain_result,
     emit,
-    enqueue_result,
     measure_pickup,
     parse,
     prefix,
     redis_url,
+    run_body,
+    timed_calls,
+    track,
 )
 
 from taskforge import Settings, Taskforge
@@ -40,18 +41,19 @@ _stamps: dict[str, Any] = {}
 @app.task(name="bench.noop_async", max_retries=0)
 async def noop_async() -> None:
     """Does nothing, on the worker's event loop."""
+    await arun_body("noop", None)
 
 
 @app.task(name="bench.noop_sync", max_retries=0)
 def noop_sync() -> None:
     """Does nothing, in a worker thread."""
+    run_body("noop", None)
 
 
 @app.task(name="bench.stamp", max_retries=0)
 async def stamp() -> None:
     """Push this job's start time (monotonic, system-wide) for the latency runner."""
-    started = time.monotonic()
-    await _aclient().rpush(prefix() + STAMP_SUFFIX, repr(started))
+    await astamp_now(_aclient())
 
 
 def _aclient() -> redis.asyncio.Redis:
@@ -67,37 +69,37 @@ _sync_client = redis.Redis.from_url(redis_url())
 @app.task(name="bench.incr_async", max_retries=0)
 async def incr_async() -> None:
     """One Redis INCR (asyncio client)."""
-    await _aclient().incr(counter_key())
+    await arun_body("incr", _aclient())
 
 
 @app.task(name="bench.incr_sync", max_retries=0)
 def incr_sync() -> None:
     """One Redis INCR (blocking client, thread-safe pool)."""
-    _sync_client.incr(counter_key())
+    run_body("incr", _sync_client)
 
 
 @app.task(name="bench.sleep_async", max_retries=0)
 async def sleep_async() -> None:
     """Waits 1 ms on the event loop."""
-    await anyio.sleep(BODY_S)
+    await arun_body("sleep", None)
 
 
 @app.task(name="bench.sleep_sync", max_retries=0)
 def sleep_sync() -> None:
     """Waits 1 ms in a worker thread."""
-    time.sleep(BODY_S)
+    run_body("sleep", None)
 
 
 @app.task(name="bench.cpu_async", max_retries=0)
 async def cpu_async() -> None:
     """Burns 1 ms of CPU on the event loop."""
-    burn_cpu()
+    await arun_body("cpu", None)
 
 
 @app.task(name="bench.cpu_sync", max_retries=0)
 def cpu_sync() -> None:
     """Burns 1 ms of CPU in a worker thread."""
-    burn_cpu()
+    run_body("cpu", None)
 
 
 TASKS = {"async": noop_async, "sync": noop_sync}
@@ -119,30 +121,17 @@ def enqueue(mode: str, n: int, kind: str, body: str = "noop") -> dict[str, Any]:
     task = BODY_TASKS[body, kind]
     if mode == "async":
         return anyio.run(_aenqueue, n, kind)
-    task.delay()  # connect, load the script, announce the queue: not part of the figure
+    if mode == "sync":  # the first call (connect, load the script) is not part of the figure
+        return timed_calls(task.delay, n)
+    task.delay()
     started = time.perf_counter()
-    if mode == "sync":
-        gaps = []
-        for _ in range(n):
-            sent = time.perf_counter()
-            task.delay()
-            gaps.append(time.perf_counter() - sent)
-        return enqueue_result(gaps, time.perf_counter() - started)
     for done in range(0, n, BULK_CHUNK):
         app.enqueue_many([task.s() for _ in range(min(BULK_CHUNK, n - done))])
     return _rate(n, time.perf_counter() - started)
 
 
 async def _aenqueue(n: int, kind: str) -> dict[str, Any]:
-    task = TASKS[kind]
-    await task.adelay()
-    started = time.perf_counter()
-    gaps = []
-    for _ in range(n):
-        sent = time.perf_counter()
-        await task.adelay()
-        gaps.append(time.perf_counter() - sent)
-    return enqueue_result(gaps, time.perf_counter() - started)
+    return await atimed_calls(TASKS[kind].adelay, n)
 
 
 def _rate(n: int, seconds: float) -> dict[str, Any]:
@@ -151,14 +140,14 @@ def _rate(n: int, seconds: float) -> dict[str, Any]:
 
 
 def drain(n: int, concurrency: int, round_trips: bool, uvloop: bool) -> dict[str, Any]:
-    """Run the queued jobs in burst mode; timed from the worker's start to its return."""
-    worker = Worker(app.settings, app.registry, concurrency=concurrency, burst=True)
+    """Run the queued jobs in burst mode (timed first body -> last body: runner.Span)."""
     reader = count_round_trips() if round_trips else None
-    started, cpu_started = time.perf_counter(), cpu_s()
+    span = track(n)
+    started, cpu_started = time.monotonic(), cpu_s()
+    worker = Worker(app.settings, app.registry, concurrency=concurrency, burst=True)
     stats = anyio.run(worker.run, backend_options={"use_uvloop": uvloop})
-    seconds = time.perf_counter() - started
     return drain_result(
-        stats.processed, seconds, cpu_started, round_trips=reader() if reader else None
+        span, started, cpu_started, jobs=stats.processed, round_trips=reader() if reader else None
     )
 
 
