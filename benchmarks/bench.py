@@ -92,8 +92,8 @@ def plan(args: argparse.Namespace) -> list[Measure]:
     for body in BODIES:
         jobs = min(n, args.cpu_n) if body == "cpu" else n
         label = f"drain, job body {body}, c={c} ({jobs}; peers {min(jobs, args.peer_n)})"
-        rows.append(Measure(f"drain_{body}", label, "drain", SYSTEMS,
-                            {"kind": "async", "concurrency": c, "n": jobs, "body": body}))  # fmt: skip
+        options = {"kind": "async", "concurrency": c, "n": jobs, "body": body}
+        rows.append(Measure(f"drain_{body}", label, "drain", SYSTEMS, options))
     rows += [
         Measure("latency", f"pickup latency, idle worker ({args.samples}; peers "
                 f"{args.peer_samples})", "latency", SYSTEMS, {"samples": args.samples}),

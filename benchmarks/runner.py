@@ -14,6 +14,8 @@ and reads one ``RESULT {json}`` line from its stdout. Workloads:
   task bodies have counted N in the process). Every body stamps ``time.monotonic()`` when it
   starts and ends (:class:`Span`, in the worker process): the drain figure is N / (last body's
   end - first body's start), and the worker's construction -> first body is its own figure.
+  ``--stop-after`` (``backlog.py``): the worker stops after N bodies, out of a bigger backlog;
+  ``--queues K`` (taskforge): jobs spread over K queues, one worker serving them all.
 * ``serve --concurrency C``: an idle worker for the latency and startup workloads, until SIGTERM.
 * ``latency --samples S``: enqueue one ``stamp`` job at a time; the task pushes its start time
   (``time.monotonic()``, system-wide on Linux) to ``STAMP_KEY``; the runner reports the gaps.
@@ -224,7 +226,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     e.add_argument("--mode", choices=["sync", "async", "bulk"], required=True)
     e.add_argument("--n", type=int, required=True)
     e.add_argument("--kind", choices=["async", "sync"], default="async")
+    e.add_argument("--queues", type=int, default=0, help="spread over K queues (bulk; 0: one)")
     f = sub.add_parser("fill")
+    f.add_argument("--queues", type=int, default=0)
     f.add_argument("--n", type=int, required=True)
     f.add_argument("--kind", choices=["async", "sync"], default="async")
     f.add_argument("--body", choices=BODIES, default="noop")
@@ -235,6 +239,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     d.add_argument("--body", choices=BODIES, default="noop")
     d.add_argument("--count-round-trips", action="store_true")
     d.add_argument("--uvloop", action="store_true")
+    d.add_argument("--queues", type=int, default=0, help="one worker serving K queues")
+    stop_help = "no burst mode: stop after N bodies (a slice of a bigger backlog)"
+    d.add_argument("--stop-after", action="store_true", help=stop_help)
     s = sub.add_parser("serve")
     s.add_argument("--concurrency", type=int, default=50)
     s.add_argument("--uvloop", action="store_true")

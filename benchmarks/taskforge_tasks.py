@@ -116,8 +116,14 @@ BODY_TASKS = {
 BULK_CHUNK = 1000
 
 
-def enqueue(mode: str, n: int, kind: str, body: str = "noop") -> dict[str, Any]:
-    """Enqueue ``n`` jobs one call at a time (sync/async) or in chunks (bulk)."""
+def queue_names(queues: int) -> list[str]:
+    """The queues a ``--queues K`` run spreads its jobs over (0: the task's own, ``default``)."""
+    return [f"q{i}" for i in range(queues)] if queues else ["default"]
+
+
+def enqueue(mode: str, n: int, kind: str, body: str = "noop", queues: int = 0) -> dict[str, Any]:
+    """Enqueue ``n`` jobs one call at a time (sync/async) or in chunks (bulk); bulk spreads them
+    round-robin over ``queues`` queues (see :func:`queue_names`)."""
     task = BODY_TASKS[body, kind]
     if mode == "async":
         return anyio.run(_aenqueue, n, kind)
@@ -125,6 +131,12 @@ def enqueue(mode: str, n: int, kind: str, body: str = "noop") -> dict[str, Any]:
         return timed_calls(task.delay, n)
     task.delay()
     started = time.perf_counter()
+    if queues:
+        routed = [task.options(queue=q) for q in queue_names(queues)]
+        for done in range(0, n, BULK_CHUNK):
+            end = min(done + BULK_CHUNK, n)
+            app.enqueue_many([routed[i % queues].s() for i in range(done, end)])
+        return _rate(n, time.perf_counter() - started)
     for done in range(0, n, BULK_CHUNK):
         app.enqueue_many([task.s() for _ in range(min(BULK_CHUNK, n - done))])
     return _rate(n, time.perf_counter() - started)
@@ -139,16 +151,36 @@ def _rate(n: int, seconds: float) -> dict[str, Any]:
     return {"jobs": n, "queued": n + 1, "seconds": seconds, "jobs_per_s": n / seconds}
 
 
-def drain(n: int, concurrency: int, round_trips: bool, uvloop: bool) -> dict[str, Any]:
-    """Run the queued jobs in burst mode (timed first body -> last body: runner.Span)."""
+def drain(
+    n: int, concurrency: int, round_trips: bool, uvloop: bool, queues: int = 0, stop: bool = False
+) -> dict[str, Any]:
+    """Run the queued jobs in burst mode (timed first body -> last body: runner.Span); with
+    ``stop``, a worker that is not in burst mode stops after ``n`` bodies (a slice of a backlog).
+    One worker serves every queue of :func:`queue_names`."""
     reader = count_round_trips() if round_trips else None
     span = track(n)
     started, cpu_started = time.monotonic(), cpu_s()
-    worker = Worker(app.settings, app.registry, concurrency=concurrency, burst=True)
-    stats = anyio.run(worker.run, backend_options={"use_uvloop": uvloop})
+    worker = Worker(
+        app.settings, app.registry, queues=queue_names(queues), concurrency=concurrency,
+        burst=not stop,
+    )  # fmt: skip
+
+    async def run() -> Any:
+        if not stop:
+            return await worker.run()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_at, worker, span)
+            return await worker.run()
+
+    stats = anyio.run(run, backend_options={"use_uvloop": uvloop})
     return drain_result(
         span, started, cpu_started, jobs=stats.processed, round_trips=reader() if reader else None
     )
+
+
+async def _stop_at(worker: Worker, span: Any) -> None:
+    await anyio.to_thread.run_sync(span.done.wait, 600)
+    worker.stop()
 
 
 def serve(concurrency: int, uvloop: bool) -> None:
@@ -169,14 +201,17 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     args = parse()
     if args.workload == "enqueue":
-        emit(enqueue(args.mode, args.n, args.kind))
+        emit(enqueue(args.mode, args.n, args.kind, queues=args.queues))
     elif args.workload == "fill":
-        emit(enqueue("bulk", args.n - 1, args.kind, args.body))
+        emit(enqueue("bulk", args.n - 1, args.kind, args.body, args.queues))
     elif args.workload == "kick":
         stamp.delay()
         emit({"queued": 1})
     elif args.workload == "drain":
-        emit(drain(args.n, args.concurrency, args.count_round_trips, args.uvloop))
+        stop = args.stop_after
+        emit(
+            drain(args.n, args.concurrency, args.count_round_trips, args.uvloop, args.queues, stop)
+        )
     elif args.workload == "serve":
         serve(args.concurrency, args.uvloop)
     else:
