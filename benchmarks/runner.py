@@ -204,9 +204,10 @@ def drain_result(span: Span, started: float, cpu_started: float, **extra: Any) -
     result: dict[str, Any] = {"jobs": jobs, "total_s": ended - started}
     if jobs and span.first is not None and span.last is not None and span.last > span.first:
         seconds = span.last - span.first
-        cpu_last = span.cpu_last or cpu_ended
+        # The CPU up to the N-th body's end, over N (a stopping worker may run a few more).
+        cpu_last, cpu_jobs = (span.cpu_last, span.n) if span.cpu_last else (cpu_ended, jobs)
         result.update(span="bodies", start_to_first_ms=(span.first - started) * 1000)
-        result["cpu_us_per_job"] = (cpu_last - span.cpu_first) * 1e6 / jobs
+        result["cpu_us_per_job"] = (cpu_last - span.cpu_first) * 1e6 / cpu_jobs
     else:
         jobs = counted if counted is not None else jobs
         seconds = ended - started
