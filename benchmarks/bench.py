@@ -90,9 +90,10 @@ def plan(args: argparse.Namespace) -> list[Measure]:
                 ("taskforge", "rq", "bullmq"), {"mode": "bulk", "n": n}),
     ]  # fmt: skip
     for body in BODIES:
-        label = f"drain, job body {body}, c={c} ({n}; peers {args.peer_n})"
-        rows.append(Measure(f"drain_{body}", label, "drain", SYSTEMS,
-                            {"kind": "async", "concurrency": c, "n": n, "body": body}))  # fmt: skip
+        jobs = min(n, args.cpu_n) if body == "cpu" else n
+        label = f"drain, job body {body}, c={c} ({jobs}; peers {min(jobs, args.peer_n)})"
+        options = {"kind": "async", "concurrency": c, "n": jobs, "body": body}
+        rows.append(Measure(f"drain_{body}", label, "drain", SYSTEMS, options))
     rows += [
         Measure("latency", f"pickup latency, idle worker ({args.samples}; peers "
                 f"{args.peer_samples})", "latency", SYSTEMS, {"samples": args.samples}),
@@ -265,7 +266,7 @@ class Runner:
             return result
         jobs = max(1, int(result["jobs"]))
         calls = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-        calls["info"] = calls.get("info", 0) - 1  # our own INFO commandstats
+        calls["info"] = calls.get("info", 0) - 3  # ours: commandstats, cpu, cpu (not the last)
         result["commands_per_job"] = sum(calls.values()) / jobs
         result["redis_cpu_us_per_job"] = redis_cpu * 1e6 / jobs
         result["script_calls_per_job"] = (calls.get("evalsha", 0) + calls.get("eval", 0)) / jobs
@@ -381,7 +382,8 @@ def run_all(
     """Every measurement, rounds interleaved across systems; the raw results."""
     rows = plan(args)
     if args.measures:
-        rows = [m for m in rows if m.key in args.measures.split(",")]
+        wanted = expand_measures(args.measures)
+        rows = [m for m in rows if wanted is None or m.key in wanted]
     schedule: list[tuple[int, Measure, str]] = []
     for r in range(args.rounds):
         for m in rows:
@@ -403,6 +405,26 @@ def run_all(
     return raw
 
 
+#: Named groups for ``--measures`` (a group and single keys can be mixed: ``drains,latency``).
+MEASURE_GROUPS = {
+    "enqueue": ("enqueue_sync", "enqueue_async", "enqueue_bulk"),
+    "drains": tuple(f"drain_{b}" for b in BODIES),
+    # Worker and Redis CPU per job, commands per job, bytes per waiting job, worker RSS, start.
+    "costs": ("drain_noop", "drain_incr", "startup", "startup_cli"),
+    "all": (),  # every measure of the plan
+}
+
+
+def expand_measures(spec: str) -> set[str] | None:
+    """The measure keys a ``--measures`` value names (None: all)."""
+    keys: set[str] = set()
+    for item in (part.strip() for part in spec.split(",")):
+        if item == "all":
+            return None
+        keys.update(MEASURE_GROUPS.get(item, (item,)))
+    return keys
+
+
 def _measure(args: argparse.Namespace, runner: Runner, m: Measure, system: str) -> dict[str, Any]:
     peer = system != "taskforge"
     if m.workload == "enqueue":
@@ -421,7 +443,8 @@ def _measure(args: argparse.Namespace, runner: Runner, m: Measure, system: str) 
 NUMERIC = (
     "jobs_per_s", "seconds", "cpu_us_per_job", "redis_cpu_us_per_job", "p50_ms", "p99_ms",
     "max_ms", "peak_rss_mib", "commands_per_job", "script_calls_per_job", "round_trips_per_job",
-    "samples", "redis_bytes_per_waiting_job", "startup_s", "p50_us", "p99_us",
+    "samples", "redis_bytes_per_waiting_job", "startup_s", "p50_us", "p99_us", "start_to_first_ms",
+    "total_s", "process_cpu_us_per_job",
 )  # fmt: skip
 
 
@@ -473,6 +496,7 @@ ROWS: tuple[tuple[str, str, str, str, str], ...] = (
     ("drain_cpu", "jobs_per_s", "drain 1 ms CPU, jobs/s", MAX, ">= 3x best"),
     ("drain_noop_uvloop", "jobs_per_s", "drain no-op under uvloop, jobs/s", MAX, ""),
     ("drain_big", "jobs_per_s", "drain no-op, big N, jobs/s", MAX, ""),
+    ("drain_noop", "start_to_first_ms", "drain: worker built -> first job, ms", MIN, ""),
     ("drain_noop", "cpu_us_per_job", "worker CPU per no-op job, us", MIN, ""),
     ("drain_incr", "cpu_us_per_job", "worker CPU per INCR job, us", MIN, ""),
     ("drain_noop", "redis_cpu_us_per_job", "Redis CPU per no-op job, us", MIN, ""),
@@ -679,7 +703,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--redis-url", help="benchmark this Redis (default: a private redis-server)")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
-    p.add_argument("--measures", help="comma-separated subset of the figures (e.g. drain_noop)")
+    measures_help = "comma-separated figures or groups: " + ", ".join(MEASURE_GROUPS)
+    p.add_argument("--measures", help=measures_help + " (e.g. drain_noop,latency)")
     p.add_argument("--peer-venvs", help="folder of peer venvs: DIR/<system>/bin/python")
     p.add_argument("--python", action="append", default=[], metavar="SYSTEM=PATH",
                    help="the interpreter of one peer (repeatable)")  # fmt: skip
@@ -687,8 +712,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     rq_help = "RQ worker class: SimpleWorker (default, faster) or the forking Worker"
     p.add_argument("--rq-worker", choices=["simple", "fork"], default="simple", help=rq_help)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--n", type=int, default=10_000, help="jobs per drain and bulk enqueue")
-    p.add_argument("--peer-n", type=int, default=3_000, help="jobs per peer drain (slower peers)")
+    p.add_argument("--n", type=int, default=30_000, help="jobs per drain and bulk enqueue")
+    p.add_argument("--peer-n", type=int, default=6_000, help="jobs per peer drain (slower peers)")
+    cpu_help = "at most this many jobs per 1 ms CPU drain (<= 1,000 jobs/s on one core)"
+    p.add_argument("--cpu-n", type=int, default=2_000, help=cpu_help)
     p.add_argument("--one-call-n", type=int, default=2_000, help="jobs per one-at-a-time enqueue")
     c_help = "jobs at once per worker (thread peers: at most 16 threads; RQ: 1)"
     p.add_argument("--concurrency", type=int, default=100, help=c_help)
@@ -705,7 +732,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="also profile a drain (pyinstrument)")
     args = p.parse_args(argv)
     if args.quick:
-        args.rounds, args.n, args.peer_n, args.one_call_n = 1, 3_000, 1_500, 1_000
+        args.rounds, args.n, args.peer_n, args.one_call_n = 1, 20_000, 4_000, 1_000
+        args.cpu_n = min(args.cpu_n, 1_000)
         args.samples, args.peer_samples = 200, 100
     if args.full:
         args.rounds = max(args.rounds, 5)

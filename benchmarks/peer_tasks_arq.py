@@ -15,19 +15,18 @@ from typing import Any
 from arq import Worker, create_pool
 from arq.connections import RedisSettings
 from runner import (
-    BODY_S,
-    STAMP_SUFFIX,
     ameasure_pickup,
-    burn_cpu,
+    arun_body,
+    astamp_now,
+    atimed_calls,
     count_round_trips,
-    counter_key,
     cpu_s,
     drain_result,
     emit,
-    enqueue_result,
     parse,
     prefix,
     redis_url,
+    track,
 )
 
 POLL_DELAY_S = 0.05
@@ -43,39 +42,32 @@ def _queue() -> str:
 
 async def noop(ctx: dict[str, Any]) -> None:
     """Does nothing."""
+    await arun_body("noop", ctx["redis"])
 
 
 async def incr(ctx: dict[str, Any]) -> None:
     """One Redis INCR (arq's own pool)."""
-    await ctx["redis"].incr(counter_key())
+    await arun_body("incr", ctx["redis"])
 
 
 async def sleep(ctx: dict[str, Any]) -> None:
     """Waits 1 ms."""
-    await asyncio.sleep(BODY_S)
+    await arun_body("sleep", ctx["redis"])
 
 
 async def cpu(ctx: dict[str, Any]) -> None:
     """Burns 1 ms of CPU on the event loop."""
-    burn_cpu()
+    await arun_body("cpu", ctx["redis"])
 
 
 async def stamp(ctx: dict[str, Any]) -> None:
     """Push this job's start time (monotonic, system-wide) for the latency runner."""
-    started = time.monotonic()
-    await ctx["redis"].rpush(prefix() + STAMP_SUFFIX, repr(started))
+    await astamp_now(ctx["redis"])
 
 
 async def _enqueue(n: int) -> dict[str, Any]:
     pool = await create_pool(_settings())
-    await pool.enqueue_job("noop", _queue_name=_queue())
-    started = time.perf_counter()
-    gaps = []
-    for _ in range(n):
-        sent = time.perf_counter()
-        await pool.enqueue_job("noop", _queue_name=_queue())
-        gaps.append(time.perf_counter() - sent)
-    result = enqueue_result(gaps, time.perf_counter() - started)
+    result = await atimed_calls(lambda: pool.enqueue_job("noop", _queue_name=_queue()), n)
     await pool.aclose()
     return result
 
@@ -113,20 +105,21 @@ async def _serve(concurrency: int) -> None:
     await _worker(concurrency, burst=False).async_run()
 
 
-def drain(concurrency: int, round_trips: bool) -> dict[str, Any]:
-    """Run the queued jobs in burst mode; timed from the worker's start to its return."""
+def drain(n: int, concurrency: int, round_trips: bool) -> dict[str, Any]:
+    """Run the queued jobs in burst mode (timed first body -> last body: runner.Span)."""
     reader = count_round_trips() if round_trips else None
-    started, cpu_started = time.perf_counter(), cpu_s()
+    span = track(n)
+    started, cpu_started = time.monotonic(), cpu_s()
     done = asyncio.run(_drain(concurrency))
-    seconds = time.perf_counter() - started
-    return drain_result(done, seconds, cpu_started, round_trips=reader() if reader else None)
+    return drain_result(
+        span, started, cpu_started, jobs=done, round_trips=reader() if reader else None
+    )
 
 
 async def _latency(samples: int, warmup: int = 5) -> dict[str, Any]:
     pool = await create_pool(_settings())
-    result = await ameasure_pickup(
-        lambda: pool.enqueue_job("stamp", _queue_name=_queue()), pool.blpop, samples, warmup
-    )
+    send = lambda: pool.enqueue_job("stamp", _queue_name=_queue())  # noqa: E731
+    result = await ameasure_pickup(send, pool.blpop, samples, warmup)
     await pool.aclose()
     return result
 
@@ -145,7 +138,7 @@ def main() -> None:
         if args.kind != "async":
             emit({"unsupported": "arq runs coroutines only"})
             return
-        emit(drain(args.concurrency, args.count_round_trips))
+        emit(drain(args.n, args.concurrency, args.count_round_trips))
     elif args.workload == "serve":
         asyncio.run(_serve(args.concurrency))
     elif args.workload == "kick":

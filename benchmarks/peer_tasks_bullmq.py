@@ -5,7 +5,7 @@ Settings that favour BullMQ: ``removeOnComplete`` (a finished job's hash is dele
 BullMQ's documented setting for throughput and memory), ``concurrency`` = the driver's, its
 default blocking ``BZPOPMIN`` wait on the queue's marker. Its producer is asyncio only; bulk is
 ``Queue.addBulk``. No burst mode: a drain ends when the task bodies have run N times
-(:class:`runner.Countdown`).
+(:class:`runner.Span`).
 """
 
 from __future__ import annotations
@@ -17,25 +17,22 @@ from typing import Any
 from bullmq import Queue, Worker
 from redis.asyncio import Redis
 from runner import (
-    BODY_S,
-    STAMP_SUFFIX,
-    Countdown,
     ameasure_pickup,
-    burn_cpu,
-    counter_key,
+    arun_body,
+    astamp_now,
+    atimed_calls,
     cpu_s,
     drain_result,
     emit,
-    enqueue_result,
     parse,
     prefix,
     redis_url,
+    track,
 )
 
 BULK_CHUNK = 1000
 NAME = "bench"
 _clients: dict[str, Any] = {}
-_countdown: list[Countdown] = []
 
 
 def _opts() -> dict[str, Any]:
@@ -57,18 +54,10 @@ def _client() -> Redis:
 
 
 async def _body(name: str) -> None:
-    if name == "incr":
-        await _client().incr(counter_key())
-    elif name == "sleep":
-        await asyncio.sleep(BODY_S)
-    elif name == "cpu":
-        burn_cpu()
-    elif name == "stamp":
-        started = time.monotonic()
-        await _client().rpush(prefix() + STAMP_SUFFIX, repr(started))
-        return
-    if _countdown:
-        _countdown[0].hit()
+    if name == "stamp":
+        await astamp_now(_client())
+    else:
+        await arun_body(name, _client())
 
 
 async def process(job: Any, token: str) -> None:
@@ -81,17 +70,12 @@ ADD_OPTS = {"removeOnComplete": True}
 
 async def _enqueue(mode: str, n: int, body: str = "noop") -> dict[str, Any]:
     queue = _queue()
-    await queue.add(body, {}, ADD_OPTS)
-    started = time.perf_counter()
     if mode == "async":
-        gaps = []
-        for _ in range(n):
-            sent = time.perf_counter()
-            await queue.add(body, {}, ADD_OPTS)
-            gaps.append(time.perf_counter() - sent)
-        result = enqueue_result(gaps, time.perf_counter() - started)
+        result = await atimed_calls(lambda: queue.add(body, {}, ADD_OPTS), n)
         await queue.close()
         return result
+    await queue.add(body, {}, ADD_OPTS)
+    started = time.perf_counter()
     for done in range(0, n, BULK_CHUNK):
         jobs = [{"name": body, "data": {}, "opts": ADD_OPTS}] * min(BULK_CHUNK, n - done)
         await queue.addBulk(jobs)
@@ -105,13 +89,11 @@ def _worker(concurrency: int) -> Worker:
 
 
 async def _drain(n: int, concurrency: int) -> dict[str, Any]:
-    countdown = Countdown(n)
-    _countdown.append(countdown)
-    started, cpu_started = time.perf_counter(), cpu_s()
+    span = track(n)
+    started, cpu_started = time.monotonic(), cpu_s()
     worker = _worker(concurrency)
-    await asyncio.to_thread(countdown.done.wait, 600)
-    seconds = time.perf_counter() - started
-    result = drain_result(n, seconds, cpu_started, concurrency=concurrency)
+    await asyncio.to_thread(span.done.wait, 600)
+    result = drain_result(span, started, cpu_started, concurrency=concurrency)
     await worker.close(force=True)
     return result
 

@@ -6,7 +6,7 @@ is one process per core x 8 threads; one process for every system here), ``worke
 :data:`WORKER_TIMEOUT_MS` instead of 1,000 ms (Dramatiq's Redis consumer polls, backing off up
 to this when the queue is empty: the default makes pickup latency ~0.5 s), no result backend,
 ``max_retries=0``. Dramatiq has no asyncio producer, no bulk enqueue and no burst mode: a drain
-ends when the task bodies have run N times (:class:`runner.Countdown`).
+ends when the task bodies have run N times (:class:`runner.Span`).
 """
 
 from __future__ import annotations
@@ -18,19 +18,17 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from redis import Redis
 from runner import (
-    BODY_S,
-    STAMP_SUFFIX,
-    Countdown,
-    burn_cpu,
-    counter_key,
     cpu_s,
     drain_result,
     emit,
-    enqueue_result,
     measure_pickup,
     parse,
     prefix,
     redis_url,
+    run_body,
+    stamp_now,
+    timed_calls,
+    track,
 )
 
 THREADS = 16
@@ -39,63 +37,40 @@ WORKER_TIMEOUT_MS = 100
 broker = RedisBroker(url=redis_url(), namespace=prefix() + "-dramatiq")
 dramatiq.set_broker(broker)
 _client = Redis.from_url(redis_url())
-_countdown: list[Countdown] = []
 QUEUE = "bench"
-
-
-def _count() -> None:
-    if _countdown:
-        _countdown[0].hit()
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0)
 def noop() -> None:
     """Does nothing."""
-    _count()
+    run_body("noop", _client)
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0)
 def incr() -> None:
     """One Redis INCR."""
-    _client.incr(counter_key())
-    _count()
+    run_body("incr", _client)
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0)
 def sleep() -> None:
     """Waits 1 ms."""
-    time.sleep(BODY_S)
-    _count()
+    run_body("sleep", _client)
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0)
 def cpu() -> None:
     """Burns 1 ms of CPU."""
-    burn_cpu()
-    _count()
+    run_body("cpu", _client)
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0)
 def stamp() -> None:
     """Push this job's start time (monotonic, system-wide) for the latency runner."""
-    started = time.monotonic()
-    _client.rpush(prefix() + STAMP_SUFFIX, repr(started))
+    stamp_now(_client)
 
 
 BODIES = {"noop": noop, "incr": incr, "sleep": sleep, "cpu": cpu}
-
-
-def enqueue(n: int, body: str = "noop") -> dict[str, Any]:
-    """Enqueue ``n`` jobs one ``send()`` at a time."""
-    actor = BODIES[body]
-    actor.send()
-    started = time.perf_counter()
-    gaps = []
-    for _ in range(n):
-        sent = time.perf_counter()
-        actor.send()
-        gaps.append(time.perf_counter() - sent)
-    return enqueue_result(gaps, time.perf_counter() - started)
 
 
 def _worker(threads: int) -> dramatiq.Worker:
@@ -104,14 +79,12 @@ def _worker(threads: int) -> dramatiq.Worker:
 
 def drain(n: int, threads: int) -> dict[str, Any]:
     """Run the queued jobs until the bodies have run ``n`` times."""
-    countdown = Countdown(n)
-    _countdown.append(countdown)
-    started, cpu_started = time.perf_counter(), cpu_s()
+    span = track(n)
+    started, cpu_started = time.monotonic(), cpu_s()
     worker = _worker(threads)
     worker.start()
-    countdown.done.wait(600)
-    seconds = time.perf_counter() - started
-    result = drain_result(n, seconds, cpu_started, concurrency=threads)
+    span.done.wait(600)
+    result = drain_result(span, started, cpu_started, concurrency=threads)
     worker.stop()
     return result
 
@@ -123,11 +96,6 @@ def serve(threads: int) -> None:
         time.sleep(3600)
 
 
-def latency(samples: int, warmup: int = 5) -> dict[str, Any]:
-    """Enqueue one job at a time on an idle worker; gap from ``send()`` to the task's start."""
-    return measure_pickup(stamp.send, _client.blpop, samples, warmup)
-
-
 def main() -> None:
     """Run one workload and print its RESULT line."""
     args = parse()
@@ -136,9 +104,9 @@ def main() -> None:
         if args.mode != "sync":
             emit({"unsupported": f"Dramatiq has no {args.mode} enqueue"})
             return
-        emit(enqueue(args.n))
+        emit(timed_calls(noop.send, args.n))
     elif args.workload == "fill":
-        emit(enqueue(args.n - 1, args.body))
+        emit(timed_calls(BODIES[args.body].send, args.n - 1))
     elif args.workload == "drain":
         emit(drain(args.n, threads))
     elif args.workload == "serve":
@@ -147,7 +115,7 @@ def main() -> None:
         stamp.send()
         emit({"queued": 1})
     else:
-        emit(latency(args.samples))
+        emit(measure_pickup(stamp.send, _client.blpop, args.samples, warmup=5))
 
 
 if __name__ == "__main__":

@@ -14,19 +14,18 @@ from typing import Any
 from redis import Redis
 from rq import Queue, SimpleWorker, Worker
 from runner import (
-    BODY_S,
-    STAMP_SUFFIX,
-    burn_cpu,
     count_round_trips,
-    counter_key,
     cpu_s,
     drain_result,
     emit,
-    enqueue_result,
     measure_pickup,
     parse,
     prefix,
     redis_url,
+    run_body,
+    stamp_now,
+    timed_calls,
+    track,
 )
 
 STAMP = "peer_tasks_rq.stamp"
@@ -36,27 +35,27 @@ BULK_CHUNK = 1000
 
 def noop() -> None:
     """Does nothing."""
+    run_body("noop", _client)
 
 
 def incr() -> None:
     """One Redis INCR."""
-    _client.incr(counter_key())
+    run_body("incr", _client)
 
 
 def sleep() -> None:
     """Waits 1 ms."""
-    time.sleep(BODY_S)
+    run_body("sleep", _client)
 
 
 def cpu() -> None:
     """Burns 1 ms of CPU."""
-    burn_cpu()
+    run_body("cpu", _client)
 
 
 def stamp() -> None:
     """Push this job's start time (monotonic, system-wide) for the latency runner."""
-    started = time.monotonic()
-    Redis.from_url(redis_url()).rpush(prefix() + STAMP_SUFFIX, repr(started))
+    stamp_now(Redis.from_url(redis_url()))
 
 
 def _queue() -> Queue:
@@ -70,15 +69,10 @@ def _worker_class() -> type[Worker]:
 def enqueue(mode: str, n: int, body: str = "noop") -> dict[str, Any]:
     """Enqueue ``n`` jobs one call at a time (sync) or with ``enqueue_many`` (bulk)."""
     q, func = _queue(), f"peer_tasks_rq.{body}"
+    if mode == "sync":
+        return timed_calls(lambda: q.enqueue(func), n)
     q.enqueue(func)
     started = time.perf_counter()
-    if mode == "sync":
-        gaps = []
-        for _ in range(n):
-            sent = time.perf_counter()
-            q.enqueue(func)
-            gaps.append(time.perf_counter() - sent)
-        return enqueue_result(gaps, time.perf_counter() - started)
     for done in range(0, n, BULK_CHUNK):
         batch = [Queue.prepare_data(func) for _ in range(min(BULK_CHUNK, n - done))]
         with q.connection.pipeline() as pipe:
@@ -88,20 +82,22 @@ def enqueue(mode: str, n: int, body: str = "noop") -> dict[str, Any]:
     return {"jobs": n, "queued": n + 1, "seconds": seconds, "jobs_per_s": n / seconds}
 
 
-def drain(round_trips: bool) -> dict[str, Any]:
-    """Run the queued jobs in burst mode; timed from the worker's start to its return."""
+def drain(n: int, round_trips: bool) -> dict[str, Any]:
+    """Run the queued jobs in burst mode (timed first body -> last body: runner.Span; the
+    forking worker runs bodies in children, so it is timed from the worker's start to its end)."""
     reader = count_round_trips() if round_trips else None
     q = _queue()
-    worker = _worker_class()([q], connection=q.connection)
     queued = q.count
-    started, cpu_started = time.perf_counter(), cpu_s()
+    span = track(n)
+    started, cpu_started = time.monotonic(), cpu_s()
+    worker = _worker_class()([q], connection=q.connection)
     worker.work(burst=True, logging_level="WARNING")
-    seconds = time.perf_counter() - started
     done = queued - q.count - q.failed_job_registry.count
     return drain_result(
-        done,
-        seconds,
+        span,
+        started,
         cpu_started,
+        jobs=done,
         round_trips=reader() if reader else None,
         concurrency=1,
         worker_class=_worker_class().__name__,
@@ -134,7 +130,7 @@ def main() -> None:
         if args.kind != "sync":
             emit({"unsupported": "RQ runs plain functions only"})
             return
-        emit(drain(args.count_round_trips))
+        emit(drain(args.n, args.count_round_trips))
     elif args.workload == "serve":
         serve()
     elif args.workload == "kick":

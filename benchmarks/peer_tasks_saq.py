@@ -2,8 +2,9 @@
 
 Settings that favour SAQ: its Redis queue with ``hiredis``, ``concurrency`` = the driver's, the
 worker run in-process (as ``saq`` does), its default blocking dequeue. SAQ's producer is asyncio
-only and has no bulk enqueue; its burst mode waits ``dequeue_timeout`` after the last job, so a
-drain ends instead when the task bodies have run N times (:class:`runner.Countdown`).
+only and has no bulk enqueue (``Queue.map`` gathers one-call enqueues and waits for results);
+its burst mode waits ``dequeue_timeout`` after the last job, so a drain ends instead when the
+task bodies have run N times (:class:`runner.Span`).
 """
 
 from __future__ import annotations
@@ -14,24 +15,21 @@ from typing import Any
 
 from redis.asyncio import Redis
 from runner import (
-    BODY_S,
-    STAMP_SUFFIX,
-    Countdown,
     ameasure_pickup,
-    burn_cpu,
-    counter_key,
+    arun_body,
+    astamp_now,
+    atimed_calls,
     cpu_s,
     drain_result,
     emit,
-    enqueue_result,
     parse,
     prefix,
     redis_url,
+    track,
 )
 from saq import Queue, Worker
 
 _clients: dict[str, Any] = {}
-_countdown: list[Countdown] = []
 
 
 def _queue() -> Queue:
@@ -48,38 +46,29 @@ def _client() -> Redis:
     return client  # type: ignore[no-any-return]
 
 
-def _count() -> None:
-    if _countdown:
-        _countdown[0].hit()
-
-
 async def noop(ctx: dict[str, Any]) -> None:
     """Does nothing."""
-    _count()
+    await arun_body("noop", _client())
 
 
 async def incr(ctx: dict[str, Any]) -> None:
     """One Redis INCR."""
-    await _client().incr(counter_key())
-    _count()
+    await arun_body("incr", _client())
 
 
 async def sleep(ctx: dict[str, Any]) -> None:
     """Waits 1 ms."""
-    await asyncio.sleep(BODY_S)
-    _count()
+    await arun_body("sleep", _client())
 
 
 async def cpu(ctx: dict[str, Any]) -> None:
     """Burns 1 ms of CPU on the event loop."""
-    burn_cpu()
-    _count()
+    await arun_body("cpu", _client())
 
 
 async def stamp(ctx: dict[str, Any]) -> None:
     """Push this job's start time (monotonic, system-wide) for the latency runner."""
-    started = time.monotonic()
-    await _client().rpush(prefix() + STAMP_SUFFIX, repr(started))
+    await astamp_now(_client())
 
 
 FUNCTIONS = [noop, incr, sleep, cpu, stamp]
@@ -87,14 +76,7 @@ FUNCTIONS = [noop, incr, sleep, cpu, stamp]
 
 async def _enqueue(n: int, body: str = "noop") -> dict[str, Any]:
     queue = _queue()
-    await queue.enqueue(body)
-    started = time.perf_counter()
-    gaps = []
-    for _ in range(n):
-        sent = time.perf_counter()
-        await queue.enqueue(body)
-        gaps.append(time.perf_counter() - sent)
-    return enqueue_result(gaps, time.perf_counter() - started)
+    return await atimed_calls(lambda: queue.enqueue(body), n)
 
 
 def _worker(concurrency: int) -> Worker:
@@ -102,14 +84,12 @@ def _worker(concurrency: int) -> Worker:
 
 
 async def _drain(n: int, concurrency: int) -> dict[str, Any]:
-    countdown = Countdown(n)
-    _countdown.append(countdown)
-    started, cpu_started = time.perf_counter(), cpu_s()
+    span = track(n)
+    started, cpu_started = time.monotonic(), cpu_s()
     worker = _worker(concurrency)
     running = asyncio.create_task(worker.start())
-    await asyncio.to_thread(countdown.done.wait, 600)
-    seconds = time.perf_counter() - started
-    result = drain_result(n, seconds, cpu_started, concurrency=concurrency)
+    await asyncio.to_thread(span.done.wait, 600)
+    result = drain_result(span, started, cpu_started, concurrency=concurrency)
     await worker.stop()
     running.cancel()
     return result
@@ -119,9 +99,9 @@ async def _serve(concurrency: int) -> None:
     await _worker(concurrency).start()
 
 
-async def _latency(samples: int, warmup: int = 5) -> dict[str, Any]:
+async def _latency(samples: int) -> dict[str, Any]:
     queue = _queue()
-    return await ameasure_pickup(lambda: queue.enqueue("stamp"), _client().blpop, samples, warmup)
+    return await ameasure_pickup(lambda: queue.enqueue("stamp"), _client().blpop, samples, 5)
 
 
 async def _kick() -> dict[str, Any]:

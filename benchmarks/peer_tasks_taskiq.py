@@ -6,7 +6,7 @@ broker: no acknowledgement, a job a dead worker held is lost; ``RedisStreamBroke
 with acks), no result backend, ``max_async_tasks`` = the driver's concurrency, the receiver run
 in-process (``run_receiver_task``, as ``taskiq worker`` does in each of its processes). taskiq
 has no sync producer, no bulk enqueue and no burst mode: a drain ends when the task bodies have
-run N times (:class:`runner.Countdown`).
+run N times (:class:`runner.Span`).
 """
 
 from __future__ import annotations
@@ -17,26 +17,23 @@ from typing import Any
 
 from redis.asyncio import Redis
 from runner import (
-    BODY_S,
-    STAMP_SUFFIX,
-    Countdown,
     ameasure_pickup,
-    burn_cpu,
-    counter_key,
+    arun_body,
+    astamp_now,
+    atimed_calls,
     cpu_s,
     drain_result,
     emit,
-    enqueue_result,
     parse,
     prefix,
     redis_url,
+    track,
 )
 from taskiq.api import run_receiver_task
 from taskiq_redis import ListQueueBroker
 
 broker = ListQueueBroker(redis_url(), queue_name=prefix() + "-taskiq")
 _clients: dict[str, Redis] = {}
-_countdown: list[Countdown] = []
 
 
 def _client() -> Redis:
@@ -46,43 +43,34 @@ def _client() -> Redis:
     return client
 
 
-def _count() -> None:
-    if _countdown:
-        _countdown[0].hit()
-
-
 @broker.task(task_name="noop")
 async def noop() -> None:
     """Does nothing."""
-    _count()
+    await arun_body("noop", _client())
 
 
 @broker.task(task_name="incr")
 async def incr() -> None:
     """One Redis INCR."""
-    await _client().incr(counter_key())
-    _count()
+    await arun_body("incr", _client())
 
 
 @broker.task(task_name="sleep")
 async def sleep() -> None:
     """Waits 1 ms."""
-    await asyncio.sleep(BODY_S)
-    _count()
+    await arun_body("sleep", _client())
 
 
 @broker.task(task_name="cpu")
 async def cpu() -> None:
     """Burns 1 ms of CPU on the event loop."""
-    burn_cpu()
-    _count()
+    await arun_body("cpu", _client())
 
 
 @broker.task(task_name="stamp")
 async def stamp() -> None:
     """Push this job's start time (monotonic, system-wide) for the latency runner."""
-    started = time.monotonic()
-    await _client().rpush(prefix() + STAMP_SUFFIX, repr(started))
+    await astamp_now(_client())
 
 
 BODIES = {"noop": noop, "incr": incr, "sleep": sleep, "cpu": cpu}
@@ -90,28 +78,18 @@ BODIES = {"noop": noop, "incr": incr, "sleep": sleep, "cpu": cpu}
 
 async def _enqueue(n: int, body: str = "noop") -> dict[str, Any]:
     await broker.startup()
-    task = BODIES[body]
-    await task.kiq()
-    started = time.perf_counter()
-    gaps = []
-    for _ in range(n):
-        sent = time.perf_counter()
-        await task.kiq()
-        gaps.append(time.perf_counter() - sent)
-    result = enqueue_result(gaps, time.perf_counter() - started)
+    result = await atimed_calls(BODIES[body].kiq, n)
     await broker.shutdown()
     return result
 
 
 async def _drain(n: int, concurrency: int) -> dict[str, Any]:
-    countdown = Countdown(n)
-    _countdown.append(countdown)
-    started, cpu_started = time.perf_counter(), cpu_s()
+    span = track(n)
+    started, cpu_started = time.monotonic(), cpu_s()
     await broker.startup()
     receiver = asyncio.create_task(run_receiver_task(broker, max_async_tasks=concurrency))
-    await asyncio.to_thread(countdown.done.wait, 600)
-    seconds = time.perf_counter() - started
-    result = drain_result(n, seconds, cpu_started, concurrency=concurrency)
+    await asyncio.to_thread(span.done.wait, 600)
+    result = drain_result(span, started, cpu_started, concurrency=concurrency)
     receiver.cancel()
     return result
 
@@ -121,9 +99,9 @@ async def _serve(concurrency: int) -> None:
     await run_receiver_task(broker, max_async_tasks=concurrency)
 
 
-async def _latency(samples: int, warmup: int = 5) -> dict[str, Any]:
+async def _latency(samples: int) -> dict[str, Any]:
     await broker.startup()
-    return await ameasure_pickup(lambda: stamp.kiq(), _client().blpop, samples, warmup)
+    return await ameasure_pickup(stamp.kiq, _client().blpop, samples, warmup=5)
 
 
 async def _kick() -> dict[str, Any]:

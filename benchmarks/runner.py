@@ -11,7 +11,11 @@ and reads one ``RESULT {json}`` line from its stdout. Workloads:
   the system has (not a reported figure; the driver reads Redis' memory around it).
 * ``drain --n N --concurrency C [--kind async|sync] [--body B]``: one worker process runs the
   jobs already queued until all N have run (burst mode where the system has one, else until the
-  task bodies have counted N in the process); timed from the worker's start to its end.
+  task bodies have counted N in the process). Every body stamps ``time.monotonic()`` when it
+  starts and ends (:class:`Span`, in the worker process): the drain figure is N / (last body's
+  end - first body's start), and the worker's construction -> first body is its own figure.
+  ``--stop-after`` (``backlog.py``): the worker stops after N bodies, out of a bigger backlog;
+  ``--queues K`` (taskforge): jobs spread over K queues, one worker serving them all.
 * ``serve --concurrency C``: an idle worker for the latency and startup workloads, until SIGTERM.
 * ``latency --samples S``: enqueue one ``stamp`` job at a time; the task pushes its start time
   (``time.monotonic()``, system-wide on Linux) to ``STAMP_KEY``; the runner reports the gaps.
@@ -61,25 +65,114 @@ def counter_key() -> str:
     return prefix() + ":incr"
 
 
-class Countdown:
-    """Counts finished job bodies in a worker process; ``done`` is set at ``n``.
+class Span:
+    """The bodies a worker process ran: first start, last end, and the CPU between them.
 
-    For systems without a burst mode: the driver's drain ends when the bodies have run N times
-    (which is before the system records the job as finished: it favours them slightly).
+    Every job body calls :meth:`begin` first and :meth:`end` last (:func:`run_body`,
+    :func:`arun_body`), whatever the system, so every drain is timed the same way: from the first
+    body's start to the last body's end (``time.monotonic()``, system-wide on Linux). ``done`` is
+    set at ``n`` ends: systems without a burst mode stop there (before they record the last job as
+    finished, which favours them slightly). Costs two clock reads and a lock per job.
     """
 
     def __init__(self, n: int):
         self.n = n
         self.count = 0
+        self.first: float | None = None
+        self.last: float | None = None
+        self.cpu_first = self.cpu_last = 0.0
         self.done = threading.Event()
         self._lock = threading.Lock()
 
-    def hit(self) -> None:
-        """One more body ran."""
+    def begin(self) -> None:
+        """A body starts."""
+        if self.first is None:
+            with self._lock:
+                if self.first is None:
+                    self.cpu_first, self.first = cpu_s(), time.monotonic()
+
+    def end(self) -> None:
+        """A body ended."""
+        now = time.monotonic()
         with self._lock:
             self.count += 1
-            if self.count >= self.n:
+            self.last = now
+            if self.count == self.n:
+                self.cpu_last = cpu_s()
                 self.done.set()
+
+
+#: The drain running in this process, if any (the bodies report to it).
+_SPANS: list[Span] = []
+
+
+def track(n: int) -> Span:
+    """Start counting this process's job bodies (a drain of ``n`` jobs)."""
+    span = Span(n)
+    _SPANS[:] = [span]
+    return span
+
+
+def run_body(body: str, client: Any) -> None:
+    """One job body in a thread (``client``: a blocking redis-py client), reported to the span."""
+    span = _SPANS[0] if _SPANS else None
+    if span:
+        span.begin()
+    if body == "incr":
+        client.incr(counter_key())
+    elif body == "sleep":
+        time.sleep(BODY_S)
+    elif body == "cpu":
+        burn_cpu()
+    if span:
+        span.end()
+
+
+async def arun_body(body: str, client: Any) -> None:
+    """One job body on an event loop (``client``: redis.asyncio), reported to the span."""
+    span = _SPANS[0] if _SPANS else None
+    if span:
+        span.begin()
+    if body == "incr":
+        await client.incr(counter_key())
+    elif body == "sleep":
+        await asyncio.sleep(BODY_S)
+    elif body == "cpu":
+        burn_cpu()
+    if span:
+        span.end()
+
+
+def stamp_now(client: Any) -> None:
+    """The ``stamp`` body: push this job's start time (monotonic) for the driver."""
+    client.rpush(prefix() + STAMP_SUFFIX, repr(time.monotonic()))
+
+
+async def astamp_now(client: Any) -> None:
+    """:func:`stamp_now` with redis.asyncio."""
+    await client.rpush(prefix() + STAMP_SUFFIX, repr(time.monotonic()))
+
+
+def timed_calls(call: Callable[[], object], n: int) -> dict[str, Any]:
+    """Call the producer once to warm it, then ``n`` times one after the other, each timed."""
+    call()
+    started, gaps = time.perf_counter(), []
+    for _ in range(n):
+        sent = time.perf_counter()
+        call()
+        gaps.append(time.perf_counter() - sent)
+    return enqueue_result(gaps, time.perf_counter() - started)
+
+
+async def atimed_calls(call: Callable[[], Awaitable[object]], n: int) -> dict[str, Any]:
+    """:func:`timed_calls` for asyncio producers."""
+    await call()
+    started, gaps = time.perf_counter(), []
+    for _ in range(n):
+        sent = time.perf_counter()
+        await call()
+        gaps.append(time.perf_counter() - sent)
+    return enqueue_result(gaps, time.perf_counter() - started)
 
 
 def enqueue_result(gaps_s: list[float], seconds: float) -> dict[str, Any]:
@@ -96,16 +189,34 @@ def enqueue_result(gaps_s: list[float], seconds: float) -> dict[str, Any]:
     }
 
 
-def drain_result(jobs: int, seconds: float, cpu_started: float, **extra: Any) -> dict[str, Any]:
-    """The figures every drain reports."""
-    return {
-        "jobs": jobs,
-        "seconds": seconds,
-        "jobs_per_s": jobs / seconds,
-        "cpu_us_per_job": (cpu_s() - cpu_started) * 1e6 / max(1, jobs),
-        "peak_rss_mib": peak_rss_mib(),
-        **extra,
-    }
+def drain_result(span: Span, started: float, cpu_started: float, **extra: Any) -> dict[str, Any]:
+    """The figures every drain reports; ``started``: ``time.monotonic()`` before the worker was
+    built, ``cpu_started``: :func:`cpu_s` then.
+
+    ``seconds`` / ``jobs_per_s`` are first body's start -> last body's end; ``start_to_first_ms``
+    is the worker's construction -> first body; ``cpu_us_per_job`` is the process's CPU between
+    the first body's start and the N-th body's end, per job (``process_cpu_us_per_job``: from the
+    worker's construction to now). A process whose bodies ran elsewhere (RQ's forking worker)
+    has no span: its figures fall back to the worker's whole run (``span: worker``).
+    """
+    ended, cpu_ended = time.monotonic(), cpu_s()
+    jobs, counted = span.count, extra.pop("jobs", None)  # counted: what a burst worker says
+    result: dict[str, Any] = {"jobs": jobs, "total_s": ended - started}
+    if jobs and span.first is not None and span.last is not None and span.last > span.first:
+        seconds = span.last - span.first
+        # The CPU up to the N-th body's end, over N (a stopping worker may run a few more).
+        cpu_last, cpu_jobs = (span.cpu_last, span.n) if span.cpu_last else (cpu_ended, jobs)
+        result.update(span="bodies", start_to_first_ms=(span.first - started) * 1000)
+        result["cpu_us_per_job"] = (cpu_last - span.cpu_first) * 1e6 / cpu_jobs
+    else:
+        jobs = counted if counted is not None else jobs
+        seconds = ended - started
+        result.update(span="worker", jobs=jobs)
+        result["cpu_us_per_job"] = (cpu_ended - cpu_started) * 1e6 / max(1, jobs)
+    result.update(seconds=seconds, jobs_per_s=result["jobs"] / seconds if seconds else None)
+    result["process_cpu_us_per_job"] = (cpu_ended - cpu_started) * 1e6 / max(1, result["jobs"])
+    result["peak_rss_mib"] = peak_rss_mib()
+    return {**result, **extra}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -116,7 +227,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     e.add_argument("--mode", choices=["sync", "async", "bulk"], required=True)
     e.add_argument("--n", type=int, required=True)
     e.add_argument("--kind", choices=["async", "sync"], default="async")
+    e.add_argument("--queues", type=int, default=0, help="spread over K queues (bulk; 0: one)")
     f = sub.add_parser("fill")
+    f.add_argument("--queues", type=int, default=0)
     f.add_argument("--n", type=int, required=True)
     f.add_argument("--kind", choices=["async", "sync"], default="async")
     f.add_argument("--body", choices=BODIES, default="noop")
@@ -127,6 +240,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     d.add_argument("--body", choices=BODIES, default="noop")
     d.add_argument("--count-round-trips", action="store_true")
     d.add_argument("--uvloop", action="store_true")
+    d.add_argument("--queues", type=int, default=0, help="one worker serving K queues")
+    stop_help = "no burst mode: stop after N bodies (a slice of a bigger backlog)"
+    d.add_argument("--stop-after", action="store_true", help=stop_help)
     s = sub.add_parser("serve")
     s.add_argument("--concurrency", type=int, default=50)
     s.add_argument("--uvloop", action="store_true")
@@ -147,7 +263,19 @@ def redis_url() -> str:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
+    """Peak resident set size of this process so far, MiB.
+
+    ``VmHWM`` of ``/proc/self/status``: the high-water mark of this process's own memory map.
+    Not ``ru_maxrss``: Linux carries that across ``execve``, so a runner the driver forked would
+    report at least the driver's own RSS (~36 MiB), whatever the runner used.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

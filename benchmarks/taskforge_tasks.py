@@ -15,19 +15,20 @@ import anyio
 import redis
 import redis.asyncio
 from runner import (
-    BODY_S,
-    STAMP_SUFFIX,
-    burn_cpu,
+    arun_body,
+    astamp_now,
+    atimed_calls,
     count_round_trips,
-    counter_key,
     cpu_s,
     drain_result,
     emit,
-    enqueue_result,
     measure_pickup,
     parse,
     prefix,
     redis_url,
+    run_body,
+    timed_calls,
+    track,
 )
 
 from taskforge import Settings, Taskforge
@@ -40,18 +41,19 @@ _stamps: dict[str, Any] = {}
 @app.task(name="bench.noop_async", max_retries=0)
 async def noop_async() -> None:
     """Does nothing, on the worker's event loop."""
+    await arun_body("noop", None)
 
 
 @app.task(name="bench.noop_sync", max_retries=0)
 def noop_sync() -> None:
     """Does nothing, in a worker thread."""
+    run_body("noop", None)
 
 
 @app.task(name="bench.stamp", max_retries=0)
 async def stamp() -> None:
     """Push this job's start time (monotonic, system-wide) for the latency runner."""
-    started = time.monotonic()
-    await _aclient().rpush(prefix() + STAMP_SUFFIX, repr(started))
+    await astamp_now(_aclient())
 
 
 def _aclient() -> redis.asyncio.Redis:
@@ -67,37 +69,37 @@ _sync_client = redis.Redis.from_url(redis_url())
 @app.task(name="bench.incr_async", max_retries=0)
 async def incr_async() -> None:
     """One Redis INCR (asyncio client)."""
-    await _aclient().incr(counter_key())
+    await arun_body("incr", _aclient())
 
 
 @app.task(name="bench.incr_sync", max_retries=0)
 def incr_sync() -> None:
     """One Redis INCR (blocking client, thread-safe pool)."""
-    _sync_client.incr(counter_key())
+    run_body("incr", _sync_client)
 
 
 @app.task(name="bench.sleep_async", max_retries=0)
 async def sleep_async() -> None:
     """Waits 1 ms on the event loop."""
-    await anyio.sleep(BODY_S)
+    await arun_body("sleep", None)
 
 
 @app.task(name="bench.sleep_sync", max_retries=0)
 def sleep_sync() -> None:
     """Waits 1 ms in a worker thread."""
-    time.sleep(BODY_S)
+    run_body("sleep", None)
 
 
 @app.task(name="bench.cpu_async", max_retries=0)
 async def cpu_async() -> None:
     """Burns 1 ms of CPU on the event loop."""
-    burn_cpu()
+    await arun_body("cpu", None)
 
 
 @app.task(name="bench.cpu_sync", max_retries=0)
 def cpu_sync() -> None:
     """Burns 1 ms of CPU in a worker thread."""
-    burn_cpu()
+    run_body("cpu", None)
 
 
 TASKS = {"async": noop_async, "sync": noop_sync}
@@ -114,35 +116,34 @@ BODY_TASKS = {
 BULK_CHUNK = 1000
 
 
-def enqueue(mode: str, n: int, kind: str, body: str = "noop") -> dict[str, Any]:
-    """Enqueue ``n`` jobs one call at a time (sync/async) or in chunks (bulk)."""
+def queue_names(queues: int) -> list[str]:
+    """The queues a ``--queues K`` run spreads its jobs over (0: the task's own, ``default``)."""
+    return [f"q{i}" for i in range(queues)] if queues else ["default"]
+
+
+def enqueue(mode: str, n: int, kind: str, body: str = "noop", queues: int = 0) -> dict[str, Any]:
+    """Enqueue ``n`` jobs one call at a time (sync/async) or in chunks (bulk); bulk spreads them
+    round-robin over ``queues`` queues (see :func:`queue_names`)."""
     task = BODY_TASKS[body, kind]
     if mode == "async":
         return anyio.run(_aenqueue, n, kind)
-    task.delay()  # connect, load the script, announce the queue: not part of the figure
+    if mode == "sync":  # the first call (connect, load the script) is not part of the figure
+        return timed_calls(task.delay, n)
+    task.delay()
     started = time.perf_counter()
-    if mode == "sync":
-        gaps = []
-        for _ in range(n):
-            sent = time.perf_counter()
-            task.delay()
-            gaps.append(time.perf_counter() - sent)
-        return enqueue_result(gaps, time.perf_counter() - started)
+    if queues:
+        routed = [task.options(queue=q) for q in queue_names(queues)]
+        for done in range(0, n, BULK_CHUNK):
+            end = min(done + BULK_CHUNK, n)
+            app.enqueue_many([routed[i % queues].s() for i in range(done, end)])
+        return _rate(n, time.perf_counter() - started)
     for done in range(0, n, BULK_CHUNK):
         app.enqueue_many([task.s() for _ in range(min(BULK_CHUNK, n - done))])
     return _rate(n, time.perf_counter() - started)
 
 
 async def _aenqueue(n: int, kind: str) -> dict[str, Any]:
-    task = TASKS[kind]
-    await task.adelay()
-    started = time.perf_counter()
-    gaps = []
-    for _ in range(n):
-        sent = time.perf_counter()
-        await task.adelay()
-        gaps.append(time.perf_counter() - sent)
-    return enqueue_result(gaps, time.perf_counter() - started)
+    return await atimed_calls(TASKS[kind].adelay, n)
 
 
 def _rate(n: int, seconds: float) -> dict[str, Any]:
@@ -150,16 +151,36 @@ def _rate(n: int, seconds: float) -> dict[str, Any]:
     return {"jobs": n, "queued": n + 1, "seconds": seconds, "jobs_per_s": n / seconds}
 
 
-def drain(n: int, concurrency: int, round_trips: bool, uvloop: bool) -> dict[str, Any]:
-    """Run the queued jobs in burst mode; timed from the worker's start to its return."""
-    worker = Worker(app.settings, app.registry, concurrency=concurrency, burst=True)
+def drain(
+    n: int, concurrency: int, round_trips: bool, uvloop: bool, queues: int = 0, stop: bool = False
+) -> dict[str, Any]:
+    """Run the queued jobs in burst mode (timed first body -> last body: runner.Span); with
+    ``stop``, a worker that is not in burst mode stops after ``n`` bodies (a slice of a backlog).
+    One worker serves every queue of :func:`queue_names`."""
     reader = count_round_trips() if round_trips else None
-    started, cpu_started = time.perf_counter(), cpu_s()
-    stats = anyio.run(worker.run, backend_options={"use_uvloop": uvloop})
-    seconds = time.perf_counter() - started
+    span = track(n)
+    started, cpu_started = time.monotonic(), cpu_s()
+    worker = Worker(
+        app.settings, app.registry, queues=queue_names(queues), concurrency=concurrency,
+        burst=not stop,
+    )  # fmt: skip
+
+    async def run() -> Any:
+        if not stop:
+            return await worker.run()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_at, worker, span)
+            return await worker.run()
+
+    stats = anyio.run(run, backend_options={"use_uvloop": uvloop})
     return drain_result(
-        stats.processed, seconds, cpu_started, round_trips=reader() if reader else None
+        span, started, cpu_started, jobs=stats.processed, round_trips=reader() if reader else None
     )
+
+
+async def _stop_at(worker: Worker, span: Any) -> None:
+    await anyio.to_thread.run_sync(span.done.wait, 600)
+    worker.stop()
 
 
 def serve(concurrency: int, uvloop: bool) -> None:
@@ -180,14 +201,17 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     args = parse()
     if args.workload == "enqueue":
-        emit(enqueue(args.mode, args.n, args.kind))
+        emit(enqueue(args.mode, args.n, args.kind, queues=args.queues))
     elif args.workload == "fill":
-        emit(enqueue("bulk", args.n - 1, args.kind, args.body))
+        emit(enqueue("bulk", args.n - 1, args.kind, args.body, args.queues))
     elif args.workload == "kick":
         stamp.delay()
         emit({"queued": 1})
     elif args.workload == "drain":
-        emit(drain(args.n, args.concurrency, args.count_round_trips, args.uvloop))
+        stop = args.stop_after
+        emit(
+            drain(args.n, args.concurrency, args.count_round_trips, args.uvloop, args.queues, stop)
+        )
     elif args.workload == "serve":
         serve(args.concurrency, args.uvloop)
     else:

@@ -192,3 +192,58 @@ def test_unknown_system_is_refused(redis_url: str) -> None:
 
     assert proc.returncode != 0
     assert "unknown systems" in proc.stderr
+
+
+def test_drain_is_timed_from_the_first_body_to_the_last() -> None:
+    in_benchmarks("""
+        import time
+        from benchmarks.runner import Span, drain_result, cpu_s
+
+        started, cpu_started = time.monotonic(), cpu_s()
+        time.sleep(0.05)  # the worker's start: not part of the drain figure
+        span = Span(3)
+        for _ in range(3):
+            span.begin()
+            span.end()
+        result = drain_result(span, started, cpu_started, jobs=99)
+
+        assert span.done.is_set() and result["span"] == "bodies"
+        assert result["jobs"] == 3
+        assert result["seconds"] < 0.05 <= result["total_s"]
+        assert result["start_to_first_ms"] >= 50
+
+        idle = drain_result(Span(3), started, cpu_started, jobs=7)  # bodies ran elsewhere
+        assert idle["span"] == "worker" and idle["jobs"] == 7
+        assert idle["seconds"] == idle["total_s"]
+    """)
+
+
+def test_peak_rss_is_the_runner_own_not_its_parent() -> None:
+    # ru_maxrss survives execve: a child of a 300 MB parent would report >= 300 MB.
+    in_benchmarks("""
+        import subprocess, sys
+        ballast = b"x" * (300 * 2**20)
+        code = "from benchmarks.runner import peak_rss_mib; print(peak_rss_mib())"
+        child = float(subprocess.check_output([sys.executable, "-c", code], text=True))
+        assert child < 150, child
+        del ballast
+    """)
+
+
+def test_backlog_curves_run_end_to_end(redis_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "backlog.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "backlog.py"), "--redis-url", redis_url]
+    cmd += ["--depths", "200,400", "--queue-counts", "1,3", "--queue-total", "60", "--slice", "20"]
+    cmd += ["--bulk-n", "20", "--one-call-n", "10", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+
+    assert [p["depth"] for p in doc["depth"]] == [200, 400]
+    for point in doc["depth"]:
+        assert point["bytes_per_job"] > 0 and point["bulk_jobs_per_s"] > 0
+        assert point["one_call_jobs_per_s"] > 0 and point["slice"] >= 20
+        assert point["drain_jobs_per_s"] > 0
+    assert [q["queues"] for q in doc["queues"]] == [1, 3]
+    assert all(q["slice"] >= 20 and q["bulk_jobs_per_s"] > 0 for q in doc["queues"])
+    assert "| queues | jobs | bytes / job |" in proc.stdout
