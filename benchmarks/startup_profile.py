@@ -26,7 +26,6 @@ T_START = time.monotonic()  # before anything else is imported
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -46,6 +45,7 @@ def child() -> None:
 
     sys.path.insert(0, str(HERE))
     import taskforge_tasks  # the benchmark's app: taskforge + redis + the task module
+    from runner import peak_rss_mib
 
     from taskforge.protocol.scripts import SCRIPT_NAMES, SOURCES
     from taskforge.worker import Worker
@@ -74,7 +74,7 @@ def child() -> None:
     reply = started_jobs.blpop([key], timeout=30)
     stamps["first job started"] = float(reply[1]) if reply else float("nan")
     assert SCRIPT_NAMES
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = peak_rss_mib()
     print("RESULT " + json.dumps({"stamps": stamps, "peak_rss_mib": rss, "modules": modules}))
 
 
@@ -89,9 +89,12 @@ IMPORTS = {
         "import taskforge_tasks"
     ),
 }
+# Peak RSS from VmHWM, not ru_maxrss: Linux carries ru_maxrss across execve, so a probe would
+# report at least its parent's RSS (runner.peak_rss_mib says more).
 _PROBE = (
-    "import resource, sys\nsys.path.insert(0, '.')\n{code}\n"
-    "print('RESULT', len(sys.modules), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    "import sys\nsys.path.insert(0, '.')\n{code}\n"
+    "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"
+    "print('RESULT', len(sys.modules), int(hwm) / 1024)"
 )
 
 
