@@ -2,6 +2,7 @@
 
     python benchmarks/drain_instructions.py --n 2000 --body noop      # callgrind; a few minutes
     python benchmarks/drain_instructions.py --n 20000 --profile pyinstrument --body incr
+    python benchmarks/drain_instructions.py --n 2000 --body incr_lent  # current_job().redis
 
 Fills a private redis-server with ``N`` jobs (outside the measured process), then a burst
 :class:`~taskforge.worker.Worker` at ``-c`` drains them. Under ``valgrind --tool=callgrind``
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import anyio
 import redis.asyncio
 
-from taskforge import Settings, Taskforge
+from taskforge import Settings, Taskforge, current_job
 from taskforge.worker import Worker
 
 PREFIX = "dr"
@@ -48,7 +49,12 @@ def _app(url: str) -> tuple[Taskforge, dict[str, Any]]:
             client = counter["client"] = redis.asyncio.Redis.from_url(url)
         await client.incr(PREFIX + ":counter")
 
-    return app, {"noop": noop, "incr": incr}
+    @app.task(name="bench.incr_lent", max_retries=0)
+    async def incr_lent() -> None:
+        """One Redis INCR through the worker's client (``current_job().redis``)."""
+        await current_job().redis.incr(PREFIX + ":counter")
+
+    return app, {"noop": noop, "incr": incr, "incr_lent": incr_lent}
 
 
 def fill(url: str, n: int, body: str) -> None:
@@ -95,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("-c", "--concurrency", type=int, default=100)
-    parser.add_argument("--body", choices=("noop", "incr"), default="noop")
+    parser.add_argument("--body", choices=("noop", "incr", "incr_lent"), default="noop")
     parser.add_argument("--profile", choices=("pyinstrument", "cprofile"), default="")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)

@@ -6,10 +6,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskforge.errors import JobCancelledError, TaskforgeError
 from taskforge.job import Job, new_job_id
+
+if TYPE_CHECKING:  # a task that never asks for a client never loads redis-py's
+    from taskforge.driver.connection import AsyncRedis, SyncRedis
+    from taskforge.driver.task_clients import TaskClients
 
 
 @dataclass(slots=True)
@@ -22,6 +26,38 @@ class JobContext:
     cancel_requested: bool = False
     progress: tuple[float, str] | None = None
     _on_progress: Callable[[JobContext], None] | None = field(default=None, repr=False)
+    _clients: TaskClients | None = field(default=None, repr=False)
+
+    @property
+    def redis(self) -> AsyncRedis:
+        """The worker's asyncio Redis client, for an async task's own commands.
+
+        Made once per worker from its settings (a Cluster or Sentinel URL gives that kind of
+        client), with its own pool; replies are ``str`` (``decode_responses``). Do not close it:
+        the worker does, when it stops.
+
+        Raises:
+            TaskforgeError: in a sync task (use :attr:`sync_redis`), or outside a worker.
+        """
+        return self._lent().asyncio_client()
+
+    @property
+    def sync_redis(self) -> SyncRedis:
+        """The worker's blocking Redis client, for a sync task's own commands (see :attr:`redis`).
+
+        Raises:
+            TaskforgeError: outside a worker.
+        """
+        return self._lent().sync_client()
+
+    def _lent(self) -> TaskClients:
+        if self._clients is None:
+            raise TaskforgeError(
+                f"job {self.job.id} has no worker Redis client: current_job().redis is lent by "
+                "a worker; a task called directly (or under job_context()) gets none. Run it "
+                "through a worker, or app.testing() (eager mode runs it in one)"
+            )
+        return self._clients
 
     def set_progress(self, fraction: float, message: str = "") -> None:
         """Report progress (0..1) and a message; stored on the job record and published."""

@@ -21,6 +21,7 @@ import anyio.abc
 
 from taskforge.driver.connection import async_client
 from taskforge.driver.nodes import node_warnings, read_nodes
+from taskforge.driver.task_clients import TaskClients
 from taskforge.errors import BrokerError
 from taskforge.limits.acquire import Limiter
 from taskforge.metrics import MetricsExporter, WorkerMetrics
@@ -99,11 +100,12 @@ class Worker:
             self.broker, self._slots, outage, self._workflows,
             worker_id=self.id, stats=self.stats, metrics=self.metrics, outcome_log=outcome_log,
         )  # fmt: skip
+        self.task_clients = TaskClients(settings, concurrency=concurrency)  # current_job().redis
         executor = Executor(registry, thread_limiter=anyio.CapacityLimiter(concurrency), pool=pool)
         self._runner = JobRunner(
             settings, registry, self.broker, executor, self._slots, self._writer,
             limiter=limiter, progress=self._progress, metrics=self.metrics, hooks=self._hooks,
-            on_bug=self.stop_now,
+            on_bug=self.stop_now, clients=self.task_clients,
         )  # fmt: skip
         self._fetcher = Fetcher(
             self.broker, self._blocker, self._slots, self._runner, self._writer, outage,
@@ -248,6 +250,7 @@ class Worker:
                 await self.broker.run(self.broker.ops.forget_worker(self.id))
         except BrokerError:
             pass
+        await self.task_clients.aclose()
         await self._blocker.aclose()
         await self.broker.aclose()
         log.info("worker %s stopped: %s", self.id, self.stats)

@@ -45,6 +45,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from taskforge.context import JobContext, bind
+from taskforge.driver.task_clients import TaskClients
 from taskforge.errors import JobInterrupted, SoftTimeoutExceeded
 from taskforge.payload import typed_arguments
 from taskforge.serializer import PICKLE
@@ -65,6 +66,7 @@ class _State:
 
     ctx: JobContext | None = None
     conn: Connection | None = None
+    clients: TaskClients | None = None  # current_job().sync_redis: one client per child
     soft_s: float | None = None
     soft_armed = False  # the timer may still fire for this job
     soft_due = False  # it fired during a send: raise once the send is done
@@ -82,11 +84,14 @@ def child_main(conn: Connection, loader: Callable[[], Taskforge], settings: Sett
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
     _State.conn = conn
+    _State.clients = TaskClients(settings)
     conn.send(("ready", os.getpid()))
     try:
         _serve(conn, app)
     except JobInterrupted:
         return  # interrupted: the worker already recorded the outcome and waits for this exit
+    finally:
+        _State.clients.close()
 
 
 def _install_handlers() -> None:
@@ -127,7 +132,7 @@ def _serve(conn: Connection, app: Taskforge) -> None:
 def _run_one(
     app: Taskforge, job: Any, attempt: int, token: str, trace: dict[str, str]
 ) -> tuple[Any, ...]:
-    ctx = JobContext(job, attempt, token, _on_progress=_report)
+    ctx = JobContext(job, attempt, token, _on_progress=_report, _clients=_State.clients)
     bind(ctx)
     _State.ctx = ctx
     try:

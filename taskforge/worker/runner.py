@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 
 from taskforge.context import JobContext
+from taskforge.driver.task_clients import TaskClients
 from taskforge.errors import BrokerError, UnknownTaskError
 from taskforge.job import Job
 from taskforge.limits.acquire import OUTAGE_RETRY_S, Limiter
@@ -69,6 +70,7 @@ class JobRunner:
         metrics: WorkerMetrics,
         hooks: Hooks,
         on_bug: Callable[[], None],
+        clients: TaskClients | None = None,
     ):
         self.settings = settings
         self.registry = registry
@@ -81,6 +83,7 @@ class JobRunner:
         self.metrics = metrics
         self.hooks = hooks
         self.on_bug = on_bug
+        self.clients = clients  # lent to the task bodies: current_job().redis
         self.error: BaseException | None = None
         self._signing_key = signing_key(settings)
         self._clock = ServerClock()
@@ -154,7 +157,9 @@ class JobRunner:
         except UnknownTaskError as exc:
             return Dead(describe_unknown(exc)), job.task
         report = self.progress.reporter(running.queue)
-        running.ctx = JobContext(job, lease.attempts + 1, lease.token, _on_progress=report)
+        running.ctx = JobContext(
+            job, lease.attempts + 1, lease.token, _on_progress=report, _clients=self.clients
+        )
         if lease.token == "1" and job.created_ms:  # first delivery: not a retry/reclaim/revive
             self.metrics.job_started(running.queue, time.time() - job.created_ms / 1000)
         if running.ctx.cancel_requested:  # cancelled between fetch and start: never run it

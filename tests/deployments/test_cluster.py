@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 import tests.features.test_cron as cron_suite
 import tests.worker.test_worker as core_suite
-from taskforge import Admin, JobPriority, JobStatus, Settings, Taskforge, Worker
+from taskforge import Admin, JobPriority, JobStatus, Settings, Taskforge, Worker, current_job
 from taskforge.cache import CacheService
 from taskforge.cli import cli
 from taskforge.driver.connection import primaries, sync_client, topology
@@ -178,6 +178,28 @@ async def test_many_queues_spread_over_every_primary_and_one_worker_drains_them(
 
     assert sorted(ran) == sorted(queues)
     assert len({node_of(app, q) for q in queues}) == 3
+
+
+async def test_task_bodies_get_cluster_clients_that_route_each_key(
+    app_factory: AppFactory,
+) -> None:
+    app = app_factory()
+    keys = [f"{app.settings.prefix}:body:{i}" for i in range(6)]  # spread over the slots
+
+    @app.task(name="body.incr_async")
+    async def incr_async(key: str) -> None:
+        await current_job().redis.incr(key)
+
+    @app.task(name="body.incr_sync")
+    def incr_sync(key: str) -> None:
+        current_job().sync_redis.incr(key)
+
+    await app.aenqueue_many([t.s(k) for k in keys for t in (incr_async, incr_sync)])
+    await drain(app, ["default"])
+
+    client = sync_client(app.settings)
+    assert [client.get(k) for k in keys] == ["2"] * 6
+    assert len({key_slot(k.encode()) for k in keys}) == 6
 
 
 async def test_partitioned_queue_keeps_priority_order_within_each_partition(

@@ -15,8 +15,17 @@ from dataclasses import dataclass, field, replace
 import anyio
 import pytest
 
-from taskforge import BrokerError, Call, JobNotFoundError, JobStatus, Settings, Taskforge, Worker
-from taskforge.driver.connection import topology
+from taskforge import (
+    BrokerError,
+    Call,
+    JobNotFoundError,
+    JobStatus,
+    Settings,
+    Taskforge,
+    Worker,
+    current_job,
+)
+from taskforge.driver.connection import sync_client, topology
 from taskforge.errors import ConfigurationError, NotReplicatedError
 from taskforge.protocol.keys import QueueKeys
 from tests.support.cluster import LocalSentinel
@@ -77,6 +86,28 @@ async def test_producer_and_worker_reach_the_primary_through_the_sentinels(
         await Worker(app.settings, app.registry, burst=True).run()
 
     assert await handle.aresult(timeout=5) == 5
+
+
+async def test_task_bodies_reach_the_primary_through_the_sentinels(
+    sentinel_settings: Callable[..., Settings],
+) -> None:
+    app = Taskforge(sentinel_settings())
+    key = f"{app.settings.prefix}:body"
+
+    @app.task(name="s.body_async")
+    async def body_async() -> None:
+        await current_job().redis.incr(key)
+
+    @app.task(name="s.body_sync")
+    def body_sync() -> None:
+        current_job().sync_redis.incr(key)
+
+    await body_async.adelay()
+    await body_sync.adelay()
+    with anyio.fail_after(15):
+        await Worker(app.settings, app.registry, burst=True).run()
+
+    assert sync_client(app.settings).get(key) == "2"
 
 
 def test_durable_enqueue_returns_once_the_replica_has_the_job(

@@ -65,3 +65,9 @@ def test_seed_queue_example_runs_on_real_redis(redis_url: str, prefix: str) -> N
 
     assert out.splitlines()[0].startswith("Redis: redis://")
     check_seed_queue_output(out)
+
+
+def test_task_redis_example_counts_through_the_workers_clients() -> None:
+    out = run_example(ROOT / "examples" / "task_redis.py")
+
+    assert out.splitlines()[-1] == "counts: [1, 1, 2]"

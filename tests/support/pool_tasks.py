@@ -63,6 +63,14 @@ async def apid() -> int:
     return os.getpid()
 
 
+@app.task(name="pool.body_incr")
+def body_incr() -> tuple[int, int]:
+    """INCR through the child's lent client: (this child's pid, the client's id)."""
+    client = current_job().sync_redis
+    client.incr(log_key("body_incr"))
+    return os.getpid(), id(client)
+
+
 @app.task(name="pool.spin")
 def spin(ms: float = 50.0) -> int:
     """Burn CPU in pure Python for about ``ms`` milliseconds; returns the loop count."""

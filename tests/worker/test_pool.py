@@ -73,6 +73,21 @@ def test_sync_tasks_run_in_child_processes_and_async_ones_on_the_loop(
     assert len(lines) == 7 and {line["status"] for line in lines} == {"succeeded"}
 
 
+def test_sync_tasks_in_child_processes_incr_through_each_childs_own_client(
+    app: Taskforge, worker_process: StartWorker
+) -> None:
+    handles = [pool_tasks.body_incr.delay() for _ in range(6)]
+
+    burst(worker_process, "-c", "2")
+
+    results = [tuple(h.result(timeout=5)) for h in handles]
+    assert app.client.broker.client.get(pool_tasks.log_key("body_incr")) == "6"
+    clients_per_child: dict[int, set[int]] = {}
+    for child, client in results:
+        clients_per_child.setdefault(child, set()).add(client)
+    assert all(len(c) == 1 for c in clients_per_child.values())  # made once per child
+
+
 def test_a_child_killed_mid_job_fails_that_attempt_and_the_job_retries(
     app: Taskforge, worker_process: StartWorker
 ) -> None:
