@@ -245,7 +245,7 @@ def script_calls(op: Op[Any], *, want: int = 1, replies: Sequence[Any] = ()) -> 
 
 
 def _job(i: int) -> NewJob:
-    return NewJob(f"J{i}", TASK, JobPriority.NORMAL, "{}", unique_key="u")
+    return NewJob(f"J{i}", TASK, JobPriority.NORMAL, unique_key="u")
 
 
 def _outcome(i: int) -> Outcome:
