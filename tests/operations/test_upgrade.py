@@ -12,8 +12,10 @@ from typing import Any
 
 import anyio
 import redis
+from typer.testing import CliRunner
 
 from taskforge import Admin, JobStatus, Taskforge, Worker
+from taskforge.cli import cli
 from taskforge.job import JobPriority
 from taskforge.protocol.keys import QueueKeys
 
@@ -82,4 +84,23 @@ def test_old_records_are_upgraded_once_and_then_run(
     # Unsigned before the upgrade, unsigned after: a worker with the key refuses it, as before.
     unsigned = app.client.record("default", "old-plain")
     assert (unsigned.status, unsigned.error_type) == (JobStatus.DEAD, "SignatureError")
+    r.close()
+
+
+def test_the_cli_upgrades_and_says_what_it_moved(app_factory: Callable[..., Taskforge]) -> None:
+    app = app_factory()
+    r = redis.Redis.from_url(app.settings.redis_url, decode_responses=True)
+    k = QueueKeys(app.settings.prefix, "default")
+    r.sadd(f"{app.settings.prefix}:queues", "default")
+    old_record(r, k, "old-1", "up.any", [1])
+    env = {"REDIS_URL": app.settings.redis_url, "TASKFORGE_PREFIX": app.settings.prefix}
+
+    first = CliRunner().invoke(cli, ["upgrade-records", "--json"], env=env)
+    again = CliRunner().invoke(cli, ["upgrade-records"], env=env)
+
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout) == [{"queue": "default", "moved": 1, "skipped": 0,
+                                         "changed": 0}]  # fmt: skip
+    assert again.exit_code == 0 and "default: 0 moved" in again.stdout
+    assert r.hget(k.job("old-1"), "a") == "[1]"
     r.close()
