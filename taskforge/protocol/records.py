@@ -86,7 +86,7 @@ class NewJob:
         prio = "" if self.priority is JobPriority.NORMAL else self.priority.value
         if not (prio or run or self.unique_key or self.given_id):
             return ""
-        ttl = f"{self.unique_ttl_s:g}" if self.unique_ttl_s else ""
+        ttl = repr(float(self.unique_ttl_s)) if self.unique_ttl_s else ""
         given = "i" if self.given_id else ""
         return f"{prio}|{run}|{self.unique_until}|{ttl}|{given}|{self.unique_key}"
 
