@@ -123,16 +123,13 @@ local function read_record(key, ...)
   return rec
 end
 
--- Read a job's fields, priority ('p') and attempts ('n') first, then the ones asked for: the
--- fields, or nil and why the job cannot be moved or run. An absent 'p' is 'normal' and an
--- absent 'n' is 0 (the record leaves out what equals its default); its status ('s', read last)
--- tells a record from no record without another call.
+-- Read a job's fields: priority ('p'), attempts ('n'), status ('s'), then the ones asked for
+-- (from rec[4]): the fields, or nil and why the job cannot be moved or run. An absent 'p' is
+-- 'normal' and an absent 'n' is 0 (the record leaves out what equals its default); a missing
+-- status tells no record from a record without another call.
 local function read_job(key, ...)
-  local names = {'p', 'n', ...}
-  local last = #names + 1
-  names[last] = 's'
-  local rec, why = read_record(key, unpack(names))
-  if rec and not rec[last] then
+  local rec, why = read_record(key, 'p', 'n', 's', ...)
+  if rec and not rec[3] then
     if redis.call('EXISTS', key) == 0 then
       -- An id without a record (foreign bytes pushed onto a list, or an evicted record).
       return nil, 'no job record for this id'

@@ -64,7 +64,7 @@ for _, id in ipairs(due) do
   else
     redis.call('RPUSH', KEYS[PRIORITY_INDEX[rec[1]]], id)
     redis.call('HSET', key, 's', 'q', 'e', now_text)
-    emit(channel, id, rec[3], queue, 'queued', tonumber(rec[2]) + 1, now)
+    emit(channel, id, rec[4], queue, 'queued', tonumber(rec[2]) + 1, now)
   end
 end
 if #due > 0 then redis.call('ZREM', KEYS[4], unpack(due)) end
@@ -77,9 +77,9 @@ for _, id in ipairs(expired) do
   if not rec then
     bury(key, id, why)
   else
-    local priority, task, cancelled = rec[1], rec[3], rec[4] == '1'
+    local priority, task, cancelled = rec[1], rec[4], rec[5] == '1'
     local attempt = tonumber(rec[2]) + 1
-    local lost = (as_count(rec[5]) or 0) + 1
+    local lost = (as_count(rec[6]) or 0) + 1
     redis.call('HSET', key, 'lost', lost)
     if cancelled then
       -- Cancelled while running, and its worker is gone: it stays cancelled.
@@ -142,26 +142,26 @@ while remaining > 0 do
   for _, id in ipairs(popped[2]) do
     local key = prefix .. id
     local job, why = read_job(key, 't', 'v', 'unique_lock', 'c', 'a', 'k', 'o', 'g')
-    if job and not job[3] then why = 'unreadable job record: task is missing' end
+    if job and not job[4] then why = 'unreadable job record: task is missing' end
     if why then
       -- It cannot run (nor be handed back or retried): bury it as poison, seen, never dropped.
       bury(key, id, why)
     else
-      local task, attempts = job[3], tonumber(job[2])
-      local token = (as_count(job[4]) or 0) + 1
+      local task, attempts = job[4], tonumber(job[2])
+      local token = (as_count(job[5]) or 0) + 1
       redis.call('HSET', key, 's', 'a', 'started_ms', now_text, 'worker', worker,
         'v', int_text(token))
       table.insert(leases, deadline_text)
       table.insert(leases, id)
-      if job[5] then release_unique(key, id, 'queued') end
+      if job[6] then release_unique(key, id, 'queued') end
       emit(channel, id, task, queue, 'active', attempts + 1, now)
       table.insert(out, id)
       table.insert(out, token)
       table.insert(out, attempts)
       table.insert(out, task)
-      for i = 6, 9 do table.insert(out, job[i] or '') end
+      for i = 7, 10 do table.insert(out, job[i] or '') end
       table.insert(out, job[1])
-      table.insert(out, job[10] or '')
+      table.insert(out, job[11] or '')
       table.insert(granted, {id, tostring(token)})
     end
     remaining = remaining - 1
