@@ -196,7 +196,7 @@ def fetch_finish(app: Taskforge, r: redis.Redis, pid: int, folder: Path, n: int)
         gen.close()
         assert isinstance(call, ScriptCall)
         out = r.evalsha(fetch_sha, len(call.keys), *call.keys, *call.args)
-        return out[2], str(out[4])
+        return out[2], str(out[3])  # per job: id, lease token, ...
 
     def finish(job_id: str, token: str) -> None:
         done = Outcome(job_id, token, JobStatus.SUCCEEDED, result_json="3", duration_ms=1)

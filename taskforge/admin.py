@@ -50,7 +50,9 @@ from taskforge.protocol.inspection import (
     WorkerInfo,
 )
 from taskforge.settings import Settings
+from taskforge.signing import signing_key
 from taskforge.task import Periodic
+from taskforge.upgrade import Upgraded, upgrade_queue
 from taskforge.workflow import WorkflowClient, WorkflowInfo, WorkflowStatus
 
 #: Minutes the overview's rates (jobs per minute) average over.
@@ -198,6 +200,14 @@ class Admin:
     def find(self, job_id: str, *, queue: str | None = None) -> tuple[str, JobRecord] | None:
         """``(queue, record)`` of ``job_id`` in any queue (``queue`` is tried first)."""
         return self.broker.run(self._core.inspect.find(job_id, queue))
+
+    def upgrade_records(self, queues: Sequence[str] | None = None) -> list[Upgraded]:
+        """Move the job records of ``queues`` (default: all) that the previous release wrote
+        to the compact layout, one script per record; idempotent. Stop the old workers first
+        (see :mod:`taskforge.upgrade`)."""
+        names = self.broker.run(self._core.inspect.queue_names(queues))
+        key = signing_key(self.settings)
+        return [self.broker.run(upgrade_queue(self.broker.ops, q, key)) for q in names]
 
     def job(self, job_id: str, *, queue: str | None = None) -> tuple[str, JobRecord]:
         """Like :meth:`find`. Raises JobNotFoundError when no queue holds the job."""

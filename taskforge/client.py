@@ -54,7 +54,7 @@ class Client:
         self.settings = settings
         #: Tasks this producer knows: their modules are where remote errors may be rebuilt.
         self.registry = registry if registry is not None else Registry()
-        self._encoder = EnvelopeEncoder(settings, Hooks(middleware))
+        self._encoder = EnvelopeEncoder(settings, Hooks(middleware), self.registry)
         self._sync: SyncBroker | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncBroker] = (
             weakref.WeakKeyDictionary()
@@ -180,12 +180,20 @@ class Client:
 
     def record(self, queue: str, job_id: str) -> JobRecord:
         """The job's record. Raises JobNotFoundError."""
-        return _found(self.broker.run(self.broker.ops.record(queue, job_id)), job_id)
+        return self._known(_found(self.broker.run(self.broker.ops.record(queue, job_id)), job_id))
 
     async def arecord(self, queue: str, job_id: str) -> JobRecord:
         """Async :meth:`record`."""
         broker = self.abroker
-        return _found(await broker.run(broker.ops.record(queue, job_id)), job_id)
+        return self._known(_found(await broker.run(broker.ops.record(queue, job_id)), job_id))
+
+    def _known(self, record: JobRecord) -> JobRecord:
+        """``record`` with its task's registered options, when this producer knows the task
+        (the record keeps only the call's overrides)."""
+        task = record.task
+        if task is None or task not in self.registry:
+            return record
+        return record.with_task_options(self.registry.get(task).opts.job_options())
 
     def wait(self, queue: str, job_id: str, timeout_s: float | None) -> JobRecord:
         """Block until the job is final; returns its record. Raises ResultTimeoutError."""

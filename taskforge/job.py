@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from base64 import urlsafe_b64encode
 from enum import StrEnum
 from typing import Any
 
@@ -50,14 +51,15 @@ PRIORITY_ORDER: tuple[JobPriority, ...] = (JobPriority.HIGH, JobPriority.NORMAL,
 
 
 def new_job_id() -> str:
-    """A fresh random job id (128 bits, hex)."""
-    return os.urandom(16).hex()
+    """A fresh random job id: 96 random bits as 16 base64url characters (``A-Z a-z 0-9 - _``)."""
+    return urlsafe_b64encode(os.urandom(12)).decode()
 
 
 class Job(BaseModel):
-    """The envelope: everything a worker needs to run one call. JSON on the wire.
+    """Everything a worker needs to run one call, as the worker builds it from the job's record.
 
-    Options that the worker applies (``max_retries``, ``timeout_s``, ...) travel with the job, so a
+    Options that the worker applies (``max_retries``, ``timeout_s``, ...) come from the worker's
+    registry, under the call's overrides, which travel in the record (its ``o`` field), so a
     producer's per-call override holds whichever worker runs it.
     """
 
@@ -80,7 +82,7 @@ class Job(BaseModel):
     serializer: str = "json"
     #: Middleware data (trace context, tenant, request id): str -> str, signed with the rest.
     headers: dict[str, str] = Field(default_factory=dict)
-    sig: str = ""  # HMAC of the rest, when producers sign (see taskforge.signing)
+    sig: str = ""  # the record's signature, when producers sign (see taskforge.signing)
 
 
 class JobRecord(BaseModel):
@@ -109,6 +111,18 @@ class JobRecord(BaseModel):
     #: Fields the stored record holds but that could not be read (a stray ``HSET``, a bad
     #: restore): each reads as unknown, a count as 0.
     unreadable_fields: tuple[str, ...] = ()
+    #: The options the call overrode (the record's ``o``); ``job`` shows them over ``Job``'s
+    #: defaults, or over the task's registered options once read through a client that knows
+    #: the task (:meth:`with_task_options`).
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    def with_task_options(self, options: dict[str, Any]) -> JobRecord:
+        """This record with ``job`` showing ``options`` (a task's registered ones, under
+        :class:`Job`'s field names) under the call's overrides."""
+        if self.job is None:
+            return self
+        job = self.job.model_copy(update={**options, **self.overrides})
+        return self.model_copy(update={"job": job})
 
     @property
     def task(self) -> str | None:

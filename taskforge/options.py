@@ -89,6 +89,19 @@ class TaskOptions:
             )
         return self
 
+    def job_options(self) -> dict[str, Any]:
+        """The options a worker applies, under :class:`~taskforge.job.Job`'s field names: what a
+        job's record leaves out when they are the task's registered ones (its ``o`` holds the
+        rest)."""
+        return {
+            "max_retries": self.max_retries,
+            "retry_backoff_s": self.retry_backoff,
+            "retry_backoff_cap_s": self.retry_backoff_cap,
+            "retry_jitter": self.retry_jitter,
+            "timeout_s": self.timeout,
+            "soft_timeout_s": self.soft_timeout,
+        }
+
     def _check_unique(self) -> None:
         if self.unique_until not in UNIQUE_POLICIES:
             raise ConfigurationError(

@@ -1,9 +1,11 @@
-"""Optional HMAC signing of envelopes, so a worker runs only jobs its own producers made.
+"""Optional HMAC signing of jobs, so a worker runs only jobs its own producers made.
 
-With ``Settings.signing_key`` (env ``TASKFORGE_SIGNING_KEY``) the producer appends an HMAC-SHA256
-of the envelope text as a last JSON member, ``"sig"``; the worker recomputes it over the exact
-text before decoding anything and dead-letters an envelope that is unsigned or whose signature
-does not match. The envelope stays valid JSON, so records and events still read normally.
+With ``Settings.signing_key`` (env ``TASKFORGE_SIGNING_KEY``) the producer stores an
+HMAC-SHA256 of the call in the record's ``g`` field: over a canonical text of the job id, the
+task, the queue and the record's ``a`` (args), ``k`` (kwargs) and ``o`` (option overrides)
+fields exactly as stored. The worker recomputes it before decoding anything and dead-letters a
+job that is unsigned or whose signature does not match. The created time, status and counters
+are the scripts' own writes, not part of the call, and are not signed.
 
 Signing guards against anyone who can write to Redis but does not hold the key; it does not
 hide the arguments (they stay readable in Redis).
@@ -13,16 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+from collections.abc import Sequence
 
 from pydantic import SecretStr
 
 from taskforge.errors import SignatureError
 from taskforge.settings import Settings
-
-_SIG_OPEN = ',"sig":"'
-_SIG_CLOSE = '"}'
-_HEX_LEN = 64  # sha256 hexdigest
-_SUFFIX_LEN = len(_SIG_OPEN) + _HEX_LEN + len(_SIG_CLOSE)
 
 
 def signing_key(settings: Settings) -> bytes | None:
@@ -33,32 +32,28 @@ def signing_key(settings: Settings) -> bytes | None:
     return key.get_secret_value().encode()
 
 
-def _mac(key: bytes, text: str) -> str:
-    return hmac.new(key, text.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+def canonical(texts: Sequence[str]) -> bytes:
+    """The signed text of (id, task, queue, a, k, o): a JSON array, so no two differ in one
+    field and agree in the join (``''`` for a field the record leaves out)."""
+    return json.dumps(list(texts), ensure_ascii=True, separators=(",", ":")).encode()
 
 
-def sign(text: str, key: bytes) -> str:
-    """Append the HMAC of ``text`` (a JSON object) to it as its last member, ``"sig"``."""
-    if not text.endswith("}"):
-        raise ValueError("only a JSON object can be signed")
-    return f"{text[:-1]}{_SIG_OPEN}{_mac(key, text)}{_SIG_CLOSE}"
+def sign_fields(key: bytes, texts: Sequence[str]) -> str:
+    """The signature (hex HMAC-SHA256) of a job's (id, task, queue, a, k, o)."""
+    return hmac.new(key, canonical(texts), hashlib.sha256).hexdigest()
 
 
-def verify(text: str, key: bytes) -> str:
-    """Check a signed envelope; return the text that was signed.
+def verify_fields(key: bytes, texts: Sequence[str], given: str) -> None:
+    """Check a job's signature against its (id, task, queue, a, k, o).
 
     Raises:
         SignatureError: no signature, or one that the key did not make.
     """
-    sig_at = len(text) - _SUFFIX_LEN
-    if sig_at < 1 or not text.endswith(_SIG_CLOSE) or text[sig_at:].find(_SIG_OPEN) != 0:
-        raise SignatureError("unsigned envelope (this worker requires signed jobs)")
-    signed = text[:sig_at] + "}"
-    given = text[sig_at + len(_SIG_OPEN) : -len(_SIG_CLOSE)]
-    expected = _mac(key, signed).encode()
-    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
-        raise SignatureError("forged or damaged envelope: signature does not match")
-    return signed
+    if not given:
+        raise SignatureError("unsigned job (this worker requires signed jobs)")
+    expected = sign_fields(key, texts)
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode()):
+        raise SignatureError("forged or damaged job: signature does not match")
 
 
-__all__ = ["SignatureError", "sign", "signing_key", "verify"]
+__all__ = ["SignatureError", "canonical", "sign_fields", "signing_key", "verify_fields"]

@@ -126,3 +126,24 @@ def _record_rows(queue: str, r: JobRecord) -> list[tuple[str, str]]:
 
 
 __all__ = ["find_job", "job", "job_cancel", "job_cli", "record_json", "show_record"]
+
+
+@cli.command("upgrade-records")
+def upgrade_records(
+    queue: QueueFilter = None,
+    redis_url: RedisUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Move job records the previous release wrote to the compact layout (stop the old
+    workers first; safe to run again)."""
+    with open_admin(redis_url) as admin:
+        done = admin.upgrade_records(queue)
+    if as_json:
+        print_json([{"queue": u.queue, "moved": u.moved, "skipped": u.skipped,
+                     "changed": u.changed} for u in done])  # fmt: skip
+    else:
+        for u in done:
+            typer.echo(f"{u.queue}: {u.moved} moved, {u.skipped} already moved, "
+                       f"{u.changed} changed while running (run it again)")  # fmt: skip
+    if any(u.changed for u in done):
+        raise typer.Exit(1)

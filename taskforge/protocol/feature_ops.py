@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from taskforge.driver.requests import Arg, Batch, Command, Op, ScriptCall
+from taskforge.job import JobPriority
 from taskforge.protocol.lifecycle import OpsBase
 from taskforge.protocol.records import NewJob
 
@@ -32,7 +33,8 @@ class FeatureOps(OpsBase):
         expected = "" if expected_ms is None else expected_ms
         args: list[Arg] = [self.settings.events_channel, queue, expected, marker_ms]
         for tick_ms, job in ticks:
-            args += [job.id, job.task, job.priority.value, job.envelope, tick_ms]
+            prio = "" if job.priority is JobPriority.NORMAL else job.priority.value
+            args += [job.id, job.task, prio, tick_ms, len(job.fields) // 2, *job.fields]
         raw = yield ScriptCall("cron_tick", keys, args)
         return bool(raw[0]), int(raw[1]) if raw[1] != "" else None
 

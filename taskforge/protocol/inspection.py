@@ -24,7 +24,7 @@ from taskforge.driver.requests import Arg, Batch, Command, Op, ScriptCall
 from taskforge.job import PRIORITY_ORDER, JobPriority, JobRecord
 from taskforge.protocol.keys import check_queue_name
 from taskforge.protocol.ops import Ops
-from taskforge.protocol.records import read_count, scored
+from taskforge.protocol.records import STATUS_OF_LETTER, read_count, scored
 from taskforge.protocol.scripts import SOURCES
 
 #: Job records deleted per purge-drain call: each call stays short, so Redis is never blocked.
@@ -201,7 +201,9 @@ class InspectOps:
         sections["scheduled"] = []
         for (section, job_id, at_ms), f in zip(placed, fields, strict=True):
             attempts = read_count(f[2] or "0") or 0  # damaged: 0, as the job's own page says
-            sections[section].append(ListedJob(job_id, section, f[0], f[1], attempts, at_ms))
+            status = STATUS_OF_LETTER.get(f[1] or "")
+            word = status.value if status else f[1]
+            sections[section].append(ListedJob(job_id, section, f[0], word, attempts, at_ms))
         return QueueListing(depth, offset, limit, sections)
 
     def _brief(self, job_ids: Sequence[str], queue: str) -> Op[list[list[str | None]]]:
@@ -209,7 +211,7 @@ class InspectOps:
         if not job_ids:
             return []
         k = self.ops.keys(queue)
-        cmds = [Command(("HMGET", k.job(i), "task", "status", "attempts")) for i in job_ids]
+        cmds = [Command(("HMGET", k.job(i), "t", "s", "n")) for i in job_ids]
         return list((yield Batch(cmds)))
 
     def purge(self, queue: str, *, batch: int = PURGE_BATCH) -> Op[Purged]:

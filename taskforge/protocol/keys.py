@@ -39,11 +39,11 @@ class QueueKeys:
     @property
     def job_prefix(self) -> str:
         """Job records are ``job_prefix + id``; scripts that read ids from lists build keys so."""
-        return f"{self.base}:job:"
+        return f"{self.base}:j:"
 
     def job(self, job_id: str) -> str:
-        """The job record hash."""
-        return f"{self.base}:job:{job_id}"
+        """The job record hash (README "Redis data model")."""
+        return f"{self.base}:j:{job_id}"
 
     def done(self, job_id: str) -> str:
         """List that result waiters block on; written only when someone waits.

@@ -59,8 +59,7 @@ class LifecycleOps(OpsBase):
         # call after a lost reply, and the script knows the jobs it wrote the first time.
         args: list[Arg] = [self.settings.events_channel, queue, os.urandom(8).hex()]
         for j in jobs:
-            args += [j.id, j.task, j.priority.value, j.envelope, j.delay_ms, j.at_ms]
-            args += [j.unique_key, j.unique_until, j.unique_ttl_s]
+            args += [j.id, j.task, j.how(), len(j.fields) // 2, *j.fields]
         keys = self._enqueue_keys.get(queue)
         if keys is None:  # built once per queue: a .delay() is this call and little else
             k = self.keys(queue)
@@ -235,7 +234,7 @@ class LifecycleOps(OpsBase):
     def record(self, queue: str, job_id: str) -> Op[JobRecord | None]:
         """Read a job's record (None when it does not exist)."""
         raw = yield Command(("HGETALL", self.keys(queue).job(job_id)))
-        return parse_record(job_id, raw) if raw else None
+        return parse_record(job_id, raw, queue) if raw else None
 
 
 __all__ = ["LifecycleOps", "OpsBase"]

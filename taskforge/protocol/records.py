@@ -10,22 +10,85 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskforge.job import JobPriority, JobRecord, JobStatus
+from taskforge.job import Job, JobPriority, JobRecord, JobStatus
+
+#: A job record's status is one letter in Redis (the Lua prelude's LETTER/WORD tables agree);
+#: the API, events and replies use the words.
+STATUS_LETTER: dict[JobStatus, str] = {
+    JobStatus.QUEUED: "q",
+    JobStatus.SCHEDULED: "s",
+    JobStatus.ACTIVE: "a",
+    JobStatus.RETRYING: "r",
+    JobStatus.SUCCEEDED: "d",
+    JobStatus.DEAD: "x",
+    JobStatus.CANCELLED: "c",
+}
+STATUS_OF_LETTER: dict[str, JobStatus] = {v: k for k, v in STATUS_LETTER.items()}
+
+#: The ``Job`` fields a call may override (the record's ``o`` JSON holds those that differ from
+#: the task's registered options; a worker takes the rest from its own registry).
+OPTION_FIELDS: tuple[str, ...] = (
+    "max_retries", "retry_backoff_s", "retry_backoff_cap_s", "retry_jitter", "timeout_s",
+    "soft_timeout_s", "expires_ms", "serializer", "headers",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class NewJob:
-    """What enqueue needs of one job; ``envelope`` is its encoded :class:`~taskforge.job.Job`."""
+    """What enqueue needs of one job.
+
+    ``fields`` are the record's optional fields as flat name, value pairs (``"a"`` args JSON,
+    ``"k"`` kwargs JSON, ``"o"`` option overrides JSON, ``"g"`` signature): only those that
+    differ from their defaults. ``given_id`` says the caller chose the id (a generated one is
+    96 random bits, which the enqueue script trusts to be new).
+    """
 
     id: str
     task: str
-    priority: JobPriority
-    envelope: str
+    priority: JobPriority = JobPriority.NORMAL
+    fields: tuple[str, ...] = ()
     delay_ms: int = 0
     at_ms: int = -1
     unique_key: str = ""
     unique_until: str = "running"
     unique_ttl_s: float = 0.0
+    given_id: bool = True
+
+    @classmethod
+    def of(cls, job: Job, **kw: Any) -> NewJob:
+        """The job for an already built :class:`Job` (tests, tools): every option that differs
+        from ``Job``'s defaults goes into ``o``; the id counts as given."""
+        fields: list[str] = []
+        if job.args:
+            fields += ["a", json.dumps(job.args, separators=(",", ":"))]
+        if job.kwargs:
+            fields += ["k", json.dumps(job.kwargs, separators=(",", ":"))]
+        dumped = job.model_dump(include=set(OPTION_FIELDS))
+        defaults = Job.model_fields
+        opts = {
+            n: v
+            for n, v in dumped.items()
+            if v != defaults[n].get_default(call_default_factory=True)
+        }
+        if opts:
+            fields += ["o", json.dumps(opts, separators=(",", ":"))]
+        if job.sig:
+            fields += ["g", job.sig]
+        return cls(job.id, job.task, job.priority, tuple(fields), **kw)
+
+    def how(self) -> str:
+        """The enqueue script's ``how`` argument ('' for the common case; see enqueue.lua)."""
+        run = ""
+        if self.at_ms >= 0:
+            run = f"@{self.at_ms}"
+        elif self.delay_ms > 0:
+            run = f"+{self.delay_ms}"
+        prio = "" if self.priority is JobPriority.NORMAL else self.priority.value
+        if not (prio or run or self.unique_key or self.given_id):
+            return ""
+        ttl = repr(float(self.unique_ttl_s)) if self.unique_ttl_s else ""
+        given = "i" if self.given_id else ""
+        return f"{prio}|{run}|{self.unique_until}|{ttl}|{given}|{self.unique_key}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +102,20 @@ class Enqueued:
 
 @dataclass(frozen=True, slots=True)
 class Leased:
-    """A job handed to this worker: its raw envelope and the lease token that fences its outcome."""
+    """A job handed to this worker: the lease token that fences its outcome, its attempts so
+    far, and the record's fields the worker builds its :class:`Job` from (see :func:`job_of`);
+    ``''`` where the record has none."""
 
     id: str
-    envelope: str
     token: str
     attempts: int
+    task: str = ""
+    created_ms: str = ""
+    args: str = ""
+    kwargs: str = ""
+    options: str = ""
+    priority: str = ""
+    sig: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +161,8 @@ class QueueCounts:
 def fetched(raw: list[Any]) -> Fetched:
     """Fetch's reply parsed."""
     jobs = [
-        Leased(raw[i], raw[i + 1], str(raw[i + 2]), int(raw[i + 3])) for i in range(2, len(raw), 4)
+        Leased(raw[i], str(raw[i + 1]), int(raw[i + 2]), *raw[i + 3 : i + 10])
+        for i in range(2, len(raw), 10)
     ]
     return Fetched(jobs, ms_or_none(raw[0]), ms_or_none(raw[1]))
 
@@ -108,26 +180,59 @@ def ms_or_none(value: int) -> int | None:
     return None if value < 0 else int(value)
 
 
-_INT_FIELDS: tuple[str, ...] = ("attempts", "deliveries", "created_ms", "enqueued_ms", "started_ms")
-_INT_FIELDS += ("finished_ms", "run_at_ms")
+def job_of(lease: Leased, queue: str, defaults: dict[str, Any] | None = None) -> Job:
+    """The :class:`Job` a leased record describes: its fields, over ``defaults`` (the options
+    the worker's registry has for the task), under the call's overrides (``o``).
+
+    Raises:
+        ValueError: damaged JSON in ``a``/``k``/``o``, or a value ``Job`` refuses (pydantic's
+            ValidationError is a ValueError).
+    """
+    data: dict[str, Any] = dict(defaults) if defaults else {}
+    if lease.options:
+        overrides = json.loads(lease.options)
+        if not isinstance(overrides, dict):
+            raise ValueError("options 'o' is not a JSON object")
+        data.update(overrides)
+    data["id"] = lease.id
+    data["task"] = lease.task
+    data["queue"] = queue
+    data["priority"] = lease.priority or JobPriority.NORMAL
+    data["args"] = json.loads(lease.args) if lease.args else []
+    data["kwargs"] = json.loads(lease.kwargs) if lease.kwargs else {}
+    data["created_ms"] = read_count(lease.created_ms) or 0 if lease.created_ms else 0
+    data["sig"] = lease.sig
+    return Job.model_validate(data)
 
 
-def parse_record(job_id: str, raw: dict[str, str]) -> JobRecord:
-    """Build a :class:`JobRecord` from a job hash; tolerant of a damaged envelope or counter.
+#: The record's count and time fields: (field, JobRecord attribute, default when absent).
+_INT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("n", "attempts"), ("v", "deliveries"), ("c", "created_ms"), ("e", "enqueued_ms"),
+    ("started_ms", "started_ms"), ("finished_ms", "finished_ms"), ("r", "run_at_ms"),
+)  # fmt: skip
+
+
+def parse_record(job_id: str, raw: dict[str, str], queue: str = "default") -> JobRecord:
+    """Build a :class:`JobRecord` from a job hash; tolerant of a damaged field or counter.
 
     A counter or time that is not a whole number reads as unknown (0 for ``attempts`` and
     ``deliveries``) and is named in ``unreadable_fields``: reading a job must not fail where
     the worker copes (its fetch buries a job whose ``attempts`` it cannot read, as poison).
+    Absent fields read as their defaults (enqueued and run-at: the created time).
     """
-    data: dict[str, Any] = {"id": job_id, "status": raw.get("status", JobStatus.DEAD)}
+    status = STATUS_OF_LETTER.get(raw.get("s", ""), JobStatus.DEAD)
+    data: dict[str, Any] = {"id": job_id, "status": status}
     unreadable: list[str] = []
-    for name in _INT_FIELDS:
+    for name, attr in _INT_FIELDS:
         if name in raw:
             value = read_count(raw[name])
             if value is None:
-                unreadable.append(name)
+                unreadable.append(attr)
             else:
-                data[name] = value
+                data[attr] = value
+    if "created_ms" in data:
+        data.setdefault("enqueued_ms", data["created_ms"])
+        data.setdefault("run_at_ms", data["created_ms"])
     for name in ("error", "error_type", "traceback", "worker"):
         data[name] = raw.get(name)
     data["cancel_requested"] = raw.get("cancel") == "1"
@@ -140,12 +245,26 @@ def parse_record(job_id: str, raw: dict[str, str]) -> JobRecord:
         data["progress"] = progress
         data["progress_message"] = raw.get("progress_message")
     data["unreadable_fields"] = tuple(unreadable)
+    return _with_job(data, job_id, raw, queue)
+
+
+def _with_job(data: dict[str, Any], job_id: str, raw: dict[str, str], queue: str) -> JobRecord:
+    """The record with its ``Job`` (None when its fields cannot be decoded)."""
     try:
-        data["job"] = json.loads(raw["envelope"]) if "envelope" in raw else None
+        if "o" in raw:
+            data["overrides"] = json.loads(raw["o"])
+        data["job"] = job_of(_lease_of(job_id, raw), queue) if "t" in raw else None
         return JobRecord.model_validate(data)
     except ValueError:
         data["job"] = None
+        data.pop("overrides", None)
         return JobRecord.model_validate(data)
+
+
+def _lease_of(job_id: str, raw: dict[str, str]) -> Leased:
+    get = raw.get
+    return Leased(job_id, "", 0, raw["t"], get("c", ""), get("a", ""), get("k", ""),
+                  get("o", ""), get("p", ""), get("g", ""))  # fmt: skip
 
 
 def read_count(text: str) -> int | None:
@@ -167,6 +286,9 @@ def _fraction(text: str) -> float | None:
 
 
 __all__ = [
+    "OPTION_FIELDS",
+    "STATUS_LETTER",
+    "STATUS_OF_LETTER",
     "Enqueued",
     "Fetched",
     "Leased",
@@ -174,6 +296,7 @@ __all__ = [
     "Outcome",
     "QueueCounts",
     "fetched",
+    "job_of",
     "ms_or_none",
     "parse_record",
     "read_count",

@@ -19,6 +19,7 @@ SCRIPT_NAMES = (
     "wf_create", "wf_advance", "wf_cancel", "wf_outbox",
     # The admin API's (taskforge.protocol.inspection, taskforge.deadletters).
     "purge_queue", "purge_drain", "purge_dead", "stats_series", "queue_summary",
+    "upgrade_record",
 )  # fmt: skip
 
 

@@ -98,7 +98,7 @@ class StateOps(OpsBase):
             return []
         k = self.keys(queue)
         raw = yield Batch([Command(("HGETALL", k.job(i))) for i in job_ids])
-        return [parse_record(i, r) if r else None for i, r in zip(job_ids, raw, strict=True)]
+        return [parse_record(i, r, queue) if r else None for i, r in zip(job_ids, raw, strict=True)]
 
     def locate(self, job_id: str, queues: Sequence[str]) -> Op[str | None]:
         """The first of ``queues`` that holds a record for ``job_id`` (None: no such job)."""

@@ -21,6 +21,7 @@ from taskforge.errors import JobCancelledError, JobInterrupted, JobTimeoutError,
 from taskforge.job import Job
 from taskforge.payload import find_uncarried, json_encoder, typed_arguments
 from taskforge.policy import RETRY_EVERYTHING, RetryPolicy
+from taskforge.protocol.records import Leased, job_of
 from taskforge.registry import Registry
 from taskforge.retry import Retry, backoff_s
 from taskforge.serializer import JSON, PICKLE, dump_result
@@ -131,9 +132,11 @@ class Deferred:
 Result = Succeeded | RetryLater | Dead | Cancelled | Abandoned | Deferred
 
 
-def decode(raw: str) -> Job:
-    """Decode an envelope. Raises ValueError (pydantic's ValidationError is one) when damaged."""
-    return Job.model_validate_json(raw)
+def decode(lease: Leased, queue: str, registry: Registry) -> Job:
+    """The job a leased record describes: the options ``registry`` has for its task, under the
+    call's overrides. Raises ValueError (pydantic's ValidationError is one) when damaged."""
+    defaults = registry.get(lease.task).opts.job_options() if lease.task in registry else None
+    return job_of(lease, queue, defaults)
 
 
 def resolve(registry: Registry, job: Job) -> Task[Any, Any]:

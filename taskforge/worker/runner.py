@@ -30,7 +30,7 @@ from taskforge.protocol.records import Leased
 from taskforge.registry import Registry
 from taskforge.serializer import SerializerRefusedError, load_job
 from taskforge.settings import Settings
-from taskforge.signing import SignatureError, signing_key, verify
+from taskforge.signing import SignatureError, signing_key, verify_fields
 from taskforge.task import Task
 from taskforge.worker.executor import (
     Abandoned,
@@ -147,7 +147,7 @@ class JobRunner:
     async def _execute(self, running: Running) -> tuple[Result, str]:
         lease = running.lease
         try:
-            job = self._open(lease)
+            job = self._open(lease, running.queue)
         except (SignatureError, SerializerRefusedError) as exc:
             return Dead(Failure(type(exc).__name__, f"refused: {exc}")), "?"
         except ValueError as exc:
@@ -203,12 +203,12 @@ class JobRunner:
         reason = expired_reason(job, now_ms)
         return None if reason is None else Cancelled("Expired", reason)
 
-    def _open(self, lease: Leased) -> Job:
+    def _open(self, lease: Leased, queue: str) -> Job:
         """Check the signature (when signing is on), decode, and unpack the arguments."""
-        text = lease.envelope
         if self._signing_key is not None:
-            verify(text, self._signing_key)
-        return load_job(decode(text), self.settings.serializer)
+            texts = (lease.id, lease.task, queue, lease.args, lease.kwargs, lease.options)
+            verify_fields(self._signing_key, texts, lease.sig)
+        return load_job(decode(lease, queue, self.registry), self.settings.serializer)
 
 
 __all__ = ["JobRunner"]

@@ -24,6 +24,7 @@ from taskforge.durations import when_to_delay
 from taskforge.errors import ResultTimeoutError, WorkflowFailedError, WorkflowNotFoundError
 from taskforge.job import new_job_id
 from taskforge.protocol.ops import Ops
+from taskforge.protocol.records import STATUS_OF_LETTER
 from taskforge.workflow.graph import (
     MAX_WORKFLOW_MEMBERS,
     Graph,
@@ -148,8 +149,10 @@ class WorkflowClient:
         if live:
             keys = Ops(self.client.settings).keys
             records = [keys(state.links[n]["q"]).job(member_id(workflow_id, n)) for n in live]
-            raw = yield Batch([Command(("HGET", key, "status")) for key in records])
-            statuses = {n: s or "ready" for n, s in zip(live, raw, strict=True)}
+            raw = yield Batch([Command(("HGET", key, "s")) for key in records])
+            for n, letter in zip(live, raw, strict=True):
+                status = STATUS_OF_LETTER.get(letter or "")
+                statuses[n] = status.value if status else "ready"
         return _info(state, statuses)
 
     def _read(

@@ -14,7 +14,6 @@ from taskforge import ConfigurationError, SerializationError, Taskforge
 from taskforge.callcheck import MAX_ARG_DEPTH
 from taskforge.cli import cli
 from taskforge.job import JobStatus
-from taskforge.worker.executor import decode
 
 
 def nested(depth: int) -> Any:
@@ -55,10 +54,9 @@ def queued(app: Taskforge) -> int:
 def test_the_deepest_argument_accepted_is_one_a_worker_decodes(app: Taskforge) -> None:
     handle = task_of(app).delay(nested(MAX_ARG_DEPTH))
 
-    raw = app.client.broker.client.hget(
-        app.client.broker.ops.keys("default").job(handle.id), "envelope"
-    )
-    assert decode(str(raw)).args == [nested(MAX_ARG_DEPTH)]
+    record = app.client.record("default", handle.id)
+    assert record is not None and record.job is not None
+    assert record.job.args == [nested(MAX_ARG_DEPTH)]
 
 
 @pytest.mark.parametrize("make", [nested, nested_dict])

@@ -120,7 +120,7 @@ def test_durable_enqueue_returns_once_the_replica_has_the_job(
 
     # Read on the replica right away: WAIT returned, so it already has the record.
     job_key = QueueKeys(app.settings.prefix, "default").job(handle.id)
-    assert sentinel.replica.client().hget(job_key, "status") == "queued"
+    assert sentinel.replica.client().hget(job_key, "s") == "q"  # queued
     app.client.close()
 
 

@@ -30,7 +30,7 @@ from taskforge import (
 from taskforge.job import JobPriority, JobRecord
 from taskforge.protocol.brokers import SyncBroker
 from taskforge.protocol.records import NewJob
-from taskforge.signing import sign
+from taskforge.signing import SignatureError, sign_fields, verify_fields
 from tests.support.redis_server import RedisServer, free_port
 
 KEY = "k3y-for-tests"
@@ -42,13 +42,15 @@ def burst(app: Taskforge, settings: Settings | None = None) -> None:
     anyio.run(worker.run)
 
 
-def put_raw(settings: Settings, job_id: str, envelope: str, task: str = "sec.echo") -> None:
-    """Enqueue a job whose envelope text is exactly ``envelope`` (what an intruder could write)."""
+def put_raw(
+    settings: Settings, job_id: str, fields: dict[str, str], task: str = "sec.echo"
+) -> None:
+    """Enqueue a job whose record fields (``a``, ``k``, ``o``, ``g``) are exactly ``fields``
+    (what an intruder could write)."""
     broker = SyncBroker(settings)
+    flat = tuple(x for pair in fields.items() for x in pair)
     try:
-        broker.run(
-            broker.ops.enqueue("default", [NewJob(job_id, task, JobPriority.NORMAL, envelope)])
-        )
+        broker.run(broker.ops.enqueue("default", [NewJob(job_id, task, JobPriority.NORMAL, flat)]))
     finally:
         broker.close()
 
@@ -100,7 +102,7 @@ def test_json_worker_refuses_a_pickle_job_without_unpickling_it(
     assert ran == []
 
 
-def test_raw_pickle_bytes_as_an_envelope_are_buried_as_poison(
+def test_raw_pickle_bytes_as_arguments_are_buried_as_poison(
     app_factory: Callable[..., Taskforge], tmp_path: Path
 ) -> None:
     ran: list[Any] = []
@@ -108,7 +110,7 @@ def test_raw_pickle_bytes_as_an_envelope_are_buried_as_poison(
     marker = tmp_path / "unpickled"
     raw = pickle.dumps(_MakesDir(marker)).decode("latin-1")
 
-    put_raw(app.settings, "raw-pickle", raw)
+    put_raw(app.settings, "raw-pickle", {"a": raw})
     burst(app)
 
     rec = record(app, "raw-pickle")
@@ -135,9 +137,9 @@ def test_pickle_envelope_with_damaged_payload_is_poison(
     app_factory: Callable[..., Taskforge],
 ) -> None:
     app = echo_app(app_factory, [], serializer="pickle")
-    envelope = '{"id":"bad-pickle","task":"sec.echo","args":["!!notbase64"],"serializer":"pickle"}'
+    fields = {"a": '["!!notbase64"]', "o": '{"serializer":"pickle"}'}
 
-    put_raw(app.settings, "bad-pickle", envelope)
+    put_raw(app.settings, "bad-pickle", fields)
     burst(app)
 
     rec = record(app, "bad-pickle")
@@ -172,7 +174,7 @@ def test_worker_with_a_key_dead_letters_unsigned_jobs(
     rec = record(worker_app, handle.id)
     assert rec.status == JobStatus.DEAD
     assert rec.error_type == "SignatureError"
-    assert rec.error is not None and rec.error.startswith("refused: unsigned envelope")
+    assert rec.error is not None and rec.error.startswith("refused: unsigned job")
     assert ran == []
 
 
@@ -182,14 +184,13 @@ def test_worker_with_a_key_dead_letters_forged_jobs(
 ) -> None:
     ran: list[Any] = []
     app = echo_app(app_factory, ran, signing_key=KEY)
-    body = '{"id":"forged","task":"sec.echo","args":["rm -rf /"]}'
-    if forgery == "tampered-args":
-        honest = sign('{"id":"forged","task":"sec.echo","args":["ls"]}', KEY.encode())
-        envelope = honest.replace('["ls"]', '["rm -rf /"]')
+    if forgery == "tampered-args":  # signed for '["ls"]', stored with other arguments
+        sig = sign_fields(KEY.encode(), ("forged", "sec.echo", "default", '["ls"]', "", ""))
     else:
-        envelope = sign(body, b"someone else's key")
+        texts = ("forged", "sec.echo", "default", '["rm -rf /"]', "", "")
+        sig = sign_fields(b"someone else's key", texts)
 
-    put_raw(app.settings, "forged", envelope)
+    put_raw(app.settings, "forged", {"a": '["rm -rf /"]', "g": sig})
     burst(app)
 
     rec = record(app, "forged")
@@ -387,8 +388,16 @@ def test_rediss_refuses_a_server_whose_certificate_it_cannot_verify(
     app.client.close()
 
 
-def test_sign_appends_a_verifiable_member_that_keeps_the_envelope_json() -> None:
-    signed = sign('{"id":"x","task":"t"}', KEY.encode())
+def test_a_signature_covers_each_signed_field_of_the_record() -> None:
+    texts = ("x", "t", "default", "[1]", '{"a":1}', '{"max_retries":0}')
+    sig = sign_fields(KEY.encode(), texts)
 
-    assert signed.startswith('{"id":"x","task":"t","sig":"')
-    assert base64.b16decode(signed[-66:-2].upper())  # 32 bytes of hex
+    assert len(base64.b16decode(sig.upper())) == 32  # 32 bytes of hex: fits a listpack value
+    verify_fields(KEY.encode(), texts, sig)
+    for i in range(len(texts)):
+        changed = (*texts[:i], texts[i] + " ", *texts[i + 1 :])
+        with pytest.raises(SignatureError, match="forged"):
+            verify_fields(KEY.encode(), changed, sig)
+    # Moving text from one field to the next changes the signed text too.
+    with pytest.raises(SignatureError):
+        verify_fields(KEY.encode(), ("x", "t", "default", "[1]{", '"a":1}', texts[5]), sig)

@@ -21,13 +21,14 @@ pytestmark = pytest.mark.anyio
 
 AppFactory = Callable[..., Taskforge]
 
-#: (field, value) damage; value None = the field is deleted.
+#: (record field, value, the word the reason names) damage; value None = the field is deleted.
+#: (An absent priority or attempts is no damage: the record leaves out what equals its default.)
 DAMAGE = [
-    ("priority", None),
-    ("priority", "bogus"),
-    ("attempts", "x"),
-    ("attempts", "inf"),
-    ("attempts", None),
+    ("s", None, "status"),
+    ("p", "bogus", "priority"),
+    ("n", "x", "attempts"),
+    ("n", "inf", "attempts"),
+    ("t", None, "task"),
 ]
 PLACES = ["scheduled", "ready", "inflight"]
 
@@ -53,10 +54,10 @@ def place_victim(r: redis.Redis, k: QueueKeys, job_id: str, place: str) -> None:
         r.lrem(ready, 0, job_id)
     if place == "scheduled":
         r.zadd(k.scheduled, {job_id: 0})
-        r.hset(k.job(job_id), "status", "scheduled")
+        r.hset(k.job(job_id), "s", "s")
     else:  # in flight on a worker that died: deliveries 1, lease long expired
         r.zadd(k.inflight, {job_id: 0})
-        r.hset(k.job(job_id), mapping={"status": "active", "deliveries": 1})
+        r.hset(k.job(job_id), mapping={"s": "a", "v": 1})
 
 
 def damage(r: redis.Redis, key: str, field: str, value: str | None) -> None:
@@ -73,9 +74,9 @@ async def drain(app: Taskforge, limit_s: float = 20) -> None:
 
 
 @pytest.mark.parametrize("place", PLACES)
-@pytest.mark.parametrize(("field", "value"), DAMAGE)
+@pytest.mark.parametrize(("field", "value", "word"), DAMAGE)
 async def test_an_unreadable_record_is_buried_as_poison_and_the_good_jobs_run(
-    app_factory: AppFactory, place: str, field: str, value: str | None
+    app_factory: AppFactory, place: str, field: str, value: str | None, word: str
 ) -> None:
     app = app_factory()
     ran: list[int] = []
@@ -95,9 +96,9 @@ async def test_an_unreadable_record_is_buried_as_poison_and_the_good_jobs_run(
 
     assert sorted(ran) == [0, 1, 2, 3, 4]
     rec = r.hgetall(k.job(victim))
-    assert rec["status"] == "dead"
+    assert rec["s"] == "x"
     assert rec["error_type"] == "PoisonJob"
-    assert field in rec["error"] and "unreadable" in rec["error"]
+    assert word in rec["error"] and "unreadable" in rec["error"]
     assert r.zscore(k.dead, victim) is not None
     for ready in k.ready_lists:
         assert victim not in r.lrange(ready, 0, -1)

@@ -34,6 +34,7 @@ from taskforge.protocol.ops import Ops
 from taskforge.protocol.records import NewJob, Outcome
 from taskforge.protocol.scripts import SCRIPT_NAMES, SCRIPTS
 from taskforge.settings import Settings
+from taskforge.upgrade import upgrade_queue
 from taskforge.workflow.ops import WORKFLOW_EVENTS, MemberOutcome, WorkflowKeys, WorkflowOps
 
 PREFIX, QUEUE, JOB, TOKEN, TASK, WORKFLOW, CRON = (
@@ -121,6 +122,8 @@ KEY_ROLES: dict[str, list[list[str]]] = {
     "dead zset": [[_q.dead]],
     "job key prefix": [[_q.job_prefix]],
     "job record": [[_q.job(JOB)]],
+    "the old record": [[f"{_q.base}:job:{JOB}"]],
+    "the new record": [[_q.job(JOB)]],
     "workflow outbox zset": [[_q.base + ":wf_outbox"]],
     "outbox zset of the queue": [[_q.base + ":wf_outbox"]],
     "request record prefix": [[_q.fetched]],
@@ -245,7 +248,7 @@ def script_calls(op: Op[Any], *, want: int = 1, replies: Sequence[Any] = ()) -> 
 
 
 def _job(i: int) -> NewJob:
-    return NewJob(f"J{i}", TASK, JobPriority.NORMAL, "{}", unique_key="u")
+    return NewJob(f"J{i}", TASK, JobPriority.NORMAL, unique_key="u")
 
 
 def _outcome(i: int) -> Outcome:
@@ -339,6 +342,16 @@ CALLERS: dict[str, list[Case]] = {
     ],
     "wf_cancel": [
         ("cancel", lambda: script_calls(WorkflowOps(_o.settings).cancel(WORKFLOW)), None)
+    ],
+    "upgrade_record": [
+        (
+            "upgrade_queue",
+            lambda: script_calls(
+                upgrade_queue(_o, QUEUE, None),
+                replies=[["0", [f"{_q.base}:job:{JOB}"]], [{"status": "queued", "task": TASK}]],
+            ),
+            None,
+        )
     ],
     "wf_outbox": [
         (

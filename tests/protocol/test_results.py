@@ -90,8 +90,8 @@ def test_results_expire_after_the_configured_ttl(
     worker_process(*QUIET, env={"TASKFORGE_RESULT_TTL": "1"})
 
     assert handle.result(timeout=15) == 3
-    assert 0 < r.pttl(f"{prefix}:{{default}}:job:{handle.id}") <= 1000
-    wait_until(lambda: not r.exists(f"{prefix}:{{default}}:job:{handle.id}"), timeout_s=5)
+    assert 0 < r.pttl(f"{prefix}:{{default}}:j:{handle.id}") <= 1000
+    wait_until(lambda: not r.exists(f"{prefix}:{{default}}:j:{handle.id}"), timeout_s=5)
     with pytest.raises(JobNotFoundError):
         handle.info()
 

@@ -41,7 +41,7 @@ def damaged(app_factory: AppFactory) -> tuple[Taskforge, JobHandle[int]]:
     job_id = handle.id
     r = redis.Redis.from_url(app.settings.redis_url, decode_responses=True)
     key = QueueKeys(app.settings.prefix, "default").job(job_id)
-    r.hset(key, mapping={"attempts": "x", "created_ms": "inf"})
+    r.hset(key, mapping={"n": "x", "c": "inf"})
     r.close()
     return app, handle
 

@@ -36,12 +36,20 @@ from taskforge import BrokerError, Settings
 from taskforge.client import Client
 from taskforge.job import JobPriority
 from taskforge.protocol.keys import QueueKeys
+from taskforge.protocol.records import STATUS_OF_LETTER
 from taskforge.task import Call, TaskOptions
 from tests.support.faultproxy import FaultProxy
 from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 FINAL = {"succeeded", "dead", "cancelled"}
+
+
+def _word(letter: Any) -> str | None:
+    """A record's status letter as its word (None: no record)."""
+    return None if letter is None else STATUS_OF_LETTER[str(letter)].value
+
+
 QUEUE = "default"
 
 
@@ -198,7 +206,7 @@ class Chaos:
         ids: list[str] = self.ctl.zrange(self.keys.inflight, 0, -1)  # type: ignore[assignment]
         pipe = self.ctl.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hmget(self.keys.job(job_id), "worker", "deliveries")
+            pipe.hmget(self.keys.job(job_id), "worker", "v")
         held: dict[str, int] = {}
         for job_id, (worker, deliveries) in zip(ids, pipe.execute(), strict=True):
             if worker and f":{pid}:" in worker:
@@ -288,8 +296,8 @@ class Chaos:
             chunk = ids[i : i + 5000]
             pipe = self.ctl.pipeline(transaction=False)
             for job_id in chunk:
-                pipe.hget(self.keys.job(job_id), "status")
-            out.update(zip(chunk, pipe.execute(), strict=True))
+                pipe.hget(self.keys.job(job_id), "s")
+            out.update((i, _word(s)) for i, s in zip(chunk, pipe.execute(), strict=True))
         return out
 
     def settled(self) -> bool:
@@ -400,9 +408,10 @@ class Orphans:
         ids = list(self.waiting)
         pipe = self.chaos.ctl.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hmget(self.chaos.keys.job(job_id), "deliveries", "status")
+            pipe.hmget(self.chaos.keys.job(job_id), "v", "s")
         now = time.monotonic()
-        for job_id, (deliveries, status) in zip(ids, pipe.execute(), strict=True):
+        for job_id, (deliveries, letter) in zip(ids, pipe.execute(), strict=True):
+            status = _word(letter)
             delivery, killed_at = self.waiting[job_id]
             if int(deliveries or 0) > delivery or status in FINAL:
                 self.recovery_s.append(now - killed_at)
@@ -667,7 +676,7 @@ def long_jobs(
         chaos.check(report)
         pipe = chaos.ctl.pipeline(transaction=False)
         for job_id in chaos.ids:
-            pipe.hmget(chaos.keys.job(job_id), "lost", "deliveries")
+            pipe.hmget(chaos.keys.job(job_id), "lost", "v")
         rows = pipe.execute()
         report.notes["spurious_reclaims"] = sum(int(lost or 0) for lost, _ in rows)
         report.notes["redeliveries"] = sum(int(d or 0) - 1 for _, d in rows)
@@ -694,8 +703,8 @@ def poison(jobs: int = 20, max_deliveries: int = 3, lease_s: float = 1.0) -> Rep
         chaos.check(report, expect_dead=[bad_id])
         rec = chaos.ctl.hgetall(chaos.keys.job(bad_id))
         report.kills = chaos.started_workers - 2  # each respawn replaced a worker it killed
-        report.notes["poison_status"] = rec.get("status")
-        report.notes["deliveries"] = rec.get("deliveries")
+        report.notes["poison_status"] = _word(rec.get("s"))
+        report.notes["deliveries"] = rec.get("v")
         report.notes["reason"] = rec.get("error")
         report.notes["in_dead_set"] = chaos.ctl.zscore(chaos.keys.dead, bad_id) is not None
         chaos.stop_workers()

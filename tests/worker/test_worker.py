@@ -308,7 +308,7 @@ async def test_undecodable_envelope_is_dead_lettered_as_poison(app_factory: AppF
 
     damaged, good = await fine.adelay(1), await fine.adelay(2)
     job_key = QueueKeys(app.settings.prefix, "default").job(damaged.id)
-    raw_redis(app).hset(job_key, "envelope", '{"id": "x", "task": ')
+    raw_redis(app).hset(job_key, "k", '{"id": "x", "task": ')
 
     await drain(app)
 

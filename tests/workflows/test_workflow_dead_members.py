@@ -40,7 +40,7 @@ def lose_leases_until_poison(app: Taskforge, member: str) -> None:
     """Lease the member, let the lease lapse (its worker "died"), reclaim: poison at the limit."""
     key = QueueKeys(app.settings.prefix, "default").job(member)
     deadline = time.monotonic() + 10
-    while app.client.broker.client.hget(key, "status") != "dead":
+    while app.client.broker.client.hget(key, "s") != "x":  # dead
         assert time.monotonic() < deadline, "the member was never buried as poison"
         fetch(app, 1)
         time.sleep(0.05)
@@ -73,7 +73,7 @@ def test_a_member_with_an_unreadable_record_fails_its_chord_not_the_callback(any
     c = chord([add.s(1, 1), add.s(2, 2)], total.s()).delay()
     member = f"wf:{c.id}:1"
     key = QueueKeys(app.settings.prefix, "default").job(member)
-    app.client.broker.client.hset(key, "priority", "bogus")
+    app.client.broker.client.hset(key, "p", "bogus")
 
     drain(app)
     replay_until_advanced(app)
@@ -113,7 +113,7 @@ def test_a_member_cancelled_while_its_worker_died_fails_its_workflow(any_url: st
 
     key = QueueKeys(app.settings.prefix, "default").job(member)
     deadline = time.monotonic() + 10
-    while app.client.broker.client.hget(key, "status") != "cancelled":
+    while app.client.broker.client.hget(key, "s") != "c":  # cancelled
         assert time.monotonic() < deadline
         fetch(app, 0)  # reclaims the lapsed lease: the member stays cancelled
         time.sleep(0.05)

@@ -2,6 +2,13 @@
 -- (directly or through another helper) prepended, in this file's order: a helper may use only
 -- the ones above it (taskforge/protocol/scripts.py splits this file at each top-level 'local').
 
+-- A job record's status is one letter in Redis (taskforge.protocol.records.STATUS_LETTER has
+-- the same table); events, replies and the result waiters' lists carry the words.
+local LETTER = {queued = 'q', scheduled = 's', active = 'a', retrying = 'r', succeeded = 'd',
+  dead = 'x', cancelled = 'c'}
+local WORD = {q = 'queued', s = 'scheduled', a = 'active', r = 'retrying', d = 'succeeded',
+  x = 'dead', c = 'cancelled'}
+
 -- Server time in ms: leases, schedules and timestamps never depend on a worker's clock.
 local function now_ms()
   local t = redis.call('TIME')
@@ -34,10 +41,10 @@ local function wf_emit(channel, workflow_id, event, member, now, err)
 end
 
 -- The result waiters' list of a job (keys.QueueKeys.done): 'base:done:<id>' for the record
--- 'base:job:<id>', where base ends at the hash tag's '}' (prefixes and queue names have no braces).
+-- 'base:j:<id>', where base ends at the hash tag's '}' (prefixes and queue names have no braces).
 local function done_key(job_key)
   local close = string.find(job_key, '}', 1, true)
-  return string.sub(job_key, 1, close) .. ':done:' .. string.sub(job_key, close + 6)
+  return string.sub(job_key, 1, close) .. ':done:' .. string.sub(job_key, close + 4)
 end
 
 -- Wake the result waiters of a job whose record has the flag watch.lua sets.
@@ -116,15 +123,23 @@ local function read_record(key, ...)
   return rec
 end
 
--- Read a job's fields, 'priority' and 'attempts' first, then the ones asked for: the fields, or
--- nil and why the job cannot be moved or run.
+-- Read a job's fields: priority ('p'), attempts ('n'), status ('s'), then the ones asked for
+-- (from rec[4]): the fields, or nil and why the job cannot be moved or run. An absent 'p' is
+-- 'normal' and an absent 'n' is 0 (the record leaves out what equals its default); a missing
+-- status tells no record from a record without another call.
 local function read_job(key, ...)
-  local rec, why = read_record(key, 'priority', 'attempts', ...)
-  if rec and not rec[1] and not rec[2] and redis.call('EXISTS', key) == 0 then
-    -- An id without a record (foreign bytes pushed onto a list, or an evicted record).
-    return nil, 'no job record for this id'
+  local rec, why = read_record(key, 'p', 'n', 's', ...)
+  if rec and not rec[3] then
+    if redis.call('EXISTS', key) == 0 then
+      -- An id without a record (foreign bytes pushed onto a list, or an evicted record).
+      return nil, 'no job record for this id'
+    end
+    why = 'unreadable job record: status is missing'
+  elseif rec then
+    rec[1] = rec[1] or 'normal'
+    rec[2] = rec[2] or '0'
+    why = unreadable(rec[1], rec[2])
   end
-  if rec then why = unreadable(rec[1], rec[2]) end
   if why then return nil, why end
   return rec
 end
@@ -136,10 +151,10 @@ local function bury_unreadable(key, id, dead_key, why, channel, queue, now)
   local task = ''
   local kind = redis.call('TYPE', key).ok
   if kind == 'hash' or kind == 'none' then
-    local rec = redis.call('HMGET', key, 'attempts', 'deliveries', 'task')
+    local rec = redis.call('HMGET', key, 'n', 'v', 't')
     task = rec[3] or ''
-    redis.call('HSET', key, 'status', 'dead', 'error_type', 'PoisonJob', 'error', err,
-      'finished_ms', now, 'attempts', as_count(rec[1]) or 0, 'deliveries', as_count(rec[2]) or 0)
+    redis.call('HSET', key, 's', 'x', 'error_type', 'PoisonJob', 'error', err,
+      'finished_ms', now, 'n', as_count(rec[1]) or 0, 'v', as_count(rec[2]) or 0)
     release_unique(key, id, 'any')
     notify(key, 'dead', 3600)
   end

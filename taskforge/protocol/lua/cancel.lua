@@ -11,9 +11,10 @@
 -- Returns     {outcome, status}: outcome 'cancelled', 'requested' (running; the worker aborts it),
 --             'final' (already ended) or 'missing'
 local key, id = KEYS[5], ARGV[3]
-local rec = redis.call('HMGET', key, 'status', 'priority', 'task', 'attempts')
-local st = rec[1]
-if not st then return {'missing', ''} end
+local rec = redis.call('HMGET', key, 's', 'p', 't', 'n')
+if not rec[1] then return {'missing', ''} end
+local st = WORD[rec[1]] or 'dead'
+rec[2] = rec[2] or 'normal'
 local now = now_ms()
 if st == 'queued' or st == 'scheduled' or st == 'retrying' then
   if st == 'queued' then
@@ -26,7 +27,7 @@ if st == 'queued' or st == 'scheduled' or st == 'retrying' then
   else
     redis.call('ZREM', KEYS[4], id)
   end
-  redis.call('HSET', key, 'status', 'cancelled', 'finished_ms', now, 'error_type', 'Cancelled',
+  redis.call('HSET', key, 's', 'c', 'finished_ms', now, 'error_type', 'Cancelled',
     'error', 'cancelled before it ran')
   redis.call('EXPIRE', key, tonumber(ARGV[4]))
   release_unique(key, id, 'any')

@@ -9,7 +9,8 @@
 -- ARGV[2]     queue name
 -- ARGV[3]     the marker the caller read ('' = none yet)
 -- ARGV[4]     the new marker, epoch ms
--- ARGV[5..]   per tick, 5 values: job id, task, priority, envelope json, tick time in ms
+-- ARGV[5..]   per tick, 5 values and then pairs: job id, task, priority ('' = normal), tick
+--             time in ms, n, then n field/value pairs the record stores as they are (enqueue.lua's)
 -- Returns     {1, new marker} when claimed (jobs enqueued), or {0, current marker} when another
 --             scheduler moved the marker first (nothing written)
 local current = redis.call('GET', KEYS[6]) or ''
@@ -18,15 +19,19 @@ redis.call('SET', KEYS[6], ARGV[4])
 local channel, queue = ARGV[1], ARGV[2]
 local now = now_ms()
 local created = 0
-for a = 5, #ARGV, 5 do
-  local id, task, prio, env = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+local now_text = string.format('%d', now)
+local a = 5
+while a <= #ARGV do
+  local id, task, prio, tick = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local first, last = a + 5, a + 4 + 2 * tonumber(ARGV[a + 4])
+  a = last + 1
   local key = KEYS[5] .. id
   if redis.call('EXISTS', key) == 0 then
-    -- The same record enqueue.lua writes for a job that is due now.
+    -- The same record enqueue.lua writes for a job that is due now ('r': the tick it is for).
+    if prio == '' then prio = 'normal' end
     redis.call('RPUSH', KEYS[PRIORITY_INDEX[prio]], id)
-    redis.call('HSET', key, 'envelope', env, 'task', task, 'priority', prio, 'status', 'queued',
-      'attempts', 0, 'deliveries', 0, 'created_ms', now, 'enqueued_ms', now,
-      'run_at_ms', tonumber(ARGV[a + 4]))
+    redis.call('HSET', key, 't', task, 's', 'q', 'c', now_text, 'r', tick, unpack(ARGV, first, last))
+    if prio ~= 'normal' then redis.call('HSET', key, 'p', prio) end
     emit(channel, id, task, queue, 'queued', 1, now)
     created = created + 1
   end

@@ -7,13 +7,22 @@
 -- ARGV[1]     events channel ('' = none)
 -- ARGV[2]     queue name
 -- ARGV[3]     request token: random per call, the same when the call is sent again after its
---             reply was lost; stored as the record's 'enq', so the re-sent call answers 'new'
---             for the jobs it wrote itself the first time ('' = none)
--- ARGV[4..]   per job, 9 values: id, task, priority, envelope json, delay_ms (>= 0),
---             at_ms (absolute run time in ms, -1 = use delay), unique key ('' = none),
---             unique policy ('queued' | 'running' | 'ttl'), unique ttl in s (0 = none)
+--             reply was lost, so the re-sent call answers 'new' for the jobs it wrote itself
+--             the first time ('' = none). Stored as the record's 'enq' only for a caller-given
+--             id: a generated id is 96 random bits, so a record with it can only be this
+--             call's own earlier write
+-- ARGV[4..]   per job, 4 values and then pairs: id, task, how, n, then n field/value pairs the
+--             record stores as they are ('a' args, 'k' kwargs, 'o' options, 'g' signature,
+--             only what the job does not leave to its default). how is '' for a generated
+--             id of a normal-priority job due now without a unique key (nearly all), else
+--             'priority|run|unique policy|unique ttl s|given|unique key': priority '' =
+--             normal, run '' = now, '+<ms>' = after a delay, '@<ms>' = at that epoch time;
+--             unique key '' = none, policy 'queued' | 'running' | 'ttl', ttl '' or 0 = none;
+--             given 'i' when the caller chose the id, else '' (a generated id)
 -- Returns     per job 2 values: status, and 'new' or 'existing:<id>'. A duplicate id or a held
 --             unique key writes nothing and names the job that holds it.
+-- The record (README "Redis data model"): 't' task, 's' status letter, 'c' created ms, then
+-- 'p' priority only when not normal, 'r' run-at ms only when not now, and the pairs.
 local channel, queue, token = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
 -- Numbers go to redis.call as text: Redis formats a Lua number argument with '%.17g', which
@@ -25,13 +34,21 @@ local woke = false
 local ready = {{}, {}, {}}
 local created = {}  -- ids this call wrote: a second copy of one in the same call is a duplicate
 -- Whether the record at `key` was written by an earlier send of this very call.
-local function ours(id, key)
-  return token ~= '' and not created[id] and redis.call('HGET', key, 'enq') == token
+local function ours(id, key, given)
+  if token == '' or created[id] then return false end
+  return not given or redis.call('HGET', key, 'enq') == token
 end
-for a = 4, #ARGV, 9 do
-  local id, task, prio, env = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local delay_ms, at_ms = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
-  local ukey, upolicy, uttl = ARGV[a + 6], ARGV[a + 7], tonumber(ARGV[a + 8])
+local a = 4
+while a <= #ARGV do
+  local id, task, how, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  local first, last = a + 4, a + 3 + 2 * n
+  a = last + 1
+  local prio, run, upolicy, uttl, given, ukey = 'normal', '', 'running', 0, false, ''
+  if how ~= '' then
+    local p, r, up, ut, g, uk = string.match(how, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+    if p ~= '' then prio = p end
+    run, upolicy, uttl, given, ukey = r, up, tonumber(ut) or 0, g == 'i', uk
+  end
   local key = KEYS[6] .. id
   local lock = KEYS[7] .. ukey
   local owner = nil
@@ -42,15 +59,20 @@ for a = 4, #ARGV, 9 do
   end
   if owner or redis.call('EXISTS', key) == 1 then
     local holder = owner or id
-    table.insert(out, redis.call('HGET', KEYS[6] .. holder, 'status'))
-    if holder == id and ours(id, key) then
+    table.insert(out, WORD[redis.call('HGET', KEYS[6] .. holder, 's')] or 'dead')
+    if holder == id and ours(id, key, given) then
       table.insert(out, 'new')
     else
       table.insert(out, 'existing:' .. holder)
     end
   else
-    local run_at = now + delay_ms
-    if at_ms >= 0 then run_at = at_ms end
+    local run_at = now
+    local mark = string.sub(run, 1, 1)
+    if mark == '+' then
+      run_at = now + tonumber(string.sub(run, 2))
+    elseif mark == '@' then
+      run_at = tonumber(string.sub(run, 2))
+    end
     local status = 'queued'
     if run_at > now then
       status = 'scheduled'
@@ -58,11 +80,11 @@ for a = 4, #ARGV, 9 do
     else
       table.insert(ready[PRIORITY_INDEX[prio]], id)
     end
-    local run_at_text = now_text
-    if run_at ~= now then run_at_text = run_at end
-    redis.call('HSET', key, 'envelope', env, 'task', task, 'priority', prio, 'status', status,
-      'attempts', '0', 'deliveries', '0', 'created_ms', now_text, 'enqueued_ms', now_text,
-      'run_at_ms', run_at_text, 'enq', token)
+    redis.call('HSET', key, 't', task, 's', LETTER[status], 'c', now_text,
+      unpack(ARGV, first, last))
+    if prio ~= 'normal' then redis.call('HSET', key, 'p', prio) end
+    if given and token ~= '' then redis.call('HSET', key, 'enq', token) end
+    if run_at ~= now then redis.call('HSET', key, 'r', string.format('%d', run_at)) end
     created[id] = true
     if ukey ~= '' then
       redis.call('HSET', key, 'unique_lock', lock, 'unique_until', upolicy)

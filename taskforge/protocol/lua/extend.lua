@@ -12,8 +12,8 @@ local deadline = now + tonumber(ARGV[1])
 local lost, cancel = {}, {}
 for a = 2, #ARGV, 2 do
   local id = ARGV[a]
-  local rec = redis.call('HMGET', KEYS[2] .. id, 'deliveries', 'status', 'cancel')
-  if rec[1] == ARGV[a + 1] and rec[2] == 'active' and redis.call('ZSCORE', KEYS[1], id) then
+  local rec = redis.call('HMGET', KEYS[2] .. id, 'v', 's', 'cancel')
+  if rec[1] == ARGV[a + 1] and rec[2] == 'a' and redis.call('ZSCORE', KEYS[1], id) then
     redis.call('ZADD', KEYS[1], 'XX', deadline, id)
     if rec[3] == '1' then table.insert(cancel, id) end
   else

@@ -24,8 +24,9 @@
 -- KEYS[10]    workflow outbox zset: a member this script ends (poison, cancelled) is noted there,
 --             as finish.lua does, so its workflow advances (fails) from the outbox replay
 -- Returns     {ms until the next scheduled job is due (-1 = none), ms until the next lease
---              expires (-1 = none), then per leased job: id, envelope json, lease token,
---              attempts so far}
+--              expires (-1 = none), then per leased job 10 values: id, lease token, attempts
+--              so far, and its record's t, c, a, k, o, p, g (task, created ms, args json,
+--              kwargs json, options json, priority, signature; '' where the record has none)}
 local want, lease_ms, worker, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local queue, batch, max_lost = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local request, answered = ARGV[8], ARGV[9]
@@ -57,13 +58,13 @@ end
 local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now_text, 'LIMIT', '0', batch_text)
 for _, id in ipairs(due) do
   local key = prefix .. id
-  local rec, why = read_job(key, 'task')
+  local rec, why = read_job(key, 't')
   if not rec then
     bury(key, id, why)
   else
     redis.call('RPUSH', KEYS[PRIORITY_INDEX[rec[1]]], id)
-    redis.call('HSET', key, 'status', 'queued', 'enqueued_ms', now)
-    emit(channel, id, rec[3], queue, 'queued', tonumber(rec[2]) + 1, now)
+    redis.call('HSET', key, 's', 'q', 'e', now_text)
+    emit(channel, id, rec[4], queue, 'queued', tonumber(rec[2]) + 1, now)
   end
 end
 if #due > 0 then redis.call('ZREM', KEYS[4], unpack(due)) end
@@ -72,17 +73,17 @@ if #due > 0 then redis.call('ZREM', KEYS[4], unpack(due)) end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now_text, 'LIMIT', '0', batch_text)
 for _, id in ipairs(expired) do
   local key = prefix .. id
-  local rec, why = read_job(key, 'task', 'cancel', 'lost')
+  local rec, why = read_job(key, 't', 'cancel', 'lost')
   if not rec then
     bury(key, id, why)
   else
-    local priority, task, cancelled = rec[1], rec[3], rec[4] == '1'
+    local priority, task, cancelled = rec[1], rec[4], rec[5] == '1'
     local attempt = tonumber(rec[2]) + 1
-    local lost = (as_count(rec[5]) or 0) + 1
+    local lost = (as_count(rec[6]) or 0) + 1
     redis.call('HSET', key, 'lost', lost)
     if cancelled then
       -- Cancelled while running, and its worker is gone: it stays cancelled.
-      redis.call('HSET', key, 'status', 'cancelled', 'finished_ms', now)
+      redis.call('HSET', key, 's', 'c', 'finished_ms', now_text)
       redis.call('EXPIRE', key, 86400)
       release_unique(key, id, 'any')
       notify(key, 'cancelled', 3600)
@@ -90,8 +91,8 @@ for _, id in ipairs(expired) do
       ended(id)
     elseif lost >= max_lost then
       local err = 'poison: its worker was lost ' .. lost .. ' times while running it'
-      redis.call('HSET', key, 'status', 'dead', 'error', err, 'error_type', 'PoisonJob',
-        'finished_ms', now)
+      redis.call('HSET', key, 's', 'x', 'error', err, 'error_type', 'PoisonJob',
+        'finished_ms', now_text)
       redis.call('ZADD', KEYS[7], now, id)
       release_unique(key, id, 'any')
       notify(key, 'dead', 3600)
@@ -99,7 +100,7 @@ for _, id in ipairs(expired) do
       ended(id)
     else
       redis.call('LPUSH', KEYS[PRIORITY_INDEX[priority]], id)
-      redis.call('HSET', key, 'status', 'queued', 'enqueued_ms', now)
+      redis.call('HSET', key, 's', 'q', 'e', now_text)
       emit(channel, id, task, queue, 'queued', attempt, now)
     end
   end
@@ -116,16 +117,16 @@ if replay then
   local renewed = {}
   for _, lease in ipairs(cjson.decode(replay)) do
     local key = prefix .. lease[1]
-    local rec = redis.call('HMGET', key, 'envelope', 'deliveries', 'status', 'attempts')
+    local rec = redis.call('HMGET', key, 'v', 's', 'n', 't', 'c', 'a', 'k', 'o', 'p', 'g')
     local deadline = tonumber(redis.call('ZSCORE', KEYS[5], lease[1]))
-    if rec[1] and rec[2] == lease[2] and rec[3] == 'active' and deadline and deadline > now then
+    if rec[4] and rec[1] == lease[2] and rec[2] == 'a' and deadline and deadline > now then
       -- A full lease again: the worker that lost the reply may have been away a while.
       table.insert(renewed, now + lease_ms)
       table.insert(renewed, lease[1])
-      table.insert(out, lease[1])
-      table.insert(out, rec[1])
-      table.insert(out, tonumber(lease[2]))
-      table.insert(out, tonumber(rec[4]) or 0)
+      for _, v in ipairs({lease[1], tonumber(lease[2]), tonumber(rec[3]) or 0}) do
+        table.insert(out, v)
+      end
+      for i = 4, 10 do table.insert(out, rec[i] or '') end
     end
   end
   zadd_all(KEYS[5], renewed)
@@ -140,24 +141,27 @@ while remaining > 0 do
   local leases = {}
   for _, id in ipairs(popped[2]) do
     local key = prefix .. id
-    local job, why = read_job(key, 'envelope', 'task', 'deliveries', 'unique_lock')
-    if job and not job[3] then why = 'unreadable job record: envelope is missing' end
+    local job, why = read_job(key, 't', 'v', 'unique_lock', 'c', 'a', 'k', 'o', 'g')
+    if job and not job[4] then why = 'unreadable job record: task is missing' end
     if why then
       -- It cannot run (nor be handed back or retried): bury it as poison, seen, never dropped.
       bury(key, id, why)
     else
-      local envelope, task, attempts = job[3], job[4], tonumber(job[2])
+      local task, attempts = job[4], tonumber(job[2])
       local token = (as_count(job[5]) or 0) + 1
-      redis.call('HSET', key, 'status', 'active', 'started_ms', now_text, 'worker', worker,
-        'deliveries', int_text(token))
+      redis.call('HSET', key, 's', 'a', 'started_ms', now_text, 'worker', worker,
+        'v', int_text(token))
       table.insert(leases, deadline_text)
       table.insert(leases, id)
       if job[6] then release_unique(key, id, 'queued') end
       emit(channel, id, task, queue, 'active', attempts + 1, now)
       table.insert(out, id)
-      table.insert(out, envelope)
       table.insert(out, token)
       table.insert(out, attempts)
+      table.insert(out, task)
+      for i = 7, 10 do table.insert(out, job[i] or '') end
+      table.insert(out, job[1])
+      table.insert(out, job[11] or '')
       table.insert(granted, {id, tostring(token)})
     end
     remaining = remaining - 1

@@ -24,19 +24,22 @@ local now = now_ms()
 local now_text = string.format('%d', now)
 local out = {}
 local done = {}
+-- The letters of the three final statuses (the prelude's table has all seven).
+local FINAL_LETTER = {succeeded = 'd', dead = 'x', cancelled = 'c'}
 for a = 4, #ARGV, 8 do
   local id, token, status = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local key = KEYS[3] .. id
-  local rec = redis.call('HMGET', key, 'deliveries', 'status', 'task', 'attempts', 'waiters',
+  local rec = redis.call('HMGET', key, 'v', 's', 't', 'n', 'waiters',
     'unique_lock', 'finished_by', 'worker')
-  if rec[7] == token and rec[2] == status then
+  local letter = FINAL_LETTER[status]
+  if rec[7] == token and rec[2] == letter then
     table.insert(out, 2)
-  elseif rec[1] ~= token or rec[2] ~= 'active' then
+  elseif rec[1] ~= token or rec[2] ~= 'a' then
     table.insert(out, 0)
   else
     local attempt = (tonumber(rec[4]) or 0) + 1
     local err = ARGV[a + 5]
-    local fields = {'status', status, 'finished_ms', now_text, 'attempts', attempt,
+    local fields = {'s', letter, 'finished_ms', now_text, 'n', attempt,
       'finished_by', token}
     if ARGV[a + 3] ~= '' then
       table.insert(fields, 'result')

@@ -13,8 +13,8 @@ local out = {}
 for a = 3, #ARGV, 4 do
   local id, fraction, message = ARGV[a], ARGV[a + 2], ARGV[a + 3]
   local key = KEYS[1] .. id
-  local rec = redis.call('HMGET', key, 'deliveries', 'status', 'task', 'attempts')
-  if rec[1] ~= ARGV[a + 1] or rec[2] ~= 'active' then
+  local rec = redis.call('HMGET', key, 'v', 's', 't', 'n')
+  if rec[1] ~= ARGV[a + 1] or rec[2] ~= 'a' then
     table.insert(out, 0)
   else
     redis.call('HSET', key, 'progress', fraction, 'progress_message', message)

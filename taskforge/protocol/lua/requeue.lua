@@ -19,20 +19,22 @@ for j = n, 1, -1 do
   local a = 4 + (j - 1) * 2
   local id = ARGV[a]
   local key = KEYS[7] .. id
-  local rec = redis.call('HMGET', key, 'deliveries', 'status', 'task', 'priority', 'attempts')
+  local rec = redis.call('HMGET', key, 'v', 's', 't', 'p', 'n')
+  rec[4] = rec[4] or 'normal'
+  rec[5] = rec[5] or '0'
   out[j] = 0
-  if rec[1] == ARGV[a + 1] and rec[2] == 'active' then
+  if rec[1] == ARGV[a + 1] and rec[2] == 'a' then
     redis.call('ZREM', KEYS[4], id)
     local attempt = (as_count(rec[5]) or 0) + 1
     if delay_ms > 0 or unreadable(rec[4], rec[5]) then
       -- A record damaged while leased goes through the scheduled set: the next fetch's
       -- promotion validates it and buries it as poison (this script has no dead set).
       redis.call('ZADD', KEYS[5], now + delay_ms, id)
-      redis.call('HSET', key, 'status', 'scheduled', 'run_at_ms', now + delay_ms)
+      redis.call('HSET', key, 's', 's', 'r', string.format('%d', now + delay_ms))
       emit(channel, id, rec[3], queue, 'scheduled', attempt, now)
     else
       redis.call('LPUSH', KEYS[PRIORITY_INDEX[rec[4]]], id)
-      redis.call('HSET', key, 'status', 'queued', 'enqueued_ms', now)
+      redis.call('HSET', key, 's', 'q', 'e', string.format('%d', now))
       emit(channel, id, rec[3], queue, 'queued', attempt, now)
     end
     out[j] = 1

@@ -14,14 +14,14 @@
 -- ARGV[9]     the failed run's duration, ms (for the event)
 -- Returns     1 scheduled for retry, 0 refused (stale token or not active)
 local key, id = KEYS[4], ARGV[3]
-local rec = redis.call('HMGET', key, 'deliveries', 'status', 'task', 'attempts', 'worker')
-if rec[1] ~= ARGV[4] or rec[2] ~= 'active' then return 0 end
+local rec = redis.call('HMGET', key, 'v', 's', 't', 'n', 'worker')
+if rec[1] ~= ARGV[4] or rec[2] ~= 'a' then return 0 end
 local now = now_ms()
 local run_at = now + tonumber(ARGV[5])
 -- Not HINCRBY: a count damaged while the job ran must not fail the script (the next fetch
 -- validates the record and buries it if it is still unreadable).
 local attempt = (as_count(rec[4]) or 0) + 1
-redis.call('HSET', key, 'status', 'retrying', 'run_at_ms', run_at, 'attempts', attempt,
+redis.call('HSET', key, 's', 'r', 'r', string.format('%d', run_at), 'n', attempt,
   'error_type', ARGV[6],
   'error', ARGV[7], 'traceback', ARGV[8])
 redis.call('ZREM', KEYS[1], id)

@@ -13,11 +13,12 @@ local moved = 0
 for a = 3, #ARGV do
   local id = ARGV[a]
   local key = KEYS[6] .. id
-  local rec = redis.call('HMGET', key, 'priority', 'task')
-  if rec[1] and PRIORITY_INDEX[rec[1]] and redis.call('ZREM', KEYS[4], id) == 1 then
-    redis.call('RPUSH', KEYS[PRIORITY_INDEX[rec[1]]], id)
-    redis.call('HSET', key, 'status', 'queued', 'attempts', 0, 'lost', 0, 'enqueued_ms', now)
-    redis.call('HDEL', key, 'finished_ms', 'waiters')
+  local rec = redis.call('HMGET', key, 'p', 't', 's')
+  local prio = rec[1] or 'normal'
+  if rec[3] and PRIORITY_INDEX[prio] and redis.call('ZREM', KEYS[4], id) == 1 then
+    redis.call('RPUSH', KEYS[PRIORITY_INDEX[prio]], id)
+    redis.call('HSET', key, 's', 'q', 'e', string.format('%d', now))
+    redis.call('HDEL', key, 'finished_ms', 'waiters', 'n', 'lost')
     emit(ARGV[1], id, rec[2], ARGV[2], 'queued', 1, now)
     moved = moved + 1
   end

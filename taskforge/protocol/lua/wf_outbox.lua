@@ -11,9 +11,10 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1])
   tonumber(ARGV[2]))
 local out = {}
 for _, id in ipairs(ids) do
-  local rec, why = read_record(KEYS[2] .. id, 'status', 'result', 'error_type', 'error')
+  local rec, why = read_record(KEYS[2] .. id, 's', 'result', 'error_type', 'error')
   -- A record of another type was buried as poison by fetch.lua: its member is dead.
-  if not rec then rec = {'dead', nil, 'PoisonJob', 'poison: ' .. why} end
+  if not rec then rec = {'x', nil, 'PoisonJob', 'poison: ' .. why} end
+  rec[1] = WORD[rec[1]]
   if rec[1] == 'succeeded' or rec[1] == 'dead' or rec[1] == 'cancelled' then
     local err = ''
     if rec[3] then err = rec[3] .. ': ' .. (rec[4] or '') end
