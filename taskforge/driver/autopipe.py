@@ -177,7 +177,10 @@ class AutoPipelinedRedis(redis.asyncio.Redis):
         conn = self._conn
         if conn is None:
             conn = self._conn = await self.connection_pool.get_connection()  # type: ignore[no-untyped-call]
-        elif not conn.is_connected:
+        elif not conn.is_connected or conn._reader.at_eof():
+            # Closed while idle (a server's `timeout`, a restart): the pool would not hand out
+            # such a connection either, and a command written to it would fail for nothing.
+            await conn.disconnect(nowait=True)
             await conn.connect()
         return conn
 
