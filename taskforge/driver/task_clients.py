@@ -29,13 +29,15 @@ class TaskClients:
     """One asyncio and one blocking client for the task bodies of one worker, each made on
     first use and closed by :meth:`aclose` (or :meth:`close`) when the worker ends.
 
-    ``concurrency`` sizes the pools: at least that many connections (each job may hold one
-    while the worker runs ``concurrency`` jobs), or the settings' ``max_connections`` if more.
+    ``concurrency`` sizes the pools: at least that many connections and one (each job may hold
+    one while the worker runs ``concurrency`` jobs, and the batches hold one), or the settings'
+    ``max_connections`` if more.
     """
 
     def __init__(self, settings: Settings, *, concurrency: int = 1):
-        if concurrency > settings.max_connections:
-            settings = settings.model_copy(update={"max_connections": concurrency})
+        wanted = concurrency + 1  # one more: the asyncio client's batches hold a connection
+        if wanted > settings.max_connections:
+            settings = settings.model_copy(update={"max_connections": wanted})
         self.settings = settings
         self._async: AsyncRedis | None = None
         self._sync: SyncRedis | None = None
