@@ -4,7 +4,9 @@ A task that makes its own ``redis.asyncio.Redis`` pays redis-py's pure-Python pa
 command and opens a pool per process it was imported in. :class:`TaskClients` makes each client
 once per worker (or pool child), on its first use, from the worker's own settings and client
 factory, so a Cluster or Sentinel URL, TLS, auth and timeouts apply as they do to the worker's
-connections; the asyncio client packs with hiredis as the worker's do. Its pools are the
+connections; the asyncio client packs with hiredis as the worker's do, and batches the commands
+that concurrent bodies issue in one event-loop turn into one write (:mod:`.autopipe`; not on a
+Cluster, whose client stays plain). Its pools are the
 body's own: a task that holds a connection (a blocking pop, a long pipeline) never starves the
 worker's fetches and outcome writes.
 """
@@ -16,6 +18,7 @@ import threading
 
 import redis.asyncio
 
+from taskforge.driver.autopipe import AutoPipelinedRedis
 from taskforge.driver.connection import AsyncRedis, SyncRedis, async_client, sync_client
 from taskforge.driver.packing import packing_in_c
 from taskforge.errors import TaskforgeError
@@ -26,13 +29,15 @@ class TaskClients:
     """One asyncio and one blocking client for the task bodies of one worker, each made on
     first use and closed by :meth:`aclose` (or :meth:`close`) when the worker ends.
 
-    ``concurrency`` sizes the pools: at least that many connections (each job may hold one
-    while the worker runs ``concurrency`` jobs), or the settings' ``max_connections`` if more.
+    ``concurrency`` sizes the pools: at least that many connections and one (each job may hold
+    one while the worker runs ``concurrency`` jobs, and the batches hold one), or the settings'
+    ``max_connections`` if more.
     """
 
     def __init__(self, settings: Settings, *, concurrency: int = 1):
-        if concurrency > settings.max_connections:
-            settings = settings.model_copy(update={"max_connections": concurrency})
+        wanted = concurrency + 1  # one more: the asyncio client's batches hold a connection
+        if wanted > settings.max_connections:
+            settings = settings.model_copy(update={"max_connections": wanted})
         self.settings = settings
         self._async: AsyncRedis | None = None
         self._sync: SyncRedis | None = None
@@ -56,6 +61,7 @@ class TaskClients:
             client = self._async = async_client(self.settings)
             if isinstance(client, redis.asyncio.Redis) and not self.settings.is_memory:
                 packing_in_c(client)
+                client = self._async = AutoPipelinedRedis.adopt(client)
         return client
 
     def sync_client(self) -> SyncRedis:
