@@ -8,6 +8,7 @@ builds it, with logging at ERROR (the CLI logs one INFO line per job).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -31,7 +32,7 @@ from runner import (
     track,
 )
 
-from taskforge import Settings, Taskforge
+from taskforge import Settings, Taskforge, current_job
 from taskforge.worker import Worker
 
 app = Taskforge(Settings.from_env(redis_url=redis_url(), prefix=prefix()))
@@ -66,10 +67,16 @@ def _aclient() -> redis.asyncio.Redis:
 _sync_client = redis.Redis.from_url(redis_url())
 
 
+#: The INCR body's client: the worker's lent one (``current_job().redis``, auto-pipelined; the
+#: way the README shows, as arq's body uses its ``ctx['redis']``), or with
+#: ``BENCH_TF_INCR_CLIENT=own`` a ``redis.asyncio.Redis`` the task module made itself.
+_INCR_OWN_CLIENT = os.environ.get("BENCH_TF_INCR_CLIENT", "lent") == "own"
+
+
 @app.task(name="bench.incr_async", max_retries=0)
 async def incr_async() -> None:
-    """One Redis INCR (asyncio client)."""
-    await arun_body("incr", _aclient())
+    """One Redis INCR (asyncio client: the worker's lent one unless BENCH_TF_INCR_CLIENT=own)."""
+    await arun_body("incr", _aclient() if _INCR_OWN_CLIENT else current_job().redis)
 
 
 @app.task(name="bench.incr_sync", max_retries=0)
