@@ -51,8 +51,15 @@ PRIORITY_ORDER: tuple[JobPriority, ...] = (JobPriority.HIGH, JobPriority.NORMAL,
 
 
 def new_job_id() -> str:
-    """A fresh random job id: 96 random bits as 16 base64url characters (``A-Z a-z 0-9 - _``)."""
-    return urlsafe_b64encode(os.urandom(12)).decode()
+    """A fresh random job id: 96 random bits as 16 base64url characters (``A-Z a-z 0-9 - _``),
+    never starting with ``-`` (a command line would read ``taskforge job -x…`` as an option).
+
+    One draw in 64 starts with ``-`` and is drawn again: the ids stay uniform over the rest.
+    """
+    while True:
+        job_id = urlsafe_b64encode(os.urandom(12)).decode()
+        if job_id[0] != "-":
+            return job_id
 
 
 class Job(BaseModel):
