@@ -73,3 +73,25 @@ def test_an_unreadable_result_reads_as_unknown_not_an_error(app_factory: AppFact
 
     assert record.result is None
     assert "result" in record.unreadable_fields
+
+
+def test_a_stray_key_of_another_type_does_not_stop_the_upgrade(app_factory: AppFactory) -> None:
+    # One non-hash key under the old record prefix made HGETALL fail the whole batch: every
+    # run raised at the same key and no record of the queue could ever be moved.
+    from taskforge import Admin
+
+    app = app_factory()
+    r = raw_redis(app)
+    k = QueueKeys(app.settings.prefix, "default")
+    r.sadd(f"{app.settings.prefix}:queues", "default")
+    envelope = '{"id":"old-1","args":[1],"kwargs":{},"task":"up.any","queue":"default"}'
+    r.hset(f"{k.base}:job:old-1", mapping={"envelope": envelope, "task": "up.any",
+                                           "status": "queued", "created_ms": "1"})  # fmt: skip
+    r.set(f"{k.base}:job:stray", "not a record")
+
+    with Admin(app.settings) as admin:
+        (done,) = admin.upgrade_records(["default"])
+
+    assert done.moved == 1
+    assert r.hget(k.job("old-1"), "a") == "[1]"
+    assert r.get(f"{k.base}:job:stray") == "not a record"
