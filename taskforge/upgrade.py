@@ -110,7 +110,9 @@ def upgrade_queue(ops: OpsBase, queue: str, key: bytes | None, batch: int = 500)
     moved = skipped = changed = 0
     cursor = "0"
     while True:
-        cursor, found = yield Command(("SCAN", cursor, "MATCH", pattern, "COUNT", batch))
+        cursor, found = yield Command(
+            ("SCAN", cursor, "MATCH", pattern, "COUNT", batch, "TYPE", "hash")
+        )  # a stray key of another type under the prefix is not a record: not read
         names = [str(n) for n in found]
         records = yield Batch([Command(("HGETALL", n)) for n in names])
         for name, raw in zip(names, records, strict=True):

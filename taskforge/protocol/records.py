@@ -237,7 +237,10 @@ def parse_record(job_id: str, raw: dict[str, str], queue: str = "default") -> Jo
         data[name] = raw.get(name)
     data["cancel_requested"] = raw.get("cancel") == "1"
     if "result" in raw:
-        data["result"] = json.loads(raw["result"])
+        try:
+            data["result"] = json.loads(raw["result"])
+        except ValueError:  # damaged (a stray HSET): unknown, as a damaged counter
+            unreadable.append("result")
     if "progress" in raw:
         progress = _fraction(raw["progress"])
         if progress is None:

@@ -37,7 +37,9 @@ for a = 4, #ARGV, 8 do
   elseif rec[1] ~= token or rec[2] ~= 'a' then
     table.insert(out, 0)
   else
-    local attempt = (tonumber(rec[4]) or 0) + 1
+    -- as_count, not tonumber: a count damaged to 'nan'/'inf' while the job ran would make the
+    -- event's encoder raise after the record was written, failing the whole batch each time.
+    local attempt = (as_count(rec[4]) or 0) + 1
     local err = ARGV[a + 5]
     local fields = {'s', letter, 'finished_ms', now_text, 'n', attempt,
       'finished_by', token}
