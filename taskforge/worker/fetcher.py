@@ -121,7 +121,9 @@ class Fetcher:
             await self._accept(queue, request, fetched)
             while not fetched.jobs and not self.stopping:
                 if self.burst:
-                    if await self._burst_done(fetched.next_due_ms):
+                    if await self._burst_done(fetched.next_due_ms) and not await self._ready_left(
+                        queue
+                    ):
                         return
                     break
                 idle = await self._idle(queue, fetched)
@@ -222,6 +224,16 @@ class Fetcher:
             log.warning(
                 "worker %s could not hand back %d jobs: %s", self.worker_id, len(pairs), exc
             )
+
+    async def _ready_left(self, queue: str) -> bool:
+        """Whether ``queue`` still holds ready jobs. A fetch that leased nothing may have popped
+        only ids it buried (no record, a damaged one): the jobs behind them are still there, so
+        a burst worker looks before it ends (an error reads as "yes": the fetch loop copes)."""
+        try:
+            counts = await self.broker.run(self.broker.ops.counts(queue))
+        except BrokerError:
+            return True
+        return counts.ready_total > 0
 
     async def _burst_done(self, next_due_ms: int | None) -> bool:
         if self.slots.running:

@@ -16,6 +16,7 @@ import redis
 from taskforge import (
     JobFailedError,
     JobNotFoundError,
+    JobPriority,
     JobStatus,
     ResultTimeoutError,
     Retry,
@@ -317,6 +318,29 @@ async def test_undecodable_envelope_is_dead_lettered_as_poison(app_factory: AppF
     assert info.error_type == "PoisonJob"
     assert "poison" in (info.error or "")
     assert await good.aresult(timeout=1) == 2
+
+
+async def test_a_burst_worker_does_not_end_when_a_fetch_popped_only_ids_it_buried(
+    app_factory: AppFactory,
+) -> None:
+    # A fetch of 2 pops two ids without records: it buries both and leases nothing. The real
+    # jobs queued behind them must still run before the burst worker ends.
+    app = app_factory()
+
+    @app.task
+    def fine(n: int) -> int:
+        return n
+
+    keys = QueueKeys(app.settings.prefix, "default")
+    raw_redis(app).rpush(keys.ready(JobPriority.NORMAL), "ghost-1", "ghost-2", "ghost-3", "ghost-4")
+    handles = [await fine.adelay(n) for n in range(3)]
+
+    stats = await drain(app, concurrency=2)
+
+    assert [await h.aresult(timeout=1) for h in handles] == [0, 1, 2]
+    assert stats.succeeded == 3
+    dead = raw_redis(app).zrange(keys.dead, 0, -1)
+    assert sorted(dead) == ["ghost-1", "ghost-2", "ghost-3", "ghost-4"]
 
 
 async def test_unserialisable_result_is_dead_not_a_crash(app_factory: AppFactory) -> None:
