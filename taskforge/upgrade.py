@@ -40,13 +40,16 @@ def _dumps(value: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Upgraded:
-    """What one queue's upgrade did: records moved, already moved (or gone), and left behind
-    because they changed while it ran (run it again once the old workers are stopped)."""
+    """What one queue's upgrade did: records moved, already moved (or gone), left behind
+    because they changed while it ran (run it again once the old workers are stopped), and
+    recovered: jobs a new worker, started too early, had dead-lettered for want of a record
+    in its layout; their calls are back in their dead records (``taskforge dead requeue``)."""
 
     queue: str
     moved: int = 0
     skipped: int = 0
     changed: int = 0
+    recovered: int = 0
 
 
 def compact_fields(job_id: str, queue: str, raw: dict[str, str], key: bytes | None) -> list[str]:
@@ -107,7 +110,7 @@ def upgrade_queue(ops: OpsBase, queue: str, key: bytes | None, batch: int = 500)
     k = ops.keys(queue)
     old_prefix = f"{k.base}:job:"
     pattern = "".join("\\" + c if c in "*?[]\\" else c for c in old_prefix) + "*"
-    moved = skipped = changed = 0
+    moved = skipped = changed = recovered = 0
     cursor = "0"
     while True:
         cursor, found = yield Command(
@@ -126,8 +129,9 @@ def upgrade_queue(ops: OpsBase, queue: str, key: bytes | None, batch: int = 500)
             moved += done == 1
             skipped += done in (2, -1)
             changed += done == 0
+            recovered += done == 3
         if str(cursor) == "0":
-            return Upgraded(queue, moved, skipped, changed)
+            return Upgraded(queue, moved, skipped, changed, recovered)
 
 
 __all__ = ["Upgraded", "compact_fields", "upgrade_queue"]

@@ -140,10 +140,13 @@ def upgrade_records(
         done = admin.upgrade_records(queue)
     if as_json:
         print_json([{"queue": u.queue, "moved": u.moved, "skipped": u.skipped,
-                     "changed": u.changed} for u in done])  # fmt: skip
+                     "changed": u.changed, "recovered": u.recovered} for u in done])  # fmt: skip
     else:
         for u in done:
             typer.echo(f"{u.queue}: {u.moved} moved, {u.skipped} already moved, "
                        f"{u.changed} changed while running (run it again)")  # fmt: skip
+            if u.recovered:
+                typer.echo(f"{u.queue}: {u.recovered} dead-lettered by a worker started before "
+                           "the upgrade, whole again: `taskforge dead requeue`")  # fmt: skip
     if any(u.changed for u in done):
         raise typer.Exit(1)

@@ -100,7 +100,43 @@ def test_the_cli_upgrades_and_says_what_it_moved(app_factory: Callable[..., Task
 
     assert first.exit_code == 0, first.output
     assert json.loads(first.stdout) == [{"queue": "default", "moved": 1, "skipped": 0,
-                                         "changed": 0}]  # fmt: skip
+                                         "changed": 0, "recovered": 0}]  # fmt: skip
     assert again.exit_code == 0 and "default: 0 moved" in again.stdout
     assert r.hget(k.job("old-1"), "a") == "[1]"
+    r.close()
+
+
+def test_a_job_a_new_worker_buried_before_the_upgrade_is_recovered_and_revived(
+    app_factory: Callable[..., Taskforge],
+) -> None:
+    # The documented order is: stop old workers, upgrade, start new ones. Started too early, a
+    # new worker finds no compact record for an old queued id and dead-letters it; the upgrade
+    # must then give the dead record its call back (not drop the old one), so a revive runs it.
+    app = app_factory()
+    ran: list[Any] = []
+
+    @app.task(name="up.add")
+    def add(a: int, b: int) -> int:
+        ran.append((a, b))
+        return a + b
+
+    r = redis.Redis.from_url(app.settings.redis_url, decode_responses=True)
+    k = QueueKeys(app.settings.prefix, "default")
+    r.sadd(f"{app.settings.prefix}:queues", "default")
+    old_record(r, k, "early", "up.add", [2, 3])
+    anyio.run(Worker(app.settings, app.registry, burst=True, burst_horizon_s=0).run)
+    assert r.hget(k.job("early"), "s") == "x" and "t" not in r.hgetall(k.job("early"))
+
+    with Admin(app.settings) as admin:
+        (up,) = admin.upgrade_records(["default"])
+        assert (up.moved, up.recovered) == (0, 1)
+        assert not r.exists(f"{k.base}:job:early")
+        record = app.client.record("default", "early")
+        assert record.status is JobStatus.DEAD and "no job record" in (record.error or "")
+        assert admin.dead_requeue(ids=["early"]).total == 1
+
+    anyio.run(Worker(app.settings, app.registry, burst=True, burst_horizon_s=0).run)
+
+    assert ran == [(2, 3)]
+    assert app.client.record("default", "early").status is JobStatus.SUCCEEDED
     r.close()

@@ -7,10 +7,23 @@
 -- ARGV[1]     the old record's status as the caller read it (the move is refused if it changed)
 -- ARGV[2..]   the new record's fields, as field, value pairs
 -- Returns     1 moved, 2 already moved (the old key is deleted if both exist: the new one wins),
+--             3 recovered: a new worker started before the upgrade buried the id (no record in
+--             its layout) and left a stub without a task; the old record's fields fill the
+--             stub, which stays dead with its reason, so `taskforge dead requeue` can run it,
 --             0 refused (the old record changed since it was read: read it again), -1 gone
 if redis.call('EXISTS', KEYS[2]) == 1 then
+  if redis.call('HEXISTS', KEYS[2], 't') == 1 or redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('DEL', KEYS[1])
+    return 2
+  end
+  for i = 2, #ARGV, 2 do
+    -- The stub's status and its error say why it is dead: kept; the call's fields come over.
+    if ARGV[i] ~= 's' and redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then
+      redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+    end
+  end
   redis.call('DEL', KEYS[1])
-  return 2
+  return 3
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if (redis.call('HGET', KEYS[1], 'status') or '') ~= ARGV[1] then return 0 end
