@@ -101,7 +101,7 @@ def _record_rows(queue: str, r: JobRecord) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = [
         ("id", r.id),
         ("status", r.status.value),
-        ("task", r.task or "? (undecodable envelope)"),
+        ("task", r.task or "? (unreadable record)"),
         ("queue", queue),
         ("priority", envelope.priority.value if envelope else "-"),
         ("attempts", f"{r.attempts} (max retries {envelope.max_retries if envelope else '?'})"),

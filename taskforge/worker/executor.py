@@ -426,7 +426,7 @@ class _RunningThread:
 
 def describe_bad_envelope(exc: ValidationError | ValueError) -> Failure:
     """The dead-letter reason for an envelope that cannot be decoded."""
-    return Failure("PoisonJob", f"poison: undecodable envelope: {str(exc)[:500]}")
+    return Failure("PoisonJob", f"poison: unreadable job record: {str(exc)[:500]}")
 
 
 def describe_unknown(exc: UnknownTaskError) -> Failure:
