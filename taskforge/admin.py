@@ -37,7 +37,7 @@ from taskforge.deadletters import (
     OnBatch,
 )
 from taskforge.driver.requests import Op
-from taskforge.errors import JobNotFoundError
+from taskforge.errors import ConfigurationError, JobNotFoundError
 from taskforge.health import health_check, health_check_once
 from taskforge.job import JobRecord, JobStatus
 from taskforge.protocol.brokers import AsyncBroker, SyncBroker
@@ -52,7 +52,7 @@ from taskforge.protocol.inspection import (
 from taskforge.settings import Settings
 from taskforge.signing import signing_key
 from taskforge.task import Periodic
-from taskforge.upgrade import Upgraded, upgrade_queue
+from taskforge.upgrade import Upgraded, unsigned_moves, upgrade_queue
 from taskforge.workflow import WorkflowClient, WorkflowInfo, WorkflowStatus
 
 #: Minutes the overview's rates (jobs per minute) average over.
@@ -207,6 +207,19 @@ class Admin:
         (see :mod:`taskforge.upgrade`)."""
         names = self.broker.run(self._core.inspect.queue_names(queues))
         key = signing_key(self.settings)
+        for q in names:
+            lost = self.broker.run(unsigned_moves(self.broker.ops, q, key))
+            if lost:
+                why = (
+                    "no signing key is set"
+                    if key is None
+                    else "the signing key set did not sign them"
+                )
+                raise ConfigurationError(
+                    f"{len(lost)} signed job record(s) in queue {q!r} (e.g. {lost[0]!r}) would "
+                    f"lose their signature ({why}) and be refused by the workers: run the upgrade "
+                    "with the workers' TASKFORGE_SIGNING_KEY; nothing was moved"
+                )
         return [self.broker.run(upgrade_queue(self.broker.ops, q, key)) for q in names]
 
     def job(self, job_id: str, *, queue: str | None = None) -> tuple[str, JobRecord]:

@@ -9,7 +9,8 @@ only the compact layout, so: stop the old workers, run the upgrade, start the ne
 Each record moves in one script (``upgrade_record.lua``), so a record is always whole in one
 layout or the other; running the upgrade again moves what is left and changes nothing else.
 With a signing key set, a signed job whose old signature verifies is signed again in the new
-form (one that does not verify stays unsigned: a worker with the key dead-letters it, as before).
+form. :func:`unsigned_moves` finds, before anything moves, the signed records that would lose
+their signature (no key, or one their signature was not made with): the upgrade refuses then.
 """
 
 from __future__ import annotations
@@ -94,6 +95,41 @@ def _call_fields(data: dict[str, Any], out: dict[str, str]) -> tuple[str, str, s
     return out.get("a", ""), out.get("k", ""), out.get("o", "")
 
 
+def unsigned_moves(ops: OpsBase, queue: str, key: bytes | None, batch: int = 500) -> Op[list[str]]:
+    """Ids of ``queue``'s old records that are signed but whose signature ``key`` cannot carry
+    over (no key, or a signature it did not make): moved, they would lose it and be refused."""
+    k = ops.keys(queue)
+    old_prefix, pattern = _old_keys(k.base)
+    lost: list[str] = []
+    cursor = "0"
+    while True:
+        cursor, found = yield Command(
+            ("SCAN", cursor, "MATCH", pattern, "COUNT", batch, "TYPE", "hash")
+        )
+        names = [str(n) for n in found]
+        envelopes = yield Batch([Command(("HGET", n, "envelope")) for n in names])
+        for name, env in zip(names, envelopes, strict=True):
+            if (
+                env
+                and _old_signed(str(env))
+                and (key is None or not _old_signature_holds(str(env), key))
+            ):
+                lost.append(name[len(old_prefix) :])
+        if str(cursor) == "0":
+            return lost
+
+
+def _old_keys(base: str) -> tuple[str, str]:
+    """The previous layout's record prefix under ``base``, and a SCAN pattern matching it only."""
+    old_prefix = f"{base}:job:"
+    return old_prefix, "".join("\\" + c if c in "*?[]\\" else c for c in old_prefix) + "*"
+
+
+def _old_signed(env: str) -> bool:
+    at = len(env) - _OLD_SIG_SUFFIX
+    return at >= 1 and env.endswith('"}') and env[at:].startswith(',"sig":"')
+
+
 def _old_signature_holds(env: str, key: bytes) -> bool:
     """Whether an envelope carries the previous layout's signature (a last ``"sig"`` member,
     an HMAC of the text without it) made with ``key``."""
@@ -108,8 +144,7 @@ def _old_signature_holds(env: str, key: bytes) -> bool:
 def upgrade_queue(ops: OpsBase, queue: str, key: bytes | None, batch: int = 500) -> Op[Upgraded]:
     """Move every record of ``queue`` still in the previous layout (SCAN over its old keys)."""
     k = ops.keys(queue)
-    old_prefix = f"{k.base}:job:"
-    pattern = "".join("\\" + c if c in "*?[]\\" else c for c in old_prefix) + "*"
+    old_prefix, pattern = _old_keys(k.base)
     moved = skipped = changed = recovered = 0
     cursor = "0"
     while True:
@@ -134,4 +169,4 @@ def upgrade_queue(ops: OpsBase, queue: str, key: bytes | None, batch: int = 500)
             return Upgraded(queue, moved, skipped, changed, recovered)
 
 
-__all__ = ["Upgraded", "compact_fields", "upgrade_queue"]
+__all__ = ["Upgraded", "compact_fields", "unsigned_moves", "upgrade_queue"]

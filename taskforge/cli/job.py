@@ -16,6 +16,7 @@ from taskforge.admin import Admin
 from taskforge.cli.app import JsonOut, QueueFilter, RedisUrl, cli
 from taskforge.cli.output import console, fail, print_json, when
 from taskforge.cli.session import open_admin
+from taskforge.errors import ConfigurationError
 from taskforge.job import JobRecord, JobStatus
 
 
@@ -137,7 +138,10 @@ def upgrade_records(
     """Move job records the previous release wrote to the compact layout (stop the old
     workers first; safe to run again)."""
     with open_admin(redis_url) as admin:
-        done = admin.upgrade_records(queue)
+        try:
+            done = admin.upgrade_records(queue)
+        except ConfigurationError as exc:  # signed records it cannot sign again: nothing moved
+            raise fail(str(exc), 2) from None
     if as_json:
         print_json([{"queue": u.queue, "moved": u.moved, "skipped": u.skipped,
                      "changed": u.changed, "recovered": u.recovered} for u in done])  # fmt: skip

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import pytest
 import redis
 from typer.testing import CliRunner
 
-from taskforge import Admin, JobStatus, Taskforge, Worker
+from taskforge import Admin, ConfigurationError, JobStatus, Taskforge, Worker
 from taskforge.cli import cli
 from taskforge.job import JobPriority
 from taskforge.protocol.keys import QueueKeys
@@ -139,4 +140,33 @@ def test_a_job_a_new_worker_buried_before_the_upgrade_is_recovered_and_revived(
 
     assert ran == [(2, 3)]
     assert app.client.record("default", "early").status is JobStatus.SUCCEEDED
+    r.close()
+
+
+@pytest.mark.parametrize("key", [None, "another-key"])
+def test_the_upgrade_refuses_to_strip_signatures_it_cannot_renew(
+    app_factory: Callable[..., Taskforge], key: str | None
+) -> None:
+    # Moved without the workers' key, a signed job would lose its signature and be refused by
+    # every worker: the upgrade must refuse up front, with nothing moved.
+    app = app_factory(signing_key=key) if key else app_factory()
+    r = redis.Redis.from_url(app.settings.redis_url, decode_responses=True)
+    k = QueueKeys(app.settings.prefix, "default")
+    r.sadd(f"{app.settings.prefix}:queues", "default")
+    plain = old_record(r, k, "old-plain", "up.add", [1, 1])
+    signed = old_record(r, k, "old-sign-1", "up.add", [1, 2])
+    env = {"REDIS_URL": app.settings.redis_url, "TASKFORGE_PREFIX": app.settings.prefix}
+    if key:
+        env["TASKFORGE_SIGNING_KEY"] = key
+
+    with (
+        Admin(app.settings) as admin,
+        pytest.raises(ConfigurationError, match="TASKFORGE_SIGNING_KEY"),
+    ):
+        admin.upgrade_records(["default"])
+    result = CliRunner().invoke(cli, ["upgrade-records"], env=env)
+
+    assert result.exit_code == 2 and "nothing was moved" in result.output
+    assert r.exists(plain) and r.exists(signed)
+    assert not r.exists(k.job("old-plain")) and not r.exists(k.job("old-sign-1"))
     r.close()
