@@ -26,6 +26,7 @@ from taskforge.cache import CacheService
 from taskforge.cli import cli
 from taskforge.driver.connection import primaries, sync_client, topology
 from taskforge.driver.requests import ScriptCall
+from taskforge.driver.task_clients import TaskClients
 from taskforge.errors import ConfigurationError, NotReplicatedError
 from taskforge.health import health_check
 from taskforge.metrics import MetricsExporter, WorkerMetrics
@@ -194,12 +195,37 @@ async def test_task_bodies_get_cluster_clients_that_route_each_key(
     def incr_sync(key: str) -> None:
         current_job().sync_redis.incr(key)
 
-    await app.aenqueue_many([t.s(k) for k in keys for t in (incr_async, incr_sync)])
+    akeys = [k + "a" for k in keys]
+    skeys = [k + "s" for k in keys]
+    await app.aenqueue_many([incr_async.s(k) for k in akeys] + [incr_sync.s(k) for k in skeys])
     await drain(app, ["default"])
 
     client = sync_client(app.settings)
-    assert [client.get(k) for k in keys] == ["2"] * 6
+    # Each body's key once: the async and the sync client each routed (and applied) every INCR.
+    assert [client.get(k) for k in akeys] == ["1"] * 6
+    assert [client.get(k) for k in skeys] == ["1"] * 6
     assert len({key_slot(k.encode()) for k in keys}) == 6
+
+
+async def test_a_fresh_lent_cluster_client_applies_concurrent_first_commands_once(
+    app_factory: AppFactory,
+) -> None:
+    # redis-py's asyncio cluster client initializes on first use; bodies sending their first
+    # commands at once had some applied twice (4 of 240 INCRs here) until it initialized first.
+    app = app_factory()
+    values: list[str | None] = []
+    client = sync_client(app.settings)
+    for round_ in range(30):
+        lent = TaskClients(app.settings, concurrency=10)
+        keys = [f"{app.settings.prefix}:first:{round_}:{i}" for i in range(6)]
+        cluster = lent.asyncio_client()
+        async with anyio.create_task_group() as tg:
+            for key in keys:
+                tg.start_soon(cluster.incr, key)
+        await lent.aclose()
+        values += [client.get(k) for k in keys]
+
+    assert values == ["1"] * 180
 
 
 async def test_partitioned_queue_keeps_priority_order_within_each_partition(
