@@ -360,8 +360,11 @@ def test_extend_reports_cancel_requests(h: Harness) -> None:
 def test_expired_lease_is_reclaimed_by_the_next_fetch(make: Callable[..., Harness]) -> None:
     h = make(lease_s=0.3)
     job_id = h.put()
-    first = h.fetch_one()
+    # Before the lease is taken: the lease runs from inside that fetch, which can take 0.1 s
+    # or more on memory:// (its first call compiles the script), so a clock started after it
+    # could see the reclaim "early".
     started = time.monotonic()
+    first = h.fetch_one()
 
     fetched = h.broker.run(h.ops.fetch(Q, 1, "w2"))
     second = wait_until(lambda: h.fetch(1), timeout_s=5)[0]
