@@ -22,16 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskforge.driver.requests import Batch, Command, Op, ScriptCall
-from taskforge.job import Job, JobPriority
+from taskforge.job import JobPriority
 from taskforge.protocol.lifecycle import OpsBase
-from taskforge.protocol.records import OPTION_FIELDS, STATUS_LETTER
+from taskforge.protocol.records import OPTION_DEFAULTS, OPTION_FIELDS, STATUS_LETTER
 from taskforge.signing import sign_fields
 
 #: Fields of the previous layout that the compact one stores under other names or leaves out.
 _RENAMED = {"attempts": "n", "deliveries": "v", "created_ms": "c"}
 _CONSUMED = {"envelope", "task", "status", "priority", "enqueued_ms", "run_at_ms", *_RENAMED}
 _OLD_SIG_SUFFIX = len(',"sig":"') + 64 + len('"}')
-_DEFAULTS = {n: f.get_default(call_default_factory=True) for n, f in Job.model_fields.items()}
 _LETTER_OF_WORD = {s.value: letter for s, letter in STATUS_LETTER.items()}
 
 
@@ -89,7 +88,7 @@ def _call_fields(data: dict[str, Any], out: dict[str, str]) -> tuple[str, str, s
         out["a"] = _dumps(data["args"])
     if data.get("kwargs"):
         out["k"] = _dumps(data["kwargs"])
-    opts = {n: data[n] for n in OPTION_FIELDS if n in data and data[n] != _DEFAULTS[n]}
+    opts = {n: data[n] for n in OPTION_FIELDS if n in data and data[n] != OPTION_DEFAULTS[n]}
     if opts:
         out["o"] = _dumps(opts)
     return out.get("a", ""), out.get("k", ""), out.get("o", "")

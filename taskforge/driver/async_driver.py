@@ -17,7 +17,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 
 from taskforge.driver.connection import AsyncRedis, async_client, async_same_node
-from taskforge.driver.core import Core, Exec, Hot, Invoke, NodeOf, OnPrimaries, Step, wrap_error
+from taskforge.driver.core import Core, Exec, Invoke, NodeOf, OnPrimaries, Step, wrap_error
 from taskforge.driver.hot_lane import AsyncHotLane
 from taskforge.driver.packing import packing_in_c
 from taskforge.driver.requests import Op, Request, ScriptCall, Scripts, T
@@ -85,9 +85,6 @@ class AsyncDriver:
         client = self.client
         if isinstance(step, Invoke):
             return await step.script(keys=step.keys, args=step.args)
-        if isinstance(step, Hot):
-            assert self._hot is not None
-            return await self._hot.call(step.command)
         if isinstance(step, Exec):
             return await client.execute_command(*step.args, **step.target)
         if isinstance(step, NodeOf):

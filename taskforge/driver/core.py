@@ -1,11 +1,12 @@
 """The one driver core: what each request kind sends, for both the sync and the async driver.
 
 :class:`Core` turns a request into a *plan*: a generator that yields :data:`Step` s (primitive
-I/O on the client: a command, a pipeline, a registered script, the hot lane, ...) and receives
-their replies, or has their Redis errors thrown in. The drivers are thin loops that perform
-each step, one blocking, one with ``await``; everything else (the wire encoding, ``EVALSHA``
-with its ``NOSCRIPT`` fallback, the ``WAIT`` of a durable write, the wake-then-fetch pipeline,
-the error messages) is written once here.
+I/O on the client: a command, a pipeline, a registered script, ...) and receives their replies,
+or has their Redis errors thrown in. The drivers are thin loops that perform each step, one
+blocking, one with ``await``; a call the hot lane carries (:meth:`Core.hot`) they send on it
+before any plan, and take :meth:`Core.registered` when it cannot. Everything else (the wire
+encoding, ``EVALSHA`` with its ``NOSCRIPT`` fallback, the ``WAIT`` of a durable write, the
+wake-then-fetch pipeline, the error messages) is written once here.
 """
 
 from __future__ import annotations
@@ -65,13 +66,6 @@ class Invoke:
 
 
 @dataclass(frozen=True, slots=True)
-class Hot:
-    """Send a packed command on the hot lane; the reply is ``(sent, reply)``."""
-
-    command: tuple[Arg | bytes, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class OnPrimaries:
     """One command to every primary; the reply is ``{node: reply}``."""
 
@@ -85,7 +79,7 @@ class NodeOf:
     key: str
 
 
-Step = Exec | Pipe | Invoke | Hot | OnPrimaries | NodeOf
+Step = Exec | Pipe | Invoke | OnPrimaries | NodeOf
 #: A request's plan: yields steps, receives their replies, returns the request's reply.
 Plan = Generator[Step, Any, Any]
 
@@ -106,8 +100,8 @@ class Core:
 
     def plan(self, request: Request) -> Plan:
         """The steps that send ``request``; returns its reply."""
-        if isinstance(request, ScriptCall):
-            return (yield from self._script(request))
+        if isinstance(request, ScriptCall):  # the hot lane's calls went first: see :meth:`hot`
+            return (yield from self.registered(request))
         if isinstance(request, Command):
             return (yield Exec(routable(self.client, tuple(wire(request.args)))))
         if isinstance(request, Replicated):
@@ -133,16 +127,6 @@ class Core:
         if self.hot_lane and type(request) is ScriptCall and request.name in self.scripts.hot:
             return self.evalsha(request)
         return None
-
-    def _script(self, call: ScriptCall) -> Plan:
-        if self.hot_lane and call.name in self.scripts.hot:
-            try:
-                sent, reply = yield Hot(self.evalsha(call))
-            except redis.exceptions.NoScriptError:
-                sent = False  # the registered script below loads it
-            if sent:
-                return reply
-        return (yield from self.registered(call))
 
     def registered(self, call: ScriptCall) -> Plan:
         """``call`` through redis-py's script object (pooled, retried; loads it on NOSCRIPT)."""
@@ -250,7 +234,6 @@ __all__ = [
     "MARKER_TTL_MS",
     "Core",
     "Exec",
-    "Hot",
     "Invoke",
     "NodeOf",
     "OnPrimaries",

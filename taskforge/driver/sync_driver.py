@@ -13,7 +13,7 @@ import redis
 import redis.cluster
 
 from taskforge.driver.connection import SyncRedis, same_node, sync_client
-from taskforge.driver.core import Core, Exec, Hot, Invoke, NodeOf, OnPrimaries, Step, wrap_error
+from taskforge.driver.core import Core, Exec, Invoke, NodeOf, OnPrimaries, Step, wrap_error
 from taskforge.driver.hot_lane import HotLane
 from taskforge.driver.overlapped import Overlapped
 from taskforge.driver.requests import Op, Request, ScriptCall, Scripts, T
@@ -116,9 +116,6 @@ class SyncDriver:
         client = self.client
         if isinstance(step, Invoke):
             return step.script(keys=step.keys, args=step.args)
-        if isinstance(step, Hot):
-            assert self._hot is not None
-            return self._hot.call(step.command)
         if isinstance(step, Exec):
             return client.execute_command(*step.args, **step.target)  # type: ignore[no-untyped-call]
         if isinstance(step, NodeOf):

@@ -31,6 +31,11 @@ OPTION_FIELDS: tuple[str, ...] = (
     "max_retries", "retry_backoff_s", "retry_backoff_cap_s", "retry_jitter", "timeout_s",
     "soft_timeout_s", "expires_ms", "serializer", "headers",
 )  # fmt: skip
+#: ``Job``'s default for each of :data:`OPTION_FIELDS`: what a record built without a registry
+#: leaves out of ``o``.
+OPTION_DEFAULTS: dict[str, Any] = {
+    n: Job.model_fields[n].get_default(call_default_factory=True) for n in OPTION_FIELDS
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +69,7 @@ class NewJob:
         if job.kwargs:
             fields += ["k", json.dumps(job.kwargs, separators=(",", ":"))]
         dumped = job.model_dump(include=set(OPTION_FIELDS))
-        defaults = Job.model_fields
-        opts = {
-            n: v
-            for n, v in dumped.items()
-            if v != defaults[n].get_default(call_default_factory=True)
-        }
+        opts = {n: v for n, v in dumped.items() if v != OPTION_DEFAULTS[n]}
         if opts:
             fields += ["o", json.dumps(opts, separators=(",", ":"))]
         if job.sig:
@@ -289,6 +289,7 @@ def _fraction(text: str) -> float | None:
 
 
 __all__ = [
+    "OPTION_DEFAULTS",
     "OPTION_FIELDS",
     "STATUS_LETTER",
     "STATUS_OF_LETTER",
